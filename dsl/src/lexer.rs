@@ -1,0 +1,486 @@
+//! Turns topology text into tokens; lexical mistakes become diagnostics, never panics.
+
+use crate::diagnostic::{Diagnostic, Problem};
+use crate::duration::{parse_duration, Duration};
+use crate::span::Span;
+
+/// One token of the topology language.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tok {
+    /// A name or keyword (`metric`, `reward_type`, or a backquoted `` `user-id` ``).
+    Ident(String),
+    /// A double-quoted string, escapes resolved.
+    Str(String),
+    /// A number such as `42`, `0.99` or `1e6`.
+    Number(f64),
+    /// A duration such as `5m` or `1h30m`.
+    Duration(Duration),
+    /// `{`
+    LBrace,
+    /// `}`
+    RBrace,
+    /// `(`
+    LParen,
+    /// `)`
+    RParen,
+    /// `[`
+    LBracket,
+    /// `]`
+    RBracket,
+    /// `,`
+    Comma,
+    /// `:`
+    Colon,
+    /// `.`
+    Dot,
+    /// `=`
+    Assign,
+    /// `==`
+    EqEq,
+    /// `!=`
+    NotEq,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `=~`
+    Match,
+    /// `!~`
+    NotMatch,
+    /// `-`
+    Minus,
+    /// `;` (an optional separator)
+    Semi,
+    /// End of the text.
+    Eof,
+}
+
+impl Tok {
+    /// How the token is shown in a message ("`{`", "a string", …).
+    pub fn describe(&self) -> String {
+        match self {
+            Tok::Ident(name) => format!("`{name}`"),
+            Tok::Str(s) => format!("the string \"{}\"", s.escape_default()),
+            Tok::Number(n) => format!("the number `{n}`"),
+            Tok::Duration(d) => format!("the duration `{d}`"),
+            Tok::Eof => "the end of the file".to_string(),
+            other => format!("`{}`", other.symbol()),
+        }
+    }
+
+    fn symbol(&self) -> &'static str {
+        match self {
+            Tok::LBrace => "{",
+            Tok::RBrace => "}",
+            Tok::LParen => "(",
+            Tok::RParen => ")",
+            Tok::LBracket => "[",
+            Tok::RBracket => "]",
+            Tok::Comma => ",",
+            Tok::Colon => ":",
+            Tok::Dot => ".",
+            Tok::Assign => "=",
+            Tok::EqEq => "==",
+            Tok::NotEq => "!=",
+            Tok::Lt => "<",
+            Tok::Le => "<=",
+            Tok::Gt => ">",
+            Tok::Ge => ">=",
+            Tok::Match => "=~",
+            Tok::NotMatch => "!~",
+            Tok::Minus => "-",
+            Tok::Semi => ";",
+            _ => "?",
+        }
+    }
+}
+
+/// A token with where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Token {
+    /// The token.
+    pub tok: Tok,
+    /// Where it is in the text.
+    pub span: Span,
+}
+
+/// Splits `text` into tokens, ending with `Tok::Eof`. Lexical mistakes are
+/// pushed to `diags` and skipped, so parsing can go on and report more.
+pub fn lex(text: &str, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
+    let mut lexer = Lexer { text, pos: 0, tokens: Vec::new(), diags };
+    lexer.run();
+    lexer.tokens
+}
+
+struct Lexer<'a, 'd> {
+    text: &'a str,
+    pos: usize,
+    tokens: Vec<Token>,
+    diags: &'d mut Vec<Diagnostic>,
+}
+
+impl Lexer<'_, '_> {
+    fn peek(&self) -> Option<char> {
+        self.text[self.pos..].chars().next()
+    }
+
+    fn peek2(&self) -> Option<char> {
+        let mut chars = self.text[self.pos..].chars();
+        chars.next();
+        chars.next()
+    }
+
+    fn bump(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.pos += c.len_utf8();
+        Some(c)
+    }
+
+    fn push(&mut self, tok: Tok, start: usize) {
+        self.tokens.push(Token { tok, span: Span::new(start, self.pos) });
+    }
+
+    fn run(&mut self) {
+        while let Some(c) = self.peek() {
+            let start = self.pos;
+            match c {
+                c if c.is_whitespace() => {
+                    self.bump();
+                }
+                '#' => {
+                    while let Some(c) = self.peek() {
+                        if c == '\n' {
+                            break;
+                        }
+                        self.bump();
+                    }
+                }
+                '/' if self.peek2() == Some('/') => {
+                    while let Some(c) = self.peek() {
+                        if c == '\n' {
+                            break;
+                        }
+                        self.bump();
+                    }
+                }
+                '"' => self.string(),
+                '`' => self.quoted_ident(),
+                c if c.is_ascii_digit() => self.number_or_duration(),
+                c if c.is_alphabetic() || c == '_' => {
+                    while let Some(c) = self.peek() {
+                        if c.is_alphanumeric() || c == '_' {
+                            self.bump();
+                        } else {
+                            break;
+                        }
+                    }
+                    let word = self.text[start..self.pos].to_string();
+                    self.push(Tok::Ident(word), start);
+                }
+                _ => {
+                    self.bump();
+                    let tok = match c {
+                        '{' => Tok::LBrace,
+                        '}' => Tok::RBrace,
+                        '(' => Tok::LParen,
+                        ')' => Tok::RParen,
+                        '[' => Tok::LBracket,
+                        ']' => Tok::RBracket,
+                        ',' => Tok::Comma,
+                        ':' => Tok::Colon,
+                        '.' => Tok::Dot,
+                        ';' => Tok::Semi,
+                        '-' => Tok::Minus,
+                        '=' => match self.peek() {
+                            Some('=') => {
+                                self.bump();
+                                Tok::EqEq
+                            }
+                            Some('~') => {
+                                self.bump();
+                                Tok::Match
+                            }
+                            _ => Tok::Assign,
+                        },
+                        '!' => match self.peek() {
+                            Some('=') => {
+                                self.bump();
+                                Tok::NotEq
+                            }
+                            Some('~') => {
+                                self.bump();
+                                Tok::NotMatch
+                            }
+                            _ => {
+                                self.diags.push(Diagnostic::new(
+                                    Problem::UnexpectedChar { found: '!' },
+                                    Span::new(start, self.pos),
+                                ));
+                                continue;
+                            }
+                        },
+                        '<' => {
+                            if self.peek() == Some('=') {
+                                self.bump();
+                                Tok::Le
+                            } else {
+                                Tok::Lt
+                            }
+                        }
+                        '>' => {
+                            if self.peek() == Some('=') {
+                                self.bump();
+                                Tok::Ge
+                            } else {
+                                Tok::Gt
+                            }
+                        }
+                        other => {
+                            self.diags.push(Diagnostic::new(
+                                Problem::UnexpectedChar { found: other },
+                                Span::new(start, self.pos),
+                            ));
+                            continue;
+                        }
+                    };
+                    self.push(tok, start);
+                }
+            }
+        }
+        let end = self.text.len();
+        self.tokens.push(Token { tok: Tok::Eof, span: Span::new(end, end) });
+    }
+
+    fn string(&mut self) {
+        let start = self.pos;
+        self.bump(); // opening quote
+        let mut value = String::new();
+        loop {
+            let Some(c) = self.bump() else {
+                self.diags
+                    .push(Diagnostic::new(Problem::UnterminatedString, Span::new(start, self.pos)));
+                return;
+            };
+            match c {
+                '"' => break,
+                '\n' => {
+                    // A string may not span lines: report it here rather than
+                    // swallowing the rest of the file.
+                    self.diags.push(Diagnostic::new(
+                        Problem::UnterminatedString,
+                        Span::new(start, self.pos - 1),
+                    ));
+                    return;
+                }
+                '\\' => {
+                    let esc_start = self.pos - 1;
+                    match self.bump() {
+                        Some('n') => value.push('\n'),
+                        Some('t') => value.push('\t'),
+                        Some('r') => value.push('\r'),
+                        Some('"') => value.push('"'),
+                        Some('\\') => value.push('\\'),
+                        Some('u') => match self.unicode_escape() {
+                            Some(ch) => value.push(ch),
+                            None => self.diags.push(Diagnostic::new(
+                                Problem::BadEscape {
+                                    found: self.text[esc_start..self.pos].to_string(),
+                                },
+                                Span::new(esc_start, self.pos),
+                            )),
+                        },
+                        Some(other) => {
+                            self.diags.push(Diagnostic::new(
+                                Problem::BadEscape { found: format!("\\{other}") },
+                                Span::new(esc_start, self.pos),
+                            ));
+                        }
+                        None => {
+                            self.diags.push(Diagnostic::new(
+                                Problem::UnterminatedString,
+                                Span::new(start, self.pos),
+                            ));
+                            return;
+                        }
+                    }
+                }
+                other => value.push(other),
+            }
+        }
+        self.push(Tok::Str(value), start);
+    }
+
+    /// Reads the `{XXXX}` of a `\u{XXXX}` escape.
+    fn unicode_escape(&mut self) -> Option<char> {
+        if self.peek() != Some('{') {
+            return None;
+        }
+        self.bump();
+        let digits_start = self.pos;
+        while let Some(c) = self.peek() {
+            if c.is_ascii_hexdigit() {
+                self.bump();
+            } else {
+                break;
+            }
+        }
+        let digits = &self.text[digits_start..self.pos];
+        if self.peek() != Some('}') || digits.is_empty() || digits.len() > 6 {
+            return None;
+        }
+        self.bump();
+        u32::from_str_radix(digits, 16).ok().and_then(char::from_u32)
+    }
+
+    fn quoted_ident(&mut self) {
+        let start = self.pos;
+        self.bump();
+        let name_start = self.pos;
+        while let Some(c) = self.peek() {
+            if c == '`' || c == '\n' {
+                break;
+            }
+            self.bump();
+        }
+        if self.peek() == Some('`') && self.pos > name_start {
+            let name = self.text[name_start..self.pos].to_string();
+            self.bump();
+            self.push(Tok::Ident(name), start);
+        } else {
+            self.diags.push(Diagnostic::new(
+                Problem::UnterminatedString,
+                Span::new(start, self.pos),
+            ));
+            if self.peek() == Some('`') {
+                self.bump();
+            }
+        }
+    }
+
+    fn number_or_duration(&mut self) {
+        let start = self.pos;
+        self.eat_digits();
+        let mut is_float = false;
+        if self.peek() == Some('.') && self.peek2().is_some_and(|c| c.is_ascii_digit()) {
+            is_float = true;
+            self.bump();
+            self.eat_digits();
+        }
+        if matches!(self.peek(), Some('e' | 'E'))
+            && (self.peek2().is_some_and(|c| c.is_ascii_digit() || c == '-' || c == '+'))
+        {
+            // An exponent, unless it is really a duration unit (there is none starting with `e`).
+            is_float = true;
+            self.bump();
+            if matches!(self.peek(), Some('-' | '+')) {
+                self.bump();
+            }
+            self.eat_digits();
+        }
+        if !is_float && self.peek().is_some_and(|c| c.is_alphabetic()) {
+            // A duration: digits and units, possibly several (`1h30m`).
+            while let Some(c) = self.peek() {
+                if c.is_alphanumeric() || c == '_' {
+                    self.bump();
+                } else {
+                    break;
+                }
+            }
+            let text = &self.text[start..self.pos];
+            let span = Span::new(start, self.pos);
+            match parse_duration(text) {
+                Ok(d) => self.push(Tok::Duration(d), start),
+                Err(why) => {
+                    self.diags.push(Diagnostic::new(
+                        Problem::BadDuration { found: text.to_string(), why },
+                        span,
+                    ));
+                    // Keep a placeholder so the parser does not report a second error here.
+                    self.push(Tok::Duration(Duration::from_millis(1)), start);
+                }
+            }
+            return;
+        }
+        let text: String = self.text[start..self.pos].chars().filter(|c| *c != '_').collect();
+        match text.parse::<f64>() {
+            Ok(n) if n.is_finite() => self.push(Tok::Number(n), start),
+            _ => {
+                self.diags.push(Diagnostic::new(
+                    Problem::BadNumber { found: self.text[start..self.pos].to_string() },
+                    Span::new(start, self.pos),
+                ));
+                self.push(Tok::Number(0.0), start);
+            }
+        }
+    }
+
+    fn eat_digits(&mut self) {
+        while let Some(c) = self.peek() {
+            if c.is_ascii_digit() || c == '_' {
+                self.bump();
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toks(text: &str) -> (Vec<Tok>, Vec<Diagnostic>) {
+        let mut diags = Vec::new();
+        let toks = lex(text, &mut diags).into_iter().map(|t| t.tok).collect();
+        (toks, diags)
+    }
+
+    #[test]
+    fn lexes_the_pieces_of_a_metric() {
+        let (toks, diags) = toks("window hopping 10m every 1m # note\n p = quantile(x, 0.99)");
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(toks[0], Tok::Ident("window".into()));
+        assert_eq!(toks[2], Tok::Duration(Duration::from_millis(600_000)));
+        assert_eq!(toks[4], Tok::Duration(Duration::from_millis(60_000)));
+        assert_eq!(toks[11], Tok::Number(0.99));
+        assert_eq!(*toks.last().unwrap(), Tok::Eof);
+    }
+
+    #[test]
+    fn strings_resolve_escapes() {
+        let (toks, diags) = toks(r#""a\"b\\c\u{e9}\n""#);
+        assert!(diags.is_empty());
+        assert_eq!(toks[0], Tok::Str("a\"b\\cé\n".into()));
+    }
+
+    #[test]
+    fn reports_bad_escape_and_unterminated_string_and_goes_on() {
+        let (toks, diags) = toks("\"a\\q\" \"open\nnext");
+        let codes: Vec<_> = diags.iter().map(|d| d.code()).collect();
+        assert_eq!(codes, ["E0003", "E0002"]);
+        assert!(toks.contains(&Tok::Ident("next".into())));
+    }
+
+    #[test]
+    fn operators() {
+        let (toks, _) = toks("= == != < <= > >= =~ !~");
+        assert_eq!(
+            &toks[..9],
+            &[
+                Tok::Assign,
+                Tok::EqEq,
+                Tok::NotEq,
+                Tok::Lt,
+                Tok::Le,
+                Tok::Gt,
+                Tok::Ge,
+                Tok::Match,
+                Tok::NotMatch
+            ]
+        );
+    }
+}
