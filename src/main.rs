@@ -1,7 +1,5 @@
-fn main() {
-    let path = std::env::args().nth(1).unwrap();
-    let text = std::fs::read_to_string(&path).unwrap();
-    let c = statflow_dsl::compile(&text, None);
-    for d in &c.diagnostics { print!("{}", d.render(&path, &text, false)); }
-    if let Some(p) = c.plan { print!("{}", statflow_dsl::explain::explain(&p)); }
+//! The `statflow` binary: parses flags and hands over to the runtime.
+
+fn main() -> std::process::ExitCode {
+    statflow_runtime::cli::main()
 }

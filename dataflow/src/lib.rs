@@ -1,1 +1,6 @@
-//! placeholder
+//! Renders a statflow `Plan` into a timely/differential dataflow that keeps
+//! windowed rollups, and answers queries from them.
+#![deny(missing_docs)]
+
+pub mod query;
+pub mod value;

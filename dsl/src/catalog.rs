@@ -406,7 +406,9 @@ impl Problem {
     pub fn message(&self) -> String {
         use Problem::*;
         match self {
-            UnexpectedChar { found } => format!("unexpected character `{}`", found.escape_default()),
+            UnexpectedChar { found } => {
+                format!("unexpected character `{}`", found.escape_default())
+            }
             UnterminatedString => "this string is not closed on its line".into(),
             BadEscape { found } => format!("unknown escape `{found}` in a string"),
             Expected { expected, found } => format!("expected {expected}, found {found}"),
@@ -415,26 +417,38 @@ impl Problem {
                 DurationProblem::UnknownUnit { unit, .. } => {
                     format!("`{found}` is not a duration: unknown unit `{unit}`")
                 }
-                DurationProblem::MissingUnit => format!("`{found}` is not a duration: it has no unit"),
+                DurationProblem::MissingUnit => {
+                    format!("`{found}` is not a duration: it has no unit")
+                }
                 DurationProblem::Zero => format!("`{found}` is a duration of zero"),
                 DurationProblem::TooLong => format!("`{found}` is too long a duration"),
             },
             BadNumber { found } => format!("`{found}` is not a number"),
             Unclosed { what, .. } => format!("{what} is never closed"),
             UnknownSourceKind { found, .. } => format!("unknown source kind `{found}`"),
-            UnknownProperty { kind, found, .. } => format!("a {kind} source has no property `{found}`"),
+            UnknownProperty { kind, found, .. } => {
+                format!("a {kind} source has no property `{found}`")
+            }
             DuplicateProperty { name, .. } => format!("`{name}` is given twice"),
-            MissingTime { source } => format!("source `{source}` does not say which field holds event time"),
+            MissingTime { source } => {
+                format!("source `{source}` does not say which field holds event time")
+            }
             UnknownTimeEncoding { found, .. } => format!("unknown time encoding `{found}`"),
             UnsupportedFormat { found } => format!("format `{found}` is not supported"),
             KafkaNeedsTopics => "this kafka source names no topic".into(),
-            BadValue { property, expected, found } => {
+            BadValue {
+                property,
+                expected,
+                found,
+            } => {
                 format!("`{property}` takes {expected}, but this is {found}")
             }
             UnknownFieldType { found, .. } => format!("unknown field type `{found}`"),
             DuplicateField { name, .. } => format!("field `{name}` is declared twice"),
             BadStartPosition { found } => format!("`{found}` is not a start position"),
-            BadSourceArgument { kind, .. } => format!("these are not arguments a {kind} source takes"),
+            BadSourceArgument { kind, .. } => {
+                format!("these are not arguments a {kind} source takes")
+            }
             DuplicateSource { name, .. } => format!("there are two sources named `{name}`"),
             DuplicateMetric { name, .. } => format!("there are two metrics named `{name}`"),
             UnknownSource { found, .. } => format!("no source is named `{found}`"),
@@ -451,29 +465,50 @@ impl Problem {
                 format!("a hopping window of {size} cannot start every {every}: {every} does not divide {size}")
             }
             HoppingAdvanceTooLong { size, every } => {
-                format!("a hopping window of {size} starting every {every} leaves gaps between windows")
+                format!(
+                    "a hopping window of {size} starting every {every} leaves gaps between windows"
+                )
             }
             RetentionTooShort { retain, window } => {
                 format!("retention {retain} is shorter than one window of {window}")
             }
             UnknownFunction { found, .. } => format!("unknown measure function `{found}`"),
-            WrongArity { function, found, .. } => {
-                format!("`{function}` given {found} argument{}", if *found == 1 { "" } else { "s" })
+            WrongArity {
+                function, found, ..
+            } => {
+                format!(
+                    "`{function}` given {found} argument{}",
+                    if *found == 1 { "" } else { "s" }
+                )
             }
             QuantileOutOfRange { found } => format!("quantile {found} is not between 0 and 1"),
-            NonNumericMeasure { function, field, ty } => {
+            NonNumericMeasure {
+                function,
+                field,
+                ty,
+            } => {
                 format!("`{function}` needs a number, but `{field}` is declared `{ty}`")
             }
             BadRegex { .. } => "this regular expression does not compile".into(),
-            UnknownField { field, source, .. } => format!("source `{source}` declares no field `{field}`"),
+            UnknownField { field, source, .. } => {
+                format!("source `{source}` declares no field `{field}`")
+            }
             TypeMismatch { field, ty, found } => {
                 format!("`{field}` is declared `{ty}` but is compared with {found}")
             }
             EmptyList => "`in` with an empty list never matches".into(),
-            BadArgument { function, expected, found } => {
+            BadArgument {
+                function,
+                expected,
+                found,
+            } => {
                 format!("`{function}` takes {expected} here, but this is {found}")
             }
-            ManyBuckets { buckets, step, retain } => {
+            ManyBuckets {
+                buckets,
+                step,
+                retain,
+            } => {
                 format!("windows every {step} kept for {retain} are {buckets} buckets per group")
             }
             DistinctOfDimension { field } => {
@@ -526,7 +561,12 @@ impl Problem {
             WrongArity { usage, .. } => format!("called as `{usage}`"),
             QuantileOutOfRange { .. } => "out of range".into(),
             NonNumericMeasure { ty, .. } => format!("a `{ty}` field"),
-            BadRegex { error } => error.lines().last().unwrap_or("bad pattern").trim().to_string(),
+            BadRegex { error } => error
+                .lines()
+                .last()
+                .unwrap_or("bad pattern")
+                .trim()
+                .to_string(),
             UnknownField { .. } => "undeclared field".into(),
             TypeMismatch { ty, .. } => format!("not a `{ty}`"),
             EmptyList => "empty list".into(),

@@ -41,7 +41,11 @@ pub const GENERATOR_FIELDS: [(&str, FieldType); 11] = [
 
 /// Checks `topology`; returns the plan when there were no errors. `base_dir`
 /// is the topology file's folder, against which file sources are resolved.
-pub fn check(topology: &Topology, base_dir: Option<&std::path::Path>, diags: &mut Vec<Diagnostic>) -> Option<Plan> {
+pub fn check(
+    topology: &Topology,
+    base_dir: Option<&std::path::Path>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Plan> {
     let errors_before = diags.iter().filter(|d| d.is_error()).count();
     let mut checker = Checker { diags, base_dir };
     let mut sources: Vec<SourcePlan> = Vec::new();
@@ -49,7 +53,13 @@ pub fn check(topology: &Topology, base_dir: Option<&std::path::Path>, diags: &mu
     for item in &topology.items {
         if let Item::Source(decl) = item {
             if let Some(first) = source_spans.get(&decl.name.text) {
-                checker.push(Problem::DuplicateSource { name: decl.name.text.clone(), first: *first }, decl.name.span);
+                checker.push(
+                    Problem::DuplicateSource {
+                        name: decl.name.text.clone(),
+                        first: *first,
+                    },
+                    decl.name.span,
+                );
                 continue;
             }
             source_spans.insert(decl.name.text.clone(), decl.name.span);
@@ -64,7 +74,13 @@ pub fn check(topology: &Topology, base_dir: Option<&std::path::Path>, diags: &mu
     for item in &topology.items {
         if let Item::Metric(decl) = item {
             if let Some(first) = metric_spans.get(&decl.name.text) {
-                checker.push(Problem::DuplicateMetric { name: decl.name.text.clone(), first: *first }, decl.name.span);
+                checker.push(
+                    Problem::DuplicateMetric {
+                        name: decl.name.text.clone(),
+                        first: *first,
+                    },
+                    decl.name.span,
+                );
                 continue;
             }
             metric_spans.insert(decl.name.text.clone(), decl.name.span);
@@ -110,10 +126,20 @@ impl Checker<'_, '_> {
         let kind_name = decl.kind.text.as_str();
         if !SOURCE_KINDS.contains(&kind_name) {
             let suggestion = did_you_mean(kind_name, SOURCE_KINDS);
-            self.push(Problem::UnknownSourceKind { found: kind_name.to_string(), suggestion }, decl.kind.span);
+            self.push(
+                Problem::UnknownSourceKind {
+                    found: kind_name.to_string(),
+                    suggestion,
+                },
+                decl.kind.span,
+            );
             return None;
         }
-        let allowed: &[&'static str] = if kind_name == "kafka" { &KAFKA_PROPERTIES } else { &COMMON_PROPERTIES };
+        let allowed: &[&'static str] = if kind_name == "kafka" {
+            &KAFKA_PROPERTIES
+        } else {
+            &COMMON_PROPERTIES
+        };
         let mut props: BTreeMap<&str, &Value> = BTreeMap::new();
         let mut prop_spans: HashMap<&str, Span> = HashMap::new();
         for prop in &decl.properties {
@@ -132,7 +158,13 @@ impl Checker<'_, '_> {
                 continue;
             }
             if let Some(first) = prop_spans.get(key) {
-                self.push(Problem::DuplicateProperty { name: key.to_string(), first: *first }, prop.key.span);
+                self.push(
+                    Problem::DuplicateProperty {
+                        name: key.to_string(),
+                        first: *first,
+                    },
+                    prop.key.span,
+                );
                 continue;
             }
             prop_spans.insert(key, prop.key.span);
@@ -159,24 +191,49 @@ impl Checker<'_, '_> {
 
         let time = match props.get("time") {
             Some(Value::PathAs(path, enc)) => match enc.text.as_str() {
-                "epoch_millis" => Some(TimeField { path: field_path(path), encoding: TimeEncoding::EpochMillis }),
-                "epoch_seconds" => Some(TimeField { path: field_path(path), encoding: TimeEncoding::EpochSeconds }),
-                "rfc3339" => Some(TimeField { path: field_path(path), encoding: TimeEncoding::Rfc3339 }),
+                "epoch_millis" => Some(TimeField {
+                    path: field_path(path),
+                    encoding: TimeEncoding::EpochMillis,
+                }),
+                "epoch_seconds" => Some(TimeField {
+                    path: field_path(path),
+                    encoding: TimeEncoding::EpochSeconds,
+                }),
+                "rfc3339" => Some(TimeField {
+                    path: field_path(path),
+                    encoding: TimeEncoding::Rfc3339,
+                }),
                 other => {
                     let suggestion = did_you_mean(other, ENCODINGS);
-                    self.push(Problem::UnknownTimeEncoding { found: other.to_string(), suggestion }, enc.span);
+                    self.push(
+                        Problem::UnknownTimeEncoding {
+                            found: other.to_string(),
+                            suggestion,
+                        },
+                        enc.span,
+                    );
                     None
                 }
             },
             Some(other) => {
-                self.bad_value("time", "`FIELD as epoch_millis` (or `epoch_seconds`, `rfc3339`)", other);
+                self.bad_value(
+                    "time",
+                    "`FIELD as epoch_millis` (or `epoch_seconds`, `rfc3339`)",
+                    other,
+                );
                 None
             }
-            None if kind_name == "generator" => {
-                Some(TimeField { path: FieldPath::parse("ts"), encoding: TimeEncoding::EpochMillis })
-            }
+            None if kind_name == "generator" => Some(TimeField {
+                path: FieldPath::parse("ts"),
+                encoding: TimeEncoding::EpochMillis,
+            }),
             None => {
-                self.push(Problem::MissingTime { source: decl.name.text.clone() }, decl.name.span);
+                self.push(
+                    Problem::MissingTime {
+                        source: decl.name.text.clone(),
+                    },
+                    decl.name.span,
+                );
                 None
             }
         };
@@ -200,7 +257,10 @@ impl Checker<'_, '_> {
 
         let mut fields = fields?;
         if kind_name == "generator" && fields.is_empty() {
-            fields = GENERATOR_FIELDS.iter().map(|(name, ty)| (FieldPath::parse(name), *ty)).collect();
+            fields = GENERATOR_FIELDS
+                .iter()
+                .map(|(name, ty)| (FieldPath::parse(name), *ty))
+                .collect();
         }
         if let Some(time) = &time {
             if !fields.is_empty() {
@@ -233,19 +293,33 @@ impl Checker<'_, '_> {
                 other => {
                     let suggestion = did_you_mean(other, TYPES).or_else(|| match other {
                         "str" | "text" => Some("string".into()),
-                        "int" | "integer" | "float" | "double" | "long" | "decimal" => Some("number".into()),
+                        "int" | "integer" | "float" | "double" | "long" | "decimal" => {
+                            Some("number".into())
+                        }
                         "boolean" => Some("bool".into()),
                         "timestamp" | "datetime" => Some("time".into()),
                         _ => None,
                     });
-                    self.push(Problem::UnknownFieldType { found: other.to_string(), suggestion }, field.ty.span);
+                    self.push(
+                        Problem::UnknownFieldType {
+                            found: other.to_string(),
+                            suggestion,
+                        },
+                        field.ty.span,
+                    );
                     ok = false;
                     continue;
                 }
             };
             let name = field.path.dotted();
             if let Some(first) = spans.get(&name) {
-                self.push(Problem::DuplicateField { name, first: *first }, field.path.span);
+                self.push(
+                    Problem::DuplicateField {
+                        name,
+                        first: *first,
+                    },
+                    field.path.span,
+                );
                 ok = false;
                 continue;
             }
@@ -264,7 +338,12 @@ impl Checker<'_, '_> {
                 Arg::Positional(Value::Str(s, _)) => names.push(s.clone()),
                 Arg::Named(n, Value::Str(s, span)) if n.text == "pattern" => {
                     if let Err(e) = regex::Regex::new(s) {
-                        self.push(Problem::BadRegex { error: e.to_string() }, *span);
+                        self.push(
+                            Problem::BadRegex {
+                                error: e.to_string(),
+                            },
+                            *span,
+                        );
                         ok = false;
                     }
                     pattern = Some(s.clone());
@@ -301,11 +380,23 @@ impl Checker<'_, '_> {
         };
         let brokers = match props.get("brokers") {
             None => Vec::new(),
-            Some(Value::Str(s, _)) => s.split(',').map(|b| b.trim().to_string()).filter(|b| !b.is_empty()).collect(),
-            Some(Value::List(items, _)) if items.iter().all(|v| matches!(v, Value::Str(..))) => items
-                .iter()
-                .filter_map(|v| if let Value::Str(s, _) = v { Some(s.clone()) } else { None })
+            Some(Value::Str(s, _)) => s
+                .split(',')
+                .map(|b| b.trim().to_string())
+                .filter(|b| !b.is_empty())
                 .collect(),
+            Some(Value::List(items, _)) if items.iter().all(|v| matches!(v, Value::Str(..))) => {
+                items
+                    .iter()
+                    .filter_map(|v| {
+                        if let Value::Str(s, _) = v {
+                            Some(s.clone())
+                        } else {
+                            None
+                        }
+                    })
+                    .collect()
+            }
             Some(other) => {
                 self.bad_value("brokers", "a list of \"host:port\" strings", other);
                 ok = false;
@@ -367,14 +458,21 @@ impl Checker<'_, '_> {
                 ok = false;
             }
         }
-        ok.then_some(SourceKind::Kafka(KafkaSource { topics, brokers, start, settings }))
+        ok.then_some(SourceKind::Kafka(KafkaSource {
+            topics,
+            brokers,
+            start,
+            settings,
+        }))
     }
 
     fn file(&mut self, decl: &SourceDecl) -> Option<SourceKind> {
         match decl.args.as_slice() {
             [Arg::Positional(Value::Str(path, _))] => {
                 let resolved = match self.base_dir {
-                    Some(dir) if !std::path::Path::new(path).is_absolute() => dir.join(path).to_string_lossy().into_owned(),
+                    Some(dir) if !std::path::Path::new(path).is_absolute() => {
+                        dir.join(path).to_string_lossy().into_owned()
+                    }
                     _ => path.clone(),
                 };
                 Some(SourceKind::File(FileSource { path: resolved }))
@@ -428,13 +526,21 @@ impl Checker<'_, '_> {
                 continue;
             }
             if let Some(first) = seen.get(&name.text) {
-                self.push(Problem::DuplicateProperty { name: name.text.clone(), first: *first }, name.span);
+                self.push(
+                    Problem::DuplicateProperty {
+                        name: name.text.clone(),
+                        first: *first,
+                    },
+                    name.span,
+                );
                 ok = false;
                 continue;
             }
             seen.insert(name.text.clone(), name.span);
             let number = match value {
-                Value::Number(n, _) if *n >= 0.0 && n.fract() == 0.0 && *n <= u64::MAX as f64 => *n as u64,
+                Value::Number(n, _) if *n >= 0.0 && n.fract() == 0.0 && *n <= u64::MAX as f64 => {
+                    *n as u64
+                }
                 other => {
                     self.bad_value(&name.text, "a whole number", other);
                     ok = false;
@@ -490,23 +596,38 @@ impl Checker<'_, '_> {
         for name in &decl.sources {
             if !source_spans.contains_key(&name.text) {
                 let suggestion = did_you_mean(&name.text, source_spans.keys().map(String::as_str));
-                self.push(Problem::UnknownSource { found: name.text.clone(), suggestion }, name.span);
+                self.push(
+                    Problem::UnknownSource {
+                        found: name.text.clone(),
+                        suggestion,
+                    },
+                    name.span,
+                );
                 ok = false;
             } else if !metric_sources.contains(&name.text) {
                 metric_sources.push(name.text.clone());
             }
         }
         // Fields are checked only when every source of the metric declares them.
-        let declaring: Vec<&SourcePlan> =
-            sources.iter().filter(|s| metric_sources.contains(&s.name)).collect();
-        let schema = if ok && !declaring.is_empty() && declaring.len() == metric_sources.len() && declaring.iter().all(|s| !s.fields.is_empty()) {
+        let declaring: Vec<&SourcePlan> = sources
+            .iter()
+            .filter(|s| metric_sources.contains(&s.name))
+            .collect();
+        let schema = if ok
+            && !declaring.is_empty()
+            && declaring.len() == metric_sources.len()
+            && declaring.iter().all(|s| !s.fields.is_empty())
+        {
             let mut schema: BTreeMap<FieldPath, FieldType> = BTreeMap::new();
             for s in &declaring {
                 for (path, ty) in &s.fields {
                     schema.entry(path.clone()).or_insert(*ty);
                 }
             }
-            Some(Schema { fields: schema, sources: metric_sources.join(", ") })
+            Some(Schema {
+                fields: schema,
+                sources: metric_sources.join(", "),
+            })
         } else {
             None
         };
@@ -526,7 +647,13 @@ impl Checker<'_, '_> {
                 },
                 Clause::Dimensions(dims, span) => {
                     if let Some((_, first)) = &dimensions {
-                        self.push(Problem::DuplicateClause { clause: "dimensions".into(), first: *first }, *span);
+                        self.push(
+                            Problem::DuplicateClause {
+                                clause: "dimensions".into(),
+                                first: *first,
+                            },
+                            *span,
+                        );
                         ok = false;
                         continue;
                     }
@@ -534,7 +661,10 @@ impl Checker<'_, '_> {
                     for dim in dims {
                         let (name, name_span) = match &dim.alias {
                             Some(alias) => (alias.text.clone(), alias.span),
-                            None => (dim.path.segments.last().cloned().unwrap_or_default(), dim.path.span),
+                            None => (
+                                dim.path.segments.last().cloned().unwrap_or_default(),
+                                dim.path.span,
+                            ),
                         };
                         let ty = self.field(&dim.path, schema.as_ref());
                         if schema.is_some() && ty.is_none() {
@@ -546,18 +676,34 @@ impl Checker<'_, '_> {
                             continue;
                         }
                         if let Some(i) = out.iter().position(|d| d.name == name) {
-                            self.push(Problem::DuplicateDimension { name, first: dim_spans[i] }, name_span);
+                            self.push(
+                                Problem::DuplicateDimension {
+                                    name,
+                                    first: dim_spans[i],
+                                },
+                                name_span,
+                            );
                             ok = false;
                             continue;
                         }
                         dim_spans.push(name_span);
-                        out.push(Dimension { name, path: field_path(&dim.path), ty });
+                        out.push(Dimension {
+                            name,
+                            path: field_path(&dim.path),
+                            ty,
+                        });
                     }
                     dimensions = Some((out, *span));
                 }
                 Clause::Window(w, span) => {
                     if let Some((_, first)) = &window {
-                        self.push(Problem::DuplicateClause { clause: "window".into(), first: *first }, *span);
+                        self.push(
+                            Problem::DuplicateClause {
+                                clause: "window".into(),
+                                first: *first,
+                            },
+                            *span,
+                        );
                         ok = false;
                         continue;
                     }
@@ -568,7 +714,13 @@ impl Checker<'_, '_> {
                 }
                 Clause::Retain(d, span) => {
                     if let Some((_, first)) = &retain {
-                        self.push(Problem::DuplicateClause { clause: "retain".into(), first: *first }, *span);
+                        self.push(
+                            Problem::DuplicateClause {
+                                clause: "retain".into(),
+                                first: *first,
+                            },
+                            *span,
+                        );
                         ok = false;
                         continue;
                     }
@@ -576,24 +728,47 @@ impl Checker<'_, '_> {
                 }
                 Clause::Measures(list, span) => {
                     if let Some((_, first)) = &measures {
-                        self.push(Problem::DuplicateClause { clause: "measures".into(), first: *first }, *span);
+                        self.push(
+                            Problem::DuplicateClause {
+                                clause: "measures".into(),
+                                first: *first,
+                            },
+                            *span,
+                        );
                         ok = false;
                         continue;
                     }
                     let mut out: Vec<(Measure, Span)> = Vec::new();
                     for m in list {
                         if m.name.text.starts_with("__") {
-                            self.push(Problem::ReservedName { name: m.name.text.clone() }, m.name.span);
+                            self.push(
+                                Problem::ReservedName {
+                                    name: m.name.text.clone(),
+                                },
+                                m.name.span,
+                            );
                             ok = false;
                             continue;
                         }
                         if let Some((_, first)) = out.iter().find(|(x, _)| x.name == m.name.text) {
-                            self.push(Problem::DuplicateMeasure { name: m.name.text.clone(), first: *first }, m.name.span);
+                            self.push(
+                                Problem::DuplicateMeasure {
+                                    name: m.name.text.clone(),
+                                    first: *first,
+                                },
+                                m.name.span,
+                            );
                             ok = false;
                             continue;
                         }
                         match self.measure(m, schema.as_ref()) {
-                            Some(kind) => out.push((Measure { name: m.name.text.clone(), kind }, m.name.span)),
+                            Some(kind) => out.push((
+                                Measure {
+                                    name: m.name.text.clone(),
+                                    kind,
+                                },
+                                m.name.span,
+                            )),
                             None => ok = false,
                         }
                     }
@@ -605,7 +780,12 @@ impl Checker<'_, '_> {
         let dims = dimensions.map(|(d, _)| d).unwrap_or_default();
         let Some((window, window_span)) = window else {
             if ok {
-                self.push(Problem::MissingWindow { metric: decl.name.text.clone() }, decl.name.span);
+                self.push(
+                    Problem::MissingWindow {
+                        metric: decl.name.text.clone(),
+                    },
+                    decl.name.span,
+                );
             }
             return None;
         };
@@ -616,34 +796,68 @@ impl Checker<'_, '_> {
                 return None;
             }
             Some((_, span)) => {
-                self.push(Problem::EmptyMetric { metric: decl.name.text.clone() }, span);
+                self.push(
+                    Problem::EmptyMetric {
+                        metric: decl.name.text.clone(),
+                    },
+                    span,
+                );
                 return None;
             }
             None => {
-                self.push(Problem::EmptyMetric { metric: decl.name.text.clone() }, decl.name.span);
+                self.push(
+                    Problem::EmptyMetric {
+                        metric: decl.name.text.clone(),
+                    },
+                    decl.name.span,
+                );
                 return None;
             }
         };
         for (m, span) in &measures {
             if let Some(i) = dims.iter().position(|d| d.name == m.name) {
-                self.push(Problem::NameClash { name: m.name.clone(), dimension: dim_spans[i] }, *span);
+                self.push(
+                    Problem::NameClash {
+                        name: m.name.clone(),
+                        dimension: dim_spans[i],
+                    },
+                    *span,
+                );
                 ok = false;
             }
             if let MeasureKind::Distinct { field } = &m.kind {
                 if dims.iter().any(|d| &d.path == field) {
-                    self.push(Problem::DistinctOfDimension { field: field.to_string() }, *span);
+                    self.push(
+                        Problem::DistinctOfDimension {
+                            field: field.to_string(),
+                        },
+                        *span,
+                    );
                 }
             }
         }
         let retain_value = match retain {
             Some((d, span)) => {
                 if d < window.size() {
-                    self.push(Problem::RetentionTooShort { retain: d, window: window.size() }, span);
+                    self.push(
+                        Problem::RetentionTooShort {
+                            retain: d,
+                            window: window.size(),
+                        },
+                        span,
+                    );
                     ok = false;
                 }
                 let buckets = d.millis() / window.step().millis().max(1);
                 if buckets > MANY_BUCKETS {
-                    self.push(Problem::ManyBuckets { buckets, step: window.step(), retain: d }, span.to(window_span));
+                    self.push(
+                        Problem::ManyBuckets {
+                            buckets,
+                            step: window.step(),
+                            retain: d,
+                        },
+                        span.to(window_span),
+                    );
                 }
                 d
             }
@@ -678,7 +892,11 @@ impl Checker<'_, '_> {
                 let names: Vec<String> = schema.fields.keys().map(|k| k.to_string()).collect();
                 let suggestion = did_you_mean(&fp.to_string(), names.iter().map(String::as_str));
                 self.push(
-                    Problem::UnknownField { field: fp.to_string(), source: schema.sources.clone(), suggestion },
+                    Problem::UnknownField {
+                        field: fp.to_string(),
+                        source: schema.sources.clone(),
+                        suggestion,
+                    },
                     path.span,
                 );
                 None
@@ -691,20 +909,38 @@ impl Checker<'_, '_> {
             WindowDecl::Tumbling { size } => Some(Window::Tumbling { size: size.0 }),
             WindowDecl::Hopping { size, every } => {
                 if every.0 > size.0 {
-                    self.push(Problem::HoppingAdvanceTooLong { size: size.0, every: every.0 }, every.1);
+                    self.push(
+                        Problem::HoppingAdvanceTooLong {
+                            size: size.0,
+                            every: every.0,
+                        },
+                        every.1,
+                    );
                     return None;
                 }
                 if size.0.millis() % every.0.millis() != 0 {
-                    self.push(Problem::HoppingNotDivisible { size: size.0, every: every.0 }, every.1);
+                    self.push(
+                        Problem::HoppingNotDivisible {
+                            size: size.0,
+                            every: every.0,
+                        },
+                        every.1,
+                    );
                     return None;
                 }
-                Some(Window::Hopping { size: size.0, every: every.0 })
+                Some(Window::Hopping {
+                    size: size.0,
+                    every: every.0,
+                })
             }
             WindowDecl::Session { gap, by } => {
                 if schema.is_some() && self.field(by, schema).is_none() {
                     return None;
                 }
-                Some(Window::Session { gap: gap.0, by: field_path(by) })
+                Some(Window::Session {
+                    gap: gap.0,
+                    by: field_path(by),
+                })
             }
         }
     }
@@ -723,7 +959,13 @@ impl Checker<'_, '_> {
                     "total" => Some("sum".into()),
                     _ => None,
                 });
-                self.push(Problem::UnknownFunction { found: other.to_string(), suggestion }, m.function.span);
+                self.push(
+                    Problem::UnknownFunction {
+                        found: other.to_string(),
+                        suggestion,
+                    },
+                    m.function.span,
+                );
                 return None;
             }
         };
@@ -734,7 +976,11 @@ impl Checker<'_, '_> {
         };
         if m.args.len() != expected_args {
             self.push(
-                Problem::WrongArity { function: function.to_string(), usage, found: m.args.len() },
+                Problem::WrongArity {
+                    function: function.to_string(),
+                    usage,
+                    found: m.args.len(),
+                },
                 m.call_span,
             );
             return None;
@@ -828,25 +1074,50 @@ impl Checker<'_, '_> {
                 }
                 Some(Predicate::Or { any })
             }
-            Expr::Not(inner) => Some(Predicate::Not { not: Box::new(self.predicate(inner, schema)?) }),
+            Expr::Not(inner) => Some(Predicate::Not {
+                not: Box::new(self.predicate(inner, schema)?),
+            }),
             Expr::Exists { path, negated } => {
                 if schema.is_some() {
                     self.field(path, schema)?;
                 }
-                let p = Predicate::Exists { field: field_path(path) };
-                Some(if *negated { Predicate::Not { not: Box::new(p) } } else { p })
+                let p = Predicate::Exists {
+                    field: field_path(path),
+                };
+                Some(if *negated {
+                    Predicate::Not { not: Box::new(p) }
+                } else {
+                    p
+                })
             }
-            Expr::Match { path, pattern, pattern_span, negated } => {
+            Expr::Match {
+                path,
+                pattern,
+                pattern_span,
+                negated,
+            } => {
                 let ty = self.field(path, schema);
                 if schema.is_some() && ty.is_none() {
                     return None;
                 }
                 if let Err(e) = regex::Regex::new(&format!("^(?:{pattern})$")) {
-                    self.push(Problem::BadRegex { error: e.to_string() }, *pattern_span);
+                    self.push(
+                        Problem::BadRegex {
+                            error: e.to_string(),
+                        },
+                        *pattern_span,
+                    );
                     return None;
                 }
-                let p = Predicate::Matches { field: field_path(path), pattern: pattern.clone() };
-                Some(if *negated { Predicate::Not { not: Box::new(p) } } else { p })
+                let p = Predicate::Matches {
+                    field: field_path(path),
+                    pattern: pattern.clone(),
+                };
+                Some(if *negated {
+                    Predicate::Not { not: Box::new(p) }
+                } else {
+                    p
+                })
             }
             Expr::Compare { path, op, value } => {
                 let ty = self.field(path, schema);
@@ -862,9 +1133,18 @@ impl Checker<'_, '_> {
                     CmpOp::Gt => Comparison::Gt,
                     CmpOp::Ge => Comparison::Ge,
                 };
-                Some(Predicate::Compare { field: field_path(path), cmp, value: literal })
+                Some(Predicate::Compare {
+                    field: field_path(path),
+                    cmp,
+                    value: literal,
+                })
             }
-            Expr::In { path, values, negated, list_span } => {
+            Expr::In {
+                path,
+                values,
+                negated,
+                list_span,
+            } => {
                 let ty = self.field(path, schema);
                 if schema.is_some() && ty.is_none() {
                     return None;
@@ -884,8 +1164,15 @@ impl Checker<'_, '_> {
                 if !ok {
                     return None;
                 }
-                let p = Predicate::In { field: field_path(path), values: literals };
-                Some(if *negated { Predicate::Not { not: Box::new(p) } } else { p })
+                let p = Predicate::In {
+                    field: field_path(path),
+                    values: literals,
+                };
+                Some(if *negated {
+                    Predicate::Not { not: Box::new(p) }
+                } else {
+                    p
+                })
             }
         }
     }
@@ -961,7 +1248,11 @@ pub fn parse_rfc3339_millis(s: &str) -> Option<i64> {
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let part = s.get(r)?;
-        if part.bytes().all(|c| c.is_ascii_digit()) { part.parse().ok() } else { None }
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            part.parse().ok()
+        } else {
+            None
+        }
     };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     if b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') {
@@ -989,11 +1280,21 @@ pub fn parse_rfc3339_millis(s: &str) -> Option<i64> {
         b'Z' | b'z' if i + 1 == b.len() => 0,
         sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
             let m = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
-            if *sign == b'-' { -m } else { m }
+            if *sign == b'-' {
+                -m
+            } else {
+                m
+            }
         }
         _ => return None,
     };
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     let days = days_from_civil(year, month, day);
@@ -1028,8 +1329,14 @@ mod tests {
     #[test]
     fn reads_rfc3339() {
         assert_eq!(parse_rfc3339_millis("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339_millis("2024-08-20T09:00:00+08:00"), Some(1_724_115_600_000));
-        assert_eq!(parse_rfc3339_millis("2024-08-20T01:00:00.5Z"), Some(1_724_115_600_500));
+        assert_eq!(
+            parse_rfc3339_millis("2024-08-20T09:00:00+08:00"),
+            Some(1_724_115_600_000)
+        );
+        assert_eq!(
+            parse_rfc3339_millis("2024-08-20T01:00:00.5Z"),
+            Some(1_724_115_600_500)
+        );
         assert_eq!(parse_rfc3339_millis("2024-02-30T00:00:00Z"), None);
         assert_eq!(parse_rfc3339_millis("yesterday"), None);
     }

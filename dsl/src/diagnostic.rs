@@ -116,7 +116,9 @@ impl Diagnostic {
             );
         for (span, label) in self.problem.secondary() {
             report = report.with_label(
-                Label::new((file, clamp(span))).with_message(label).with_color(Color::Blue),
+                Label::new((file, clamp(span)))
+                    .with_message(label)
+                    .with_color(Color::Blue),
             );
         }
         if let Some(help) = self.problem.help() {
@@ -124,9 +126,20 @@ impl Diagnostic {
         }
         let mut out = Vec::new();
         // Writing to a Vec cannot fail; an error here would be a bug in the renderer.
-        if report.finish().write((file, Source::from(text)), &mut out).is_err() {
+        if report
+            .finish()
+            .write((file, Source::from(text)), &mut out)
+            .is_err()
+        {
             let at = line_col(text, self.span.start);
-            return format!("{}[{}]: {} at {file}:{}:{}\n", kind_word(self.severity()), self.code(), self.problem.message(), at.line, at.column);
+            return format!(
+                "{}[{}]: {} at {file}:{}:{}\n",
+                kind_word(self.severity()),
+                self.code(),
+                self.problem.message(),
+                at.line,
+                at.column
+            );
         }
         String::from_utf8_lossy(&out).into_owned()
     }

@@ -77,14 +77,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationProblem> {
     let mut total: u64 = 0;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits_len = rest.find(|c: char| !c.is_ascii_digit() && c != '_').unwrap_or(rest.len());
+        let digits_len = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '_')
+            .unwrap_or(rest.len());
         if digits_len == 0 {
             // Letters where digits were expected, e.g. `5mx`: report the whole unit.
             return Err(unknown_unit(rest));
         }
         let digits: String = rest[..digits_len].chars().filter(|c| *c != '_').collect();
         rest = &rest[digits_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         if unit.is_empty() {
@@ -116,7 +120,10 @@ fn unknown_unit(unit: &str) -> DurationProblem {
         "msec" | "millis" | "milliseconds" => Some("ms"),
         other => UNITS.iter().map(|(u, _)| *u).find(|u| *u == other),
     };
-    DurationProblem::UnknownUnit { unit: unit.to_string(), suggestion }
+    DurationProblem::UnknownUnit {
+        unit: unit.to_string(),
+        suggestion,
+    }
 }
 
 #[cfg(test)]
@@ -145,9 +152,18 @@ mod tests {
         assert_eq!(parse_duration("0s"), Err(DurationProblem::Zero));
         assert_eq!(
             parse_duration("5mins"),
-            Err(DurationProblem::UnknownUnit { unit: "mins".into(), suggestion: Some("m") })
+            Err(DurationProblem::UnknownUnit {
+                unit: "mins".into(),
+                suggestion: Some("m")
+            })
         );
-        assert_eq!(parse_duration("99999999999999999999d"), Err(DurationProblem::TooLong));
-        assert!(matches!(parse_duration("5x"), Err(DurationProblem::UnknownUnit { .. })));
+        assert_eq!(
+            parse_duration("99999999999999999999d"),
+            Err(DurationProblem::TooLong)
+        );
+        assert!(matches!(
+            parse_duration("5x"),
+            Err(DurationProblem::UnknownUnit { .. })
+        ));
     }
 }

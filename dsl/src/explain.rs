@@ -40,7 +40,10 @@ pub fn explain(plan: &Plan) -> String {
                 let _ = writeln!(out, "  path:     {}", f.path);
             }
             SourceKind::Generator(g) => {
-                let events = g.events.map(|n| n.to_string()).unwrap_or_else(|| "unbounded".into());
+                let events = g
+                    .events
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "unbounded".into());
                 let _ = writeln!(
                     out,
                     "  rate:     {} events/s, seed {}, {} events, {} games, {} users",
@@ -48,42 +51,87 @@ pub fn explain(plan: &Plan) -> String {
                 );
             }
         }
-        let _ = writeln!(out, "  time:     {} as {}", source.time.path, source.time.encoding.keyword());
+        let _ = writeln!(
+            out,
+            "  time:     {} as {}",
+            source.time.path,
+            source.time.encoding.keyword()
+        );
         let _ = writeln!(out, "  late:     {}", source.late);
         if !source.fields.is_empty() {
-            let fields: Vec<String> =
-                source.fields.iter().map(|(p, t)| format!("{p}: {}", t.keyword())).collect();
+            let fields: Vec<String> = source
+                .fields
+                .iter()
+                .map(|(p, t)| format!("{p}: {}", t.keyword()))
+                .collect();
             let _ = writeln!(out, "  fields:   {}", fields.join(", "));
         }
         out.push('\n');
     }
     for metric in &plan.metrics {
-        let _ = writeln!(out, "metric {} from {}", metric.name, metric.sources.join(", "));
+        let _ = writeln!(
+            out,
+            "metric {} from {}",
+            metric.name,
+            metric.sources.join(", ")
+        );
         if let Some(filter) = &metric.filter {
             let _ = writeln!(out, "  where:      {filter}");
         }
         let dims: Vec<String> = metric
             .dimensions
             .iter()
-            .map(|d| if d.path.to_string() == d.name { d.name.clone() } else { format!("{} (from {})", d.name, d.path) })
+            .map(|d| {
+                if d.path.to_string() == d.name {
+                    d.name.clone()
+                } else {
+                    format!("{} (from {})", d.name, d.path)
+                }
+            })
             .collect();
-        let _ = writeln!(out, "  dimensions: {}", if dims.is_empty() { "(none: one row per bucket)".into() } else { dims.join(", ") });
+        let _ = writeln!(
+            out,
+            "  dimensions: {}",
+            if dims.is_empty() {
+                "(none: one row per bucket)".into()
+            } else {
+                dims.join(", ")
+            }
+        );
         let _ = writeln!(out, "  window:     {}", metric.window);
         let _ = writeln!(out, "  retain:     {}", metric.retain);
         let _ = writeln!(out, "  measures:");
         for m in &metric.measures {
-            let _ = writeln!(out, "    {:<12} {:<28} state: {}", m.name, m.kind.to_string(), state_of(&m.kind));
+            let _ = writeln!(
+                out,
+                "    {:<12} {:<28} state: {}",
+                m.name,
+                m.kind.to_string(),
+                state_of(&m.kind)
+            );
         }
         let buckets = metric.retain.millis() / metric.window.step().millis().max(1);
-        let per_event = match metric.window {
-            Window::Hopping { size, every } => size.millis() / every.millis().max(1),
-            _ => 1,
+        let panes = match metric.window {
+            Window::Hopping { size, every } => format!(
+                "; a window is {} panes of {every} merged when queried",
+                size.millis() / every.millis().max(1)
+            ),
+            _ => String::new(),
+        };
+        let groups = if metric.dimensions.is_empty() {
+            "no dimension".to_string()
+        } else {
+            metric
+                .dimensions
+                .iter()
+                .map(|d| d.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         let _ = writeln!(
             out,
-            "  state:      one row per (bucket, {}) with every measure; up to {buckets} buckets per group kept; each event updates {per_event} bucket{}",
-            if metric.dimensions.is_empty() { "no dimension".to_string() } else { metric.dimensions.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ") },
-            if per_event == 1 { "" } else { "s" }
+            "  state:      one row per ({} bucket, {groups}) holding every measure; up to {buckets} buckets per group kept; each event updates one row{panes}",
+            metric.window.step()
         );
         out.push('\n');
     }
@@ -96,7 +144,9 @@ fn state_of(kind: &MeasureKind) -> &'static str {
         MeasureKind::Sum { .. } => "an exact fixed-point sum",
         MeasureKind::Min { .. } | MeasureKind::Max { .. } => "one number",
         MeasureKind::Avg { .. } => "a sum and a count",
-        MeasureKind::Distinct { .. } => "a HyperLogLog++ sketch (exact below 128 values, ~0.8% error above)",
+        MeasureKind::Distinct { .. } => {
+            "a HyperLogLog++ sketch (exact below 128 values, ~0.8% error above)"
+        }
         MeasureKind::Quantile { .. } => "a DDSketch (1% relative error)",
     }
 }

@@ -111,7 +111,12 @@ pub struct Token {
 /// Splits `text` into tokens, ending with `Tok::Eof`. Lexical mistakes are
 /// pushed to `diags` and skipped, so parsing can go on and report more.
 pub fn lex(text: &str, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
-    let mut lexer = Lexer { text, pos: 0, tokens: Vec::new(), diags };
+    let mut lexer = Lexer {
+        text,
+        pos: 0,
+        tokens: Vec::new(),
+        diags,
+    };
     lexer.run();
     lexer.tokens
 }
@@ -141,7 +146,10 @@ impl Lexer<'_, '_> {
     }
 
     fn push(&mut self, tok: Tok, start: usize) {
-        self.tokens.push(Token { tok, span: Span::new(start, self.pos) });
+        self.tokens.push(Token {
+            tok,
+            span: Span::new(start, self.pos),
+        });
     }
 
     fn run(&mut self) {
@@ -252,7 +260,10 @@ impl Lexer<'_, '_> {
             }
         }
         let end = self.text.len();
-        self.tokens.push(Token { tok: Tok::Eof, span: Span::new(end, end) });
+        self.tokens.push(Token {
+            tok: Tok::Eof,
+            span: Span::new(end, end),
+        });
     }
 
     fn string(&mut self) {
@@ -261,8 +272,10 @@ impl Lexer<'_, '_> {
         let mut value = String::new();
         loop {
             let Some(c) = self.bump() else {
-                self.diags
-                    .push(Diagnostic::new(Problem::UnterminatedString, Span::new(start, self.pos)));
+                self.diags.push(Diagnostic::new(
+                    Problem::UnterminatedString,
+                    Span::new(start, self.pos),
+                ));
                 return;
             };
             match c {
@@ -295,7 +308,9 @@ impl Lexer<'_, '_> {
                         },
                         Some(other) => {
                             self.diags.push(Diagnostic::new(
-                                Problem::BadEscape { found: format!("\\{other}") },
+                                Problem::BadEscape {
+                                    found: format!("\\{other}"),
+                                },
                                 Span::new(esc_start, self.pos),
                             ));
                         }
@@ -333,7 +348,9 @@ impl Lexer<'_, '_> {
             return None;
         }
         self.bump();
-        u32::from_str_radix(digits, 16).ok().and_then(char::from_u32)
+        u32::from_str_radix(digits, 16)
+            .ok()
+            .and_then(char::from_u32)
     }
 
     fn quoted_ident(&mut self) {
@@ -371,7 +388,9 @@ impl Lexer<'_, '_> {
             self.eat_digits();
         }
         if matches!(self.peek(), Some('e' | 'E'))
-            && (self.peek2().is_some_and(|c| c.is_ascii_digit() || c == '-' || c == '+'))
+            && (self
+                .peek2()
+                .is_some_and(|c| c.is_ascii_digit() || c == '-' || c == '+'))
         {
             // An exponent, unless it is really a duration unit (there is none starting with `e`).
             is_float = true;
@@ -396,7 +415,10 @@ impl Lexer<'_, '_> {
                 Ok(d) => self.push(Tok::Duration(d), start),
                 Err(why) => {
                     self.diags.push(Diagnostic::new(
-                        Problem::BadDuration { found: text.to_string(), why },
+                        Problem::BadDuration {
+                            found: text.to_string(),
+                            why,
+                        },
                         span,
                     ));
                     // Keep a placeholder so the parser does not report a second error here.
@@ -405,12 +427,17 @@ impl Lexer<'_, '_> {
             }
             return;
         }
-        let text: String = self.text[start..self.pos].chars().filter(|c| *c != '_').collect();
+        let text: String = self.text[start..self.pos]
+            .chars()
+            .filter(|c| *c != '_')
+            .collect();
         match text.parse::<f64>() {
             Ok(n) if n.is_finite() => self.push(Tok::Number(n), start),
             _ => {
                 self.diags.push(Diagnostic::new(
-                    Problem::BadNumber { found: self.text[start..self.pos].to_string() },
+                    Problem::BadNumber {
+                        found: self.text[start..self.pos].to_string(),
+                    },
                     Span::new(start, self.pos),
                 ));
                 self.push(Tok::Number(0.0), start);

@@ -70,5 +70,8 @@ pub fn compile(text: &str, base_dir: Option<&std::path::Path>) -> Compiled {
     let plan = check::check(&topology, base_dir, &mut diagnostics);
     diagnostics.sort_by_key(|d| (d.span.start, d.span.end));
     diagnostics.dedup();
-    Compiled { plan: if syntax_ok { plan } else { None }, diagnostics }
+    Compiled {
+        plan: if syntax_ok { plan } else { None },
+        diagnostics,
+    }
 }

@@ -17,7 +17,11 @@ pub const WINDOW_KINDS: [&str; 3] = ["tumbling", "hopping", "session"];
 
 /// Parses `tokens` into a topology, pushing every mistake to `diags`.
 pub fn parse(tokens: Vec<Token>, diags: &mut Vec<Diagnostic>) -> Topology {
-    let mut parser = Parser { tokens, pos: 0, diags };
+    let mut parser = Parser {
+        tokens,
+        pos: 0,
+        diags,
+    };
     parser.topology()
 }
 
@@ -84,7 +88,10 @@ impl Parser<'_> {
     fn expected(&mut self, what: &str) -> Reported {
         let token = self.peek().clone();
         self.error(
-            Problem::Expected { expected: what.to_string(), found: token.tok.describe() },
+            Problem::Expected {
+                expected: what.to_string(),
+                found: token.tok.describe(),
+            },
             token.span,
         )
     }
@@ -156,7 +163,13 @@ impl Parser<'_> {
                 },
                 Tok::Ident(word) => {
                     let suggestion = did_you_mean(word, ITEMS);
-                    self.error(Problem::UnknownItem { found: word.clone(), suggestion }, token.span);
+                    self.error(
+                        Problem::UnknownItem {
+                            found: word.clone(),
+                            suggestion,
+                        },
+                        token.span,
+                    );
                     self.bump();
                     self.recover_top();
                 }
@@ -198,7 +211,13 @@ impl Parser<'_> {
             }
             if self.at(&Tok::Eof) {
                 let at = self.peek().span;
-                self.error(Problem::Unclosed { what: what.to_string(), open }, at);
+                self.error(
+                    Problem::Unclosed {
+                        what: what.to_string(),
+                        open,
+                    },
+                    at,
+                );
                 return Err(Reported);
             }
             let before = self.pos;
@@ -213,7 +232,8 @@ impl Parser<'_> {
 
     fn source(&mut self) -> PResult<SourceDecl> {
         let start = self.bump().span; // `source`
-        let name = self.name("a name for the source, as in `source rewards = kafka(\"game.rewards\")`")?;
+        let name =
+            self.name("a name for the source, as in `source rewards = kafka(\"game.rewards\")`")?;
         self.expect(Tok::Assign, "`=` after the source name")?;
         let kind = self.name("a source kind: `kafka`, `file` or `generator`")?;
         let (args, args_span) = if self.at(&Tok::LParen) {
@@ -239,7 +259,10 @@ impl Parser<'_> {
                         return Ok(());
                     }
                     let key = p.name("a property such as `time = ts as epoch_millis`")?;
-                    p.expect(Tok::Assign, &format!("`=` after `{}`", key.text))?;
+                    // `settings { ... }` may drop the `=` before a block.
+                    if !p.at(&Tok::LBrace) {
+                        p.expect(Tok::Assign, &format!("`=` after `{}`", key.text))?;
+                    }
                     let value = p.value()?;
                     properties.push(Property { key, value });
                     Ok(())
@@ -247,7 +270,15 @@ impl Parser<'_> {
                 starts,
             )?;
         }
-        Ok(SourceDecl { name, kind, args, args_span, properties, fields, span: start.to(end) })
+        Ok(SourceDecl {
+            name,
+            kind,
+            args,
+            args_span,
+            properties,
+            fields,
+            span: start.to(end),
+        })
     }
 
     fn fields_block(&mut self) -> PResult<Vec<FieldDecl>> {
@@ -320,7 +351,8 @@ impl Parser<'_> {
             Tok::Ident(_) => {
                 let path = self.path("a value")?;
                 if self.eat_word("as") {
-                    let enc = self.name("an encoding: `epoch_millis`, `epoch_seconds` or `rfc3339`")?;
+                    let enc =
+                        self.name("an encoding: `epoch_millis`, `epoch_seconds` or `rfc3339`")?;
                     Ok(Value::PathAs(path, enc))
                 } else {
                     Ok(Value::Path(path))
@@ -384,11 +416,17 @@ impl Parser<'_> {
             },
             |p| matches!(&p.peek().tok, Tok::Ident(w) if METRIC_CLAUSES.contains(&w.as_str())),
         )?;
-        Ok(MetricDecl { name, sources, clauses, span: start.to(body) })
+        Ok(MetricDecl {
+            name,
+            sources,
+            clauses,
+            span: start.to(body),
+        })
     }
 
     fn clause(&mut self) -> PResult<Clause> {
-        let keyword = self.name("a clause: `where`, `dimensions`, `window`, `retain` or `measures`")?;
+        let keyword =
+            self.name("a clause: `where`, `dimensions`, `window`, `retain` or `measures`")?;
         let start = keyword.span;
         match keyword.text.as_str() {
             "where" => {
@@ -398,9 +436,13 @@ impl Parser<'_> {
             "dimensions" => {
                 let mut dims = Vec::new();
                 loop {
-                    let path = self.path("a field to group by, as in `dimensions game_id, reward_type`")?;
-                    let alias =
-                        if self.eat_word("as") { Some(self.name("a name after `as`")?) } else { None };
+                    let path =
+                        self.path("a field to group by, as in `dimensions game_id, reward_type`")?;
+                    let alias = if self.eat_word("as") {
+                        Some(self.name("a name after `as`")?)
+                    } else {
+                        None
+                    };
                     dims.push(DimensionDecl { path, alias });
                     if !self.eat(&Tok::Comma) {
                         break;
@@ -445,7 +487,13 @@ impl Parser<'_> {
             }
             other => {
                 let suggestion = did_you_mean(other, METRIC_CLAUSES);
-                Err(self.error(Problem::UnknownClause { found: other.to_string(), suggestion }, start))
+                Err(self.error(
+                    Problem::UnknownClause {
+                        found: other.to_string(),
+                        suggestion,
+                    },
+                    start,
+                ))
             }
         }
     }
@@ -483,24 +531,36 @@ impl Parser<'_> {
                 Ok(WindowDecl::Tumbling { size })
             }
             "hopping" => {
-                let size = self.duration("the window length, as in `window hopping 10m every 1m`")?;
+                let size =
+                    self.duration("the window length, as in `window hopping 10m every 1m`")?;
                 if !self.eat_word("every") {
-                    return Err(self.expected("`every` and how often a window starts, as in `hopping 10m every 1m`"));
+                    return Err(self.expected(
+                        "`every` and how often a window starts, as in `hopping 10m every 1m`",
+                    ));
                 }
                 let every = self.duration("how often a window starts, as in `every 1m`")?;
                 Ok(WindowDecl::Hopping { size, every })
             }
             "session" => {
-                let gap = self.duration("the inactivity gap, as in `window session 30m by user_id`")?;
+                let gap =
+                    self.duration("the inactivity gap, as in `window session 30m by user_id`")?;
                 if !self.eat_word("by") {
-                    return Err(self.expected("`by` and the field that keys sessions, as in `session 30m by user_id`"));
+                    return Err(self.expected(
+                        "`by` and the field that keys sessions, as in `session 30m by user_id`",
+                    ));
                 }
                 let by = self.path("the field that keys sessions")?;
                 Ok(WindowDecl::Session { gap, by })
             }
             other => {
                 let suggestion = did_you_mean(other, WINDOW_KINDS);
-                Err(self.error(Problem::UnknownWindowKind { found: other.to_string(), suggestion }, kind.span))
+                Err(self.error(
+                    Problem::UnknownWindowKind {
+                        found: other.to_string(),
+                        suggestion,
+                    },
+                    kind.span,
+                ))
             }
         }
     }

@@ -389,7 +389,12 @@ impl fmt::Display for MeasureKind {
         match self {
             MeasureKind::Count => write!(f, "count()"),
             MeasureKind::Quantile { field, q } => write!(f, "quantile({field}, {q})"),
-            other => write!(f, "{}({})", other.function(), other.field().map(|p| p.to_string()).unwrap_or_default()),
+            other => write!(
+                f,
+                "{}({})",
+                other.function(),
+                other.field().map(|p| p.to_string()).unwrap_or_default()
+            ),
         }
     }
 }
@@ -500,7 +505,9 @@ pub enum Predicate {
 impl fmt::Display for Predicate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Predicate::Compare { field, cmp, value } => write!(f, "{field} {} {value}", cmp.symbol()),
+            Predicate::Compare { field, cmp, value } => {
+                write!(f, "{field} {} {value}", cmp.symbol())
+            }
             Predicate::In { field, values } => {
                 let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
                 write!(f, "{field} in [{}]", values.join(", "))

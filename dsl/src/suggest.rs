@@ -1,7 +1,10 @@
 //! "Did you mean" suggestions for misspelt names.
 
 /// The candidate closest to `found`, if one is close enough to be a likely typo.
-pub fn did_you_mean<'a>(found: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    found: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     let found_lower = found.to_lowercase();
     let mut best: Option<(f64, &str)> = None;
     for candidate in candidates {
@@ -19,8 +22,14 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(did_you_mean("metirc", ["source", "metric"]), Some("metric".into()));
-        assert_eq!(did_you_mean("dimension", ["where", "dimensions"]), Some("dimensions".into()));
+        assert_eq!(
+            did_you_mean("metirc", ["source", "metric"]),
+            Some("metric".into())
+        );
+        assert_eq!(
+            did_you_mean("dimension", ["where", "dimensions"]),
+            Some("dimensions".into())
+        );
         assert_eq!(did_you_mean("zzz", ["source", "metric"]), None);
     }
 }

@@ -1,1 +1,5 @@
-//! placeholder
+//! statflow's runtime: the command line, sources, worker processes and the
+//! HTTP endpoint, around the dataflow that `statflow-dataflow` renders.
+#![deny(missing_docs)]
+
+pub mod cli;

@@ -1,0 +1,221 @@
+//! The `statflow` command line: flags are parsed here and handed to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod check;
+mod generate;
+mod query;
+mod run;
+
+/// Live statistics from streams of game events.
+#[derive(Debug, Parser)]
+#[command(
+    name = "statflow",
+    version,
+    about = "Live statistics from streams of game events.",
+    long_about = "statflow turns streams of game events into live, queryable statistics.\n\
+                  Describe metrics in a .topo file, check it, run it, and query it over HTTP.",
+    after_help = "Examples:\n  \
+      statflow check examples/topologies/game_stats.topo\n  \
+      statflow run examples/topologies/game_stats.topo --workers 2\n  \
+      statflow query query.json"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check topology files and print every diagnostic.
+    #[command(
+        after_help = "Exit status: 0 when clean (warnings allowed), 1 on errors, 2 on usage errors.\n\n\
+        Examples:\n  statflow check examples/topologies/*.topo\n  statflow check game.topo --format json"
+    )]
+    Check(CheckArgs),
+    /// Print what a topology will compute and what state it keeps.
+    #[command(
+        after_help = "Examples:\n  statflow explain examples/topologies/game_stats.topo\n  \
+        statflow explain game.topo --format json > plan.json"
+    )]
+    Explain(ExplainArgs),
+    /// Run a topology: workers, sources and the HTTP query endpoint.
+    #[command(
+        after_help = "Examples:\n  statflow run examples/topologies/game_stats.topo\n  \
+        statflow run game.topo --workers 4 --http 127.0.0.1:9000"
+    )]
+    Run(RunArgs),
+    /// Send a query (JSON or EDN) to a running statflow and print the answer.
+    #[command(after_help = "Examples:\n  statflow query query.json\n  \
+        echo '{\"metric\": \"reward_stats\", \"time_window\": {\"kind\": \"relative\", \"last\": \"1h\"}}' | statflow query -\n  \
+        statflow query query.edn --format edn --url http://127.0.0.1:8080")]
+    Query(QueryArgs),
+    /// Write the built-in generator's events as JSON lines.
+    #[command(
+        after_help = "Examples:\n  statflow generate --events 1000000 --seed 7 --out events.jsonl\n  \
+        statflow generate --events 5000000 --span 24h --users 1000000 --out bench.jsonl"
+    )]
+    Generate(GenerateArgs),
+}
+
+/// Output format of `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    /// Rendered for people.
+    Human,
+    /// One JSON array of diagnostics, for editors and CI.
+    Json,
+}
+
+/// Arguments of `statflow check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Topology files to check.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// How to print diagnostics.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
+    pub format: CheckFormat,
+    /// Colour: auto (on a terminal), always or never.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+/// When to colour output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal only.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Arguments of `statflow explain`.
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The topology file.
+    pub file: PathBuf,
+    /// `text` for people, `json` for the serialized plan.
+    #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
+    pub format: ExplainFormat,
+}
+
+/// Output format of `explain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExplainFormat {
+    /// Readable text.
+    Text,
+    /// The serialized plan.
+    Json,
+}
+
+/// Arguments of `statflow run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The topology file.
+    pub file: PathBuf,
+    /// Worker threads in this process.
+    #[arg(long, short = 'w', default_value_t = 2)]
+    pub workers: usize,
+    /// Address of the HTTP endpoint (loopback unless told otherwise).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: std::net::SocketAddr,
+    /// Close an epoch after this many milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub epoch_ms: u64,
+    /// Close an epoch after this many records per worker.
+    #[arg(long, default_value_t = 50_000)]
+    pub epoch_records: usize,
+    /// Folder for dead letters (and, later, checkpoints).
+    #[arg(long, default_value = ".statflow")]
+    pub state_dir: PathBuf,
+    /// Exit once every source has finished (file sources, bounded generators).
+    #[arg(long)]
+    pub exit_when_done: bool,
+}
+
+/// Arguments of `statflow query`.
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    /// A file holding the query, or `-` for standard input. JSON or EDN.
+    pub file: String,
+    /// Where statflow serves HTTP.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// How to print the answer.
+    #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+    pub format: QueryFormat,
+}
+
+/// Output format of `query`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueryFormat {
+    /// An aligned table.
+    Table,
+    /// The JSON answer.
+    Json,
+    /// The EDN answer.
+    Edn,
+}
+
+/// Arguments of `statflow generate`.
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// How many events.
+    #[arg(long, default_value_t = 100_000)]
+    pub events: u64,
+    /// Seed; the same seed writes the same file.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Event time covered by the file, ending now (e.g. `24h`).
+    #[arg(long, default_value = "1h")]
+    pub span: String,
+    /// Distinct games.
+    #[arg(long, default_value_t = 200)]
+    pub games: u64,
+    /// Distinct users.
+    #[arg(long, default_value_t = 100_000)]
+    pub users: u64,
+    /// Only these event kinds (reward, bet, login); all when empty.
+    #[arg(long, value_delimiter = ',')]
+    pub kinds: Vec<String>,
+    /// The output file; `-` for standard output.
+    #[arg(long, default_value = "-")]
+    pub out: String,
+}
+
+/// Parses the command line and runs it; the exit code follows each subcommand's rules.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Check(args) => return check::check(&args),
+        Command::Explain(args) => return check::explain(&args),
+        Command::Run(args) => run::run(args),
+        Command::Query(args) => query::query(args),
+        Command::Generate(args) => generate::generate(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
