@@ -3,3 +3,5 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod query;
+pub mod source;
