@@ -4,3 +4,5 @@
 
 pub mod query;
 pub mod value;
+pub mod aggregate;
+pub mod decode;

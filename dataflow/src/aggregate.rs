@@ -1,0 +1,421 @@
+//! Mergeable measure state: what one rollup row holds for every measure.
+//!
+//! A row's `Aggregates` is the *difference* type of the rollup arrangement:
+//! differential adds the updates of a key together with `plus_equals`, so
+//! merging is the one operation everything rests on — combining events in a
+//! worker, consolidating batches, re-bucketing minutes into hours at query
+//! time. Every merge here is associative and commutative, and gives the same
+//! bits in any order, so answers do not depend on how work was split or on a
+//! restart.
+
+use std::cmp::Ordering;
+
+use cardinality_estimator::CardinalityEstimator;
+use differential_dataflow::difference::{IsZero, Semigroup};
+use serde::{Deserialize, Serialize};
+use sketches_ddsketch::DDSketch;
+use statflow_dsl::MeasureKind;
+
+use crate::query::Cell;
+
+/// Sums are kept in billionths, as integers: exact and order-independent for
+/// inputs with up to nine decimal places, and good to about ±1.7e20.
+pub const SUM_SCALE: f64 = 1e9;
+
+/// A quantile state keeps exact values up to this many, then becomes a DDSketch.
+pub const EXACT_QUANTILE_VALUES: usize = 64;
+
+/// Relative accuracy of the quantile sketch.
+pub const QUANTILE_ALPHA: f64 = 0.01;
+
+/// The HyperLogLog++ estimator behind `distinct`: exact (up to hash
+/// collisions) below 128 values, then 4096 six-bit registers, a standard
+/// error of 1.04/√4096 ≈ 1.6%.
+pub type DistinctSketch = CardinalityEstimator<str>;
+
+/// The state of one measure in one row.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum MeasureState {
+    /// `count()` needs nothing beyond the row's event count.
+    Count,
+    /// Sum in billionths.
+    Sum(i128),
+    /// Smallest value seen; `+inf` when none.
+    Min(f64),
+    /// Largest value seen; `-inf` when none.
+    Max(f64),
+    /// Sum in billionths and how many values.
+    Avg(i128, u64),
+    /// Distinct values.
+    Distinct(DistinctSketch),
+    /// Values for quantiles.
+    Quantile(QuantileState),
+}
+
+/// Values for a quantile: exact while few, a DDSketch after.
+#[derive(Clone, Serialize, Deserialize)]
+pub enum QuantileState {
+    /// Sorted values, at most `EXACT_QUANTILE_VALUES`.
+    Exact(Vec<f64>),
+    /// A sketch with `QUANTILE_ALPHA` relative accuracy.
+    Sketch(Box<DDSketch>),
+}
+
+impl std::fmt::Debug for QuantileState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QuantileState::Exact(values) => f.debug_tuple("Exact").field(values).finish(),
+            QuantileState::Sketch(s) => write!(f, "Sketch({} values)", s.count()),
+        }
+    }
+}
+
+impl QuantileState {
+    fn insert(&mut self, v: f64) {
+        match self {
+            QuantileState::Exact(values) => {
+                let at = values.partition_point(|x| x.total_cmp(&v) == Ordering::Less);
+                values.insert(at, v);
+                if values.len() > EXACT_QUANTILE_VALUES {
+                    *self = QuantileState::Sketch(Box::new(sketch_of(values)));
+                }
+            }
+            QuantileState::Sketch(s) => s.add(v),
+        }
+    }
+
+    fn merge(&mut self, other: &QuantileState) {
+        match (&mut *self, other) {
+            (QuantileState::Exact(a), QuantileState::Exact(b)) => {
+                if a.len() + b.len() <= EXACT_QUANTILE_VALUES {
+                    for v in b {
+                        let at = a.partition_point(|x| x.total_cmp(v) == Ordering::Less);
+                        a.insert(at, *v);
+                    }
+                } else {
+                    let mut s = sketch_of(a);
+                    for v in b {
+                        s.add(*v);
+                    }
+                    *self = QuantileState::Sketch(Box::new(s));
+                }
+            }
+            (QuantileState::Exact(a), QuantileState::Sketch(b)) => {
+                let mut s = (**b).clone();
+                for v in a.iter() {
+                    s.add(*v);
+                }
+                *self = QuantileState::Sketch(Box::new(s));
+            }
+            (QuantileState::Sketch(a), QuantileState::Exact(b)) => {
+                for v in b {
+                    a.add(*v);
+                }
+            }
+            (QuantileState::Sketch(a), QuantileState::Sketch(b)) => {
+                // Both sketches share one configuration, so merging cannot fail.
+                let _ = a.merge(b);
+            }
+        }
+    }
+
+    /// The `q`-quantile: the value at rank ⌊q·(n−1)⌋, as DDSketch defines it.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        match self {
+            QuantileState::Exact(values) if values.is_empty() => None,
+            QuantileState::Exact(values) => {
+                let rank = (q * (values.len() - 1) as f64) as usize;
+                values.get(rank).copied()
+            }
+            QuantileState::Sketch(s) => s.quantile(q).ok().flatten(),
+        }
+    }
+}
+
+fn sketch_of(values: &[f64]) -> DDSketch {
+    let mut s = DDSketch::new(sketches_ddsketch::Config::new(QUANTILE_ALPHA, 2048, 1.0e-9));
+    for v in values {
+        s.add(*v);
+    }
+    s
+}
+
+impl MeasureState {
+    /// The empty state for a measure.
+    pub fn empty(kind: &MeasureKind) -> Self {
+        match kind {
+            MeasureKind::Count => MeasureState::Count,
+            MeasureKind::Sum { .. } => MeasureState::Sum(0),
+            MeasureKind::Min { .. } => MeasureState::Min(f64::INFINITY),
+            MeasureKind::Max { .. } => MeasureState::Max(f64::NEG_INFINITY),
+            MeasureKind::Avg { .. } => MeasureState::Avg(0, 0),
+            MeasureKind::Distinct { .. } => MeasureState::Distinct(DistinctSketch::new()),
+            MeasureKind::Quantile { .. } => MeasureState::Quantile(QuantileState::Exact(Vec::new())),
+        }
+    }
+
+    /// Adds one number (ignored by `Count` and `Distinct`).
+    pub fn add_number(&mut self, v: f64) {
+        match self {
+            MeasureState::Sum(total) => *total += to_fixed(v),
+            MeasureState::Min(m) => *m = m.min(v),
+            MeasureState::Max(m) => *m = m.max(v),
+            MeasureState::Avg(total, n) => {
+                *total += to_fixed(v);
+                *n += 1;
+            }
+            MeasureState::Quantile(q) => q.insert(v),
+            MeasureState::Count | MeasureState::Distinct(_) => {}
+        }
+    }
+
+    /// Adds one value to a `Distinct` (ignored by the others).
+    pub fn add_text(&mut self, text: &str) {
+        if let MeasureState::Distinct(d) = self {
+            d.insert(text);
+        }
+    }
+
+    /// Merges another state of the same measure into this one.
+    pub fn merge(&mut self, other: &MeasureState) {
+        match (self, other) {
+            (MeasureState::Sum(a), MeasureState::Sum(b)) => *a += b,
+            (MeasureState::Min(a), MeasureState::Min(b)) => *a = a.min(*b),
+            (MeasureState::Max(a), MeasureState::Max(b)) => *a = a.max(*b),
+            (MeasureState::Avg(a, n), MeasureState::Avg(b, m)) => {
+                *a += b;
+                *n += m;
+            }
+            (MeasureState::Distinct(a), MeasureState::Distinct(b)) => a.merge(b),
+            (MeasureState::Quantile(a), MeasureState::Quantile(b)) => a.merge(b),
+            _ => {}
+        }
+    }
+
+    /// The measure's value for a row holding `count` events.
+    pub fn finish(&self, kind: &MeasureKind, count: i64) -> Cell {
+        match (self, kind) {
+            (MeasureState::Count, _) => Cell::Int(count),
+            (MeasureState::Sum(total), _) => Cell::Float(from_fixed(*total)),
+            (MeasureState::Min(m), _) | (MeasureState::Max(m), _) if m.is_finite() => Cell::Float(*m),
+            (MeasureState::Min(_) | MeasureState::Max(_), _) => Cell::Null,
+            (MeasureState::Avg(_, 0), _) => Cell::Null,
+            (MeasureState::Avg(total, n), _) => Cell::Float(from_fixed(*total) / *n as f64),
+            (MeasureState::Distinct(d), _) => Cell::Int(d.estimate() as i64),
+            (MeasureState::Quantile(state), MeasureKind::Quantile { q, .. }) => {
+                state.quantile(*q).map(Cell::Float).unwrap_or(Cell::Null)
+            }
+            (MeasureState::Quantile(_), _) => Cell::Null,
+        }
+    }
+
+    /// A total order over states of one measure, consistent with equality.
+    fn order(&self, other: &MeasureState) -> Ordering {
+        match (self, other) {
+            (MeasureState::Sum(a), MeasureState::Sum(b)) => a.cmp(b),
+            (MeasureState::Min(a), MeasureState::Min(b)) | (MeasureState::Max(a), MeasureState::Max(b)) => {
+                a.total_cmp(b)
+            }
+            (MeasureState::Avg(a, n), MeasureState::Avg(b, m)) => (a, n).cmp(&(b, m)),
+            (MeasureState::Distinct(a), MeasureState::Distinct(b)) => {
+                if a == b {
+                    Ordering::Equal
+                } else {
+                    a.estimate().cmp(&b.estimate()).then_with(|| encoded(a).cmp(&encoded(b)))
+                }
+            }
+            (MeasureState::Quantile(a), MeasureState::Quantile(b)) => encoded(a).cmp(&encoded(b)),
+            (a, b) => variant(a).cmp(&variant(b)),
+        }
+    }
+}
+
+fn variant(state: &MeasureState) -> u8 {
+    match state {
+        MeasureState::Count => 0,
+        MeasureState::Sum(_) => 1,
+        MeasureState::Min(_) => 2,
+        MeasureState::Max(_) => 3,
+        MeasureState::Avg(..) => 4,
+        MeasureState::Distinct(_) => 5,
+        MeasureState::Quantile(_) => 6,
+    }
+}
+
+/// A canonical byte form, used only to break ties in `Ord` (rare).
+fn encoded<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// A number in billionths, rounded to the nearest.
+pub fn to_fixed(v: f64) -> i128 {
+    (v * SUM_SCALE).round() as i128
+}
+
+/// Billionths back to a number.
+pub fn from_fixed(v: i128) -> f64 {
+    // Split to keep precision for large totals.
+    let whole = v / 1_000_000_000;
+    let frac = v % 1_000_000_000;
+    whole as f64 + frac as f64 / SUM_SCALE
+}
+
+/// Everything a rollup row knows: how many events, and each measure's state
+/// (in the order of the metric's measures).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Aggregates {
+    /// Events counted in this row.
+    pub count: i64,
+    /// One state per measure of the metric.
+    pub measures: Vec<MeasureState>,
+}
+
+impl Aggregates {
+    /// An empty row for measures of these kinds.
+    pub fn empty<'a>(kinds: impl IntoIterator<Item = &'a MeasureKind>) -> Self {
+        Aggregates { count: 0, measures: kinds.into_iter().map(MeasureState::empty).collect() }
+    }
+
+    /// Merges another row of the same metric into this one.
+    pub fn merge(&mut self, other: &Aggregates) {
+        self.count += other.count;
+        if self.measures.is_empty() {
+            self.measures = other.measures.clone();
+            return;
+        }
+        for (a, b) in self.measures.iter_mut().zip(&other.measures) {
+            a.merge(b);
+        }
+    }
+}
+
+impl PartialEq for Aggregates {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Aggregates {}
+
+impl PartialOrd for Aggregates {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Aggregates {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.count.cmp(&other.count).then_with(|| {
+            for (a, b) in self.measures.iter().zip(&other.measures) {
+                let o = a.order(b);
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            self.measures.len().cmp(&other.measures.len())
+        })
+    }
+}
+
+impl IsZero for Aggregates {
+    /// A row with no events is empty: every update adds at least one event.
+    fn is_zero(&self) -> bool {
+        self.count == 0
+    }
+}
+
+impl Semigroup for Aggregates {
+    fn plus_equals(&mut self, rhs: &Self) {
+        self.merge(rhs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use statflow_dsl::FieldPath;
+
+    fn kinds() -> Vec<MeasureKind> {
+        let f = FieldPath::parse("x");
+        vec![
+            MeasureKind::Count,
+            MeasureKind::Sum { field: f.clone() },
+            MeasureKind::Min { field: f.clone() },
+            MeasureKind::Max { field: f.clone() },
+            MeasureKind::Avg { field: f.clone() },
+            MeasureKind::Distinct { field: f.clone() },
+            MeasureKind::Quantile { field: f, q: 0.5 },
+        ]
+    }
+
+    fn row(values: &[f64]) -> Aggregates {
+        let kinds = kinds();
+        let mut agg = Aggregates::empty(&kinds);
+        for v in values {
+            agg.count += 1;
+            for m in &mut agg.measures {
+                m.add_number(*v);
+                m.add_text(&v.to_string());
+            }
+        }
+        agg
+    }
+
+    fn finish(agg: &Aggregates) -> Vec<Cell> {
+        kinds().iter().zip(&agg.measures).map(|(k, m)| m.finish(k, agg.count)).collect()
+    }
+
+    #[test]
+    fn merging_in_any_order_gives_the_same_bits() {
+        let values: Vec<f64> = (0..500).map(|i| (i * 37 % 101) as f64 * 0.01 + 0.1).collect();
+        let whole = row(&values);
+        let mut left = row(&values[..123]);
+        left.plus_equals(&row(&values[123..]));
+        let mut right = row(&values[300..]);
+        right.plus_equals(&row(&values[..300]));
+        assert_eq!(finish(&whole), finish(&left));
+        assert_eq!(finish(&left), finish(&right));
+        // Sums of decimals are exact: 0.1 + 0.2 is 0.3 here.
+        let mut a = row(&[0.1]);
+        a.plus_equals(&row(&[0.2]));
+        assert_eq!(finish(&a)[1], Cell::Float(0.3));
+    }
+
+    #[test]
+    fn finishes_each_measure() {
+        let agg = row(&[3.0, 1.0, 2.0, 2.0]);
+        assert_eq!(
+            finish(&agg),
+            vec![
+                Cell::Int(4),
+                Cell::Float(8.0),
+                Cell::Float(1.0),
+                Cell::Float(3.0),
+                Cell::Float(2.0),
+                Cell::Int(3),
+                Cell::Float(2.0),
+            ]
+        );
+        let empty = Aggregates::empty(&kinds());
+        assert!(empty.is_zero());
+        assert_eq!(finish(&empty)[2], Cell::Null);
+    }
+
+    #[test]
+    fn quantile_sketch_stays_within_one_percent() {
+        let values: Vec<f64> = (1..=10_000).map(|i| i as f64).collect();
+        let agg = row(&values);
+        let Cell::Float(median) = finish(&agg)[6] else { panic!("no median") };
+        let exact = values[(0.5 * (values.len() - 1) as f64) as usize];
+        assert!((median - exact).abs() / exact <= QUANTILE_ALPHA, "{median} vs {exact}");
+    }
+
+    #[test]
+    fn states_survive_serialization() {
+        let agg = row(&(0..300).map(|i| i as f64).collect::<Vec<_>>());
+        let json = serde_json::to_vec(&agg).unwrap();
+        let back: Aggregates = serde_json::from_slice(&json).unwrap();
+        assert_eq!(finish(&agg), finish(&back));
+        assert_eq!(agg, back);
+    }
+}
