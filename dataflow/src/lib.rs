@@ -6,3 +6,6 @@ pub mod query;
 pub mod value;
 pub mod aggregate;
 pub mod decode;
+pub mod rollup;
+pub mod ingest;
+pub mod timebucket;

@@ -1,0 +1,207 @@
+//! The ingest operator: reads a source's records, decodes them, and combines
+//! them into one rollup update per key per epoch before anything is
+//! exchanged between workers.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use differential_dataflow::{AsCollection, VecCollection};
+use statflow_dsl::Plan;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::Scope;
+use timely::scheduling::Activator;
+
+use crate::aggregate::Aggregates;
+use crate::rollup::{RecordError, RollupKey, SourceDecoder};
+
+/// What a reader did in one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadState {
+    /// It may have more right away: call again soon.
+    Busy,
+    /// Nothing now; try again after this long.
+    Idle(Duration),
+    /// The source is exhausted for good.
+    Finished,
+}
+
+/// Reads raw records of one source on one worker. Implemented by the
+/// runtime for files, the generator and Kafka.
+pub trait RecordReader: 'static {
+    /// Hands at most `max` records to `record`, each with its position
+    /// (a byte offset, a sequence number, a Kafka offset).
+    fn read(&mut self, max: usize, record: &mut dyn FnMut(&[u8], u64)) -> ReadState;
+}
+
+/// Where records that could not be counted go, with their reason.
+pub trait DeadLetters: 'static {
+    /// Keeps `record`, read at `position` of `source`, which failed with `reason`.
+    fn put(&mut self, source: &str, position: u64, reason: &RecordError, record: &[u8]);
+}
+
+/// Counters of one source on one worker, shared with the status endpoint.
+#[derive(Debug)]
+pub struct SourceStats {
+    /// Records read, good or bad.
+    pub records: AtomicU64,
+    /// Records that could not be counted.
+    pub errors: AtomicU64,
+    /// The newest event time seen, in milliseconds; `i64::MIN` before any.
+    pub max_event_ms: AtomicI64,
+    /// The position after the last record read.
+    pub position: AtomicU64,
+    /// The reader said it is finished.
+    pub finished: AtomicBool,
+}
+
+impl Default for SourceStats {
+    fn default() -> Self {
+        SourceStats {
+            records: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            max_event_ms: AtomicI64::new(i64::MIN),
+            position: AtomicU64::new(0),
+            finished: AtomicBool::new(false),
+        }
+    }
+}
+
+impl SourceStats {
+    /// The newest event time seen, if any.
+    pub fn max_event(&self) -> Option<i64> {
+        let ms = self.max_event_ms.load(Ordering::Relaxed);
+        (ms != i64::MIN).then_some(ms)
+    }
+}
+
+/// The worker's epoch: every ingest operator of a worker stamps its updates
+/// with it. The worker loop advances it on a timer or when an epoch holds
+/// enough records, and wakes the operators so they flush.
+#[derive(Clone, Default)]
+pub struct EpochClock {
+    epoch: Rc<Cell<u64>>,
+    records: Rc<Cell<usize>>,
+    activators: Rc<RefCell<Vec<Activator>>>,
+}
+
+impl EpochClock {
+    /// A clock at epoch 0.
+    pub fn new() -> Self {
+        EpochClock::default()
+    }
+
+    /// The open epoch.
+    pub fn current(&self) -> u64 {
+        self.epoch.get()
+    }
+
+    /// Records read into the open epoch so far.
+    pub fn records(&self) -> usize {
+        self.records.get()
+    }
+
+    /// Closes the open epoch and opens the next.
+    pub fn advance(&self) {
+        self.epoch.set(self.epoch.get() + 1);
+        self.records.set(0);
+        for a in self.activators.borrow().iter() {
+            a.activate();
+        }
+    }
+
+    fn count(&self, n: usize) {
+        self.records.set(self.records.get() + n);
+    }
+}
+
+/// Everything one ingest operator needs.
+pub struct IngestSpec {
+    /// The plan.
+    pub plan: Arc<Plan>,
+    /// Index of the source in the plan.
+    pub source: usize,
+    /// This worker's reader of the source.
+    pub reader: Box<dyn RecordReader>,
+    /// Where bad records go.
+    pub dead_letters: Box<dyn DeadLetters>,
+    /// Counters shared with the status endpoint.
+    pub stats: Arc<SourceStats>,
+    /// Most records read in one activation, which bounds how long a worker
+    /// step takes (so queries do not wait behind a backlog).
+    pub batch: usize,
+}
+
+/// Builds the ingest operator for one source: a collection of rollup updates,
+/// one per key per epoch, not yet exchanged.
+pub fn ingest<'scope>(
+    scope: Scope<'scope, u64>,
+    clock: &EpochClock,
+    spec: IngestSpec,
+) -> VecCollection<'scope, u64, RollupKey, Aggregates> {
+    let clock = clock.clone();
+    let name = format!("Ingest({})", spec.plan.sources[spec.source].name);
+    source(scope, &name, move |capability, info| {
+        let activator = scope.activator_for(info.address);
+        clock.activators.borrow_mut().push(activator.clone());
+        let IngestSpec { plan, source, mut reader, mut dead_letters, stats, batch } = spec;
+        let decoder = SourceDecoder::new(&plan, &plan.sources[source]);
+        let source_name = plan.sources[source].name.clone();
+        let mut capability = Some(capability);
+        let mut rows: HashMap<RollupKey, Aggregates> = HashMap::new();
+        let mut scratch = Vec::new();
+        let mut finished = false;
+        move |output| {
+            let Some(cap) = capability.as_mut() else { return };
+            let epoch = clock.current();
+            // Flush what the closed epoch gathered, then move to the open one.
+            if *cap.time() < epoch {
+                if !rows.is_empty() {
+                    let time = *cap.time();
+                    let mut session = output.session(&*cap);
+                    for (key, agg) in rows.drain() {
+                        session.give((key, time, agg));
+                    }
+                }
+                cap.downgrade(&epoch);
+            }
+            if finished {
+                return;
+            }
+            let mut read = 0usize;
+            let mut max_event = i64::MIN;
+            let mut last_position = None;
+            let state = reader.read(batch, &mut |record, position| {
+                read += 1;
+                last_position = Some(position);
+                match decoder.decode_into(record, &mut scratch, &mut rows, &plan) {
+                    Ok(ts) => max_event = max_event.max(ts),
+                    Err(reason) => {
+                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                        dead_letters.put(&source_name, position, &reason, record);
+                    }
+                }
+            });
+            clock.count(read);
+            stats.records.fetch_add(read as u64, Ordering::Relaxed);
+            stats.max_event_ms.fetch_max(max_event, Ordering::Relaxed);
+            if let Some(p) = last_position {
+                stats.position.store(p, Ordering::Relaxed);
+            }
+            match state {
+                ReadState::Busy => activator.activate(),
+                ReadState::Idle(wait) => activator.activate_after(wait),
+                ReadState::Finished => {
+                    // Keep the capability: the epoch clock still advances it, so
+                    // the metric stays queryable at ever newer epochs.
+                    finished = true;
+                    stats.finished.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    })
+    .as_collection()
+}
