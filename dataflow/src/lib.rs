@@ -9,3 +9,5 @@ pub mod decode;
 pub mod rollup;
 pub mod ingest;
 pub mod timebucket;
+pub mod scan;
+pub mod render;

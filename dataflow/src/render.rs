@@ -1,0 +1,42 @@
+//! Renders a plan's ingest side on one worker: every source's ingest
+//! operator, exchanged by rollup key into one arrangement.
+
+use std::sync::Arc;
+
+use differential_dataflow::VecCollection;
+use statflow_dsl::Plan;
+use timely::dataflow::operators::Probe;
+use timely::dataflow::ProbeHandle;
+use timely::worker::Worker;
+
+use crate::aggregate::Aggregates;
+use crate::ingest::{ingest, EpochClock, IngestSpec};
+use crate::rollup::RollupKey;
+use crate::scan::RollupTrace;
+
+/// The handles the worker loop keeps after rendering.
+pub struct Rendered {
+    /// The rollup arrangement's trace, read by queries.
+    pub trace: RollupTrace,
+    /// Progress of the arrangement: an epoch is complete everywhere once the
+    /// probe's frontier has passed it.
+    pub probe: ProbeHandle<u64>,
+}
+
+/// Builds the ingest dataflow on this worker, with one ingest operator per
+/// spec (a worker's share of each source).
+pub fn render_ingest(worker: &mut Worker, plan: &Arc<Plan>, clock: &EpochClock, specs: Vec<IngestSpec>) -> Rendered {
+    let _ = plan;
+    worker.dataflow_named("Ingest", |scope| {
+        let mut parts: Vec<VecCollection<'_, u64, RollupKey, Aggregates>> = Vec::new();
+        for spec in specs {
+            parts.push(ingest(scope.clone(), clock, spec));
+        }
+        let updates = differential_dataflow::collection::concatenate(scope.clone(), parts);
+        let arranged = updates.arrange_by_self_named("Rollup");
+        let probe = ProbeHandle::new();
+        let trace = arranged.trace.clone();
+        arranged.stream.probe_with(&probe);
+        Rendered { trace, probe }
+    })
+}

@@ -1,0 +1,456 @@
+//! The query dataflow: a query is broadcast to every worker, each worker
+//! scans its own shard of the rollup arrangement at the query's epoch, and
+//! the partial groups are merged on the worker that took the query.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use differential_dataflow::difference::Semigroup;
+use differential_dataflow::operators::arrange::TraceAgent;
+use differential_dataflow::trace::cursor::{cursor_list, Cursor};
+use differential_dataflow::trace::implementations::KeySpine;
+use differential_dataflow::trace::TraceReader;
+use jiff::tz::TimeZone;
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use statflow_dsl::{Plan, Window};
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::Operator;
+use timely::dataflow::InputHandleVec;
+use timely::progress::Antichain;
+use timely::worker::Worker;
+
+use crate::aggregate::Aggregates;
+use crate::query::{Answer, AsOf, Cell, Column, Filter, GroupKey, Query};
+use crate::rollup::RollupKey;
+use crate::timebucket;
+use crate::value::Value;
+
+/// The rollup arrangement: every row's aggregates, keyed by `RollupKey`,
+/// at the epoch it was ingested.
+pub type RollupTrace = TraceAgent<KeySpine<RollupKey, u64, Aggregates>>;
+
+/// A query on its way to every worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryMsg {
+    /// Unique on the home worker.
+    pub id: u64,
+    /// The worker that took the query and merges the partials.
+    pub home: usize,
+    /// Read every update at or before this epoch.
+    pub as_of: u64,
+    /// The validated query.
+    pub query: Query,
+}
+
+/// One worker's part of an answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Partial {
+    /// The query's id.
+    pub id: u64,
+    /// The worker that merges.
+    pub home: usize,
+    /// The epoch read.
+    pub as_of: u64,
+    /// True when this worker could not read at `as_of` (its shard was
+    /// compacted past it, or had not yet reached it): the home worker asks again.
+    pub retry: bool,
+    /// This worker's lowest source watermark.
+    pub watermark_ms: Option<i64>,
+    /// The query, so that the home worker can shape the answer.
+    pub query: Query,
+    /// Groups: key values (dimensions, and `__time` as an integer) and the
+    /// aggregates of the requested measures.
+    pub groups: Vec<(Vec<Value>, Aggregates)>,
+}
+
+/// The end of a query on its home worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The answer.
+    Answer(Answer),
+    /// Some worker could not read at the chosen epoch; ask again at a newer one.
+    Retry,
+}
+
+/// Finished queries, drained by the worker loop.
+pub type Finished = Rc<RefCell<Vec<(u64, Outcome)>>>;
+
+/// Builds the query dataflow on this worker. `watermark` reports the
+/// worker's lowest source watermark. `trace` is shared with the worker
+/// loop, which advances its compaction frontier. Returns the input to send queries into
+/// (never advanced: queries need no progress tracking, since the home worker
+/// counts one partial from every worker).
+pub fn query_dataflow(
+    worker: &mut Worker,
+    plan: Arc<Plan>,
+    trace: Rc<RefCell<RollupTrace>>,
+    watermark: Rc<dyn Fn() -> Option<i64>>,
+    finished: Finished,
+) -> InputHandleVec<u64, QueryMsg> {
+    let mut input = InputHandleVec::new();
+    let peers = worker.peers();
+    worker.dataflow_named("Queries", |scope| {
+        let scan_plan = Arc::clone(&plan);
+        input
+            .to_stream(scope)
+            .broadcast()
+            .unary(Pipeline, "Scan", move |_cap, _info| {
+                move |input, output| {
+                    input.for_each(|cap, data| {
+                        let mut session = output.session(&cap);
+                        for msg in data.drain(..) {
+                            session.give(scan(&scan_plan, &mut trace.borrow_mut(), &msg, watermark()));
+                        }
+                    });
+                }
+            })
+            .unary(Exchange::new(|p: &Partial| p.home as u64), "Merge", move |_cap, _info| {
+                let mut pending: HashMap<u64, (usize, Vec<Partial>)> = HashMap::new();
+                move |input, _output: &mut timely::dataflow::operators::generic::OutputBuilderSession<'_, u64, timely::container::CapacityContainerBuilder<Vec<()>>>| {
+                    input.for_each(|_cap, data| {
+                        for partial in data.drain(..) {
+                            let id = partial.id;
+                            let entry = pending.entry(id).or_insert_with(|| (0, Vec::new()));
+                            entry.0 += 1;
+                            entry.1.push(partial);
+                            if entry.0 == peers {
+                                let (_, partials) = pending.remove(&id).unwrap_or_default();
+                                finished.borrow_mut().push((id, merge(&plan, partials)));
+                            }
+                        }
+                    });
+                }
+            });
+    });
+    input
+}
+
+/// Reads this worker's shard for one query.
+fn scan(plan: &Plan, trace: &mut RollupTrace, msg: &QueryMsg, watermark_ms: Option<i64>) -> Partial {
+    let mut partial =
+        Partial {
+        id: msg.id,
+        home: msg.home,
+        as_of: msg.as_of,
+        retry: false,
+        watermark_ms,
+        query: msg.query.clone(),
+        groups: Vec::new(),
+    };
+    let mut upper = Antichain::new();
+    trace.read_upper(&mut upper);
+    let reached = !upper.less_equal(&msg.as_of);
+    // Updates at times before the compaction frontier have been moved up to it,
+    // so a read at an older epoch would miss them.
+    let exact = trace.get_logical_compaction().less_equal(&msg.as_of);
+    if !reached || !exact {
+        partial.retry = true;
+        return partial;
+    }
+    let Some(batches) = trace.batches_through(upper.borrow()) else {
+        partial.retry = true;
+        return partial;
+    };
+    let q = &msg.query;
+    let Some(metric) = plan.metrics.get(q.metric) else { return partial };
+    let shape = Shape::new(q, &metric.window);
+    let filter = q.filter.as_ref().map(CompiledFilter::new);
+    let (mut cursor, storage) = cursor_list(batches);
+    let start = RollupKey { metric: q.metric as u32, bucket: shape.scan_from, dims: Vec::new() };
+    cursor.seek_key(&storage, &start);
+    let mut groups: HashMap<Vec<Value>, Aggregates> = HashMap::new();
+    let mut times = Vec::new();
+    while let Some(key) = cursor.get_key(&storage) {
+        if key.metric != q.metric as u32 || key.bucket >= shape.scan_to {
+            break;
+        }
+        if filter.as_ref().is_none_or(|f| f.eval(&key.dims)) {
+            let mut row: Option<Aggregates> = None;
+            while cursor.val_valid(&storage) {
+                cursor.map_times(&storage, |time, diff| {
+                    if *time <= msg.as_of {
+                        match &mut row {
+                            Some(r) => r.plus_equals(diff),
+                            None => row = Some(diff.clone()),
+                        }
+                    }
+                });
+                cursor.step_val(&storage);
+            }
+            if let Some(row) = row.filter(|r| r.count != 0) {
+                shape.buckets(key.bucket, &mut times);
+                let selected = Aggregates {
+                    count: row.count,
+                    measures: q.measures.iter().map(|i| row.measures[*i].clone()).collect(),
+                };
+                for t in &times {
+                    let group: Vec<Value> = q
+                        .group_by
+                        .iter()
+                        .map(|g| match g {
+                            GroupKey::Dimension(i) => key.dims.get(*i).cloned().unwrap_or(Value::Null),
+                            GroupKey::Time => Value::Int(*t),
+                        })
+                        .collect();
+                    match groups.get_mut(&group) {
+                        Some(acc) => acc.merge(&selected),
+                        None => {
+                            groups.insert(group, selected.clone());
+                        }
+                    }
+                }
+            }
+        }
+        cursor.step_key(&storage);
+    }
+    partial.groups = groups.into_iter().collect();
+    partial
+}
+
+/// Which panes a query reads and which time buckets each pane feeds.
+struct Shape {
+    from: i64,
+    to: i64,
+    scan_from: i64,
+    scan_to: i64,
+    /// `None` when the query does not group by time.
+    granularity: Option<i64>,
+    /// Length of a hopping window; `None` for tumbling windows.
+    window: Option<i64>,
+    tz: TimeZone,
+}
+
+impl Shape {
+    fn new(q: &Query, window: &Window) -> Self {
+        let step = window.step().millis() as i64;
+        let granularity = q
+            .group_by
+            .contains(&GroupKey::Time)
+            .then(|| q.granularity_ms.map(|g| g as i64).unwrap_or(step).max(1));
+        let window_len = match window {
+            Window::Hopping { size, .. } => Some(size.millis() as i64),
+            _ => None,
+        };
+        let tz = q.time_zone.as_deref().and_then(|z| timebucket::parse_time_zone(z).ok()).unwrap_or(TimeZone::UTC);
+        // A hopping window starting before `to` may reach `size` past it.
+        let scan_to = match (window_len, granularity) {
+            (Some(len), Some(_)) => q.to_ms.saturating_add(len),
+            _ => q.to_ms,
+        };
+        Shape { from: q.from_ms, to: q.to_ms, scan_from: q.from_ms.div_euclid(step) * step, scan_to, granularity, window: window_len, tz }
+    }
+
+    /// The bucket starts a pane starting at `pane` contributes to.
+    fn buckets(&self, pane: i64, out: &mut Vec<i64>) {
+        out.clear();
+        match (self.granularity, self.window) {
+            (None, _) => {
+                if pane >= self.from && pane < self.to {
+                    out.push(0);
+                }
+            }
+            (Some(g), None) => {
+                if pane >= self.from && pane < self.to {
+                    out.push(timebucket::floor(pane, g, &self.tz));
+                }
+            }
+            (Some(g), Some(len)) => {
+                // Every window [s, s + len) with s a bucket start in [from, to) covering the pane.
+                let mut s = timebucket::floor(pane, g, &self.tz);
+                while s + len > pane {
+                    if s >= self.from && s < self.to {
+                        out.push(s);
+                    }
+                    if s < self.from {
+                        break;
+                    }
+                    s = timebucket::floor(s - 1, g, &self.tz);
+                }
+            }
+        }
+    }
+}
+
+/// A query filter with its regular expressions compiled.
+enum CompiledFilter {
+    Eq(usize, Value),
+    In(usize, Vec<Value>),
+    Regex(usize, Regex),
+    Range { dimension: usize, gte: Option<f64>, gt: Option<f64>, lt: Option<f64>, lte: Option<f64> },
+    Not(Box<CompiledFilter>),
+    And(Vec<CompiledFilter>),
+    Or(Vec<CompiledFilter>),
+}
+
+impl CompiledFilter {
+    fn new(f: &Filter) -> Self {
+        match f {
+            Filter::Eq(d, v) => CompiledFilter::Eq(*d, v.clone()),
+            Filter::In(d, vs) => CompiledFilter::In(*d, vs.clone()),
+            Filter::Regex(d, pattern) => CompiledFilter::Regex(
+                *d,
+                // Validation compiled this pattern already; if it somehow fails here, match nothing.
+                Regex::new(&format!("^(?:{pattern})$")).unwrap_or_else(|_| Regex::new("[^\\s\\S]").expect("constant")),
+            ),
+            Filter::Range { dimension, gte, gt, lt, lte } => {
+                CompiledFilter::Range { dimension: *dimension, gte: *gte, gt: *gt, lt: *lt, lte: *lte }
+            }
+            Filter::Not(inner) => CompiledFilter::Not(Box::new(CompiledFilter::new(inner))),
+            Filter::And(all) => CompiledFilter::And(all.iter().map(CompiledFilter::new).collect()),
+            Filter::Or(any) => CompiledFilter::Or(any.iter().map(CompiledFilter::new).collect()),
+        }
+    }
+
+    fn eval(&self, dims: &[Value]) -> bool {
+        let get = |d: &usize| dims.get(*d).unwrap_or(&Value::Null);
+        match self {
+            CompiledFilter::Eq(d, v) => get(d) == v || numeric_eq(get(d), v),
+            CompiledFilter::In(d, vs) => vs.iter().any(|v| get(d) == v || numeric_eq(get(d), v)),
+            CompiledFilter::Regex(d, re) => match get(d) {
+                Value::Null => false,
+                Value::Str(s) => re.is_match(s),
+                other => re.is_match(&other.to_string()),
+            },
+            CompiledFilter::Range { dimension, gte, gt, lt, lte } => match get(dimension).as_f64() {
+                None => false,
+                Some(x) => {
+                    gte.is_none_or(|b| x >= b)
+                        && gt.is_none_or(|b| x > b)
+                        && lt.is_none_or(|b| x < b)
+                        && lte.is_none_or(|b| x <= b)
+                }
+            },
+            CompiledFilter::Not(inner) => !inner.eval(dims),
+            CompiledFilter::And(all) => all.iter().all(|f| f.eval(dims)),
+            CompiledFilter::Or(any) => any.iter().any(|f| f.eval(dims)),
+        }
+    }
+}
+
+/// `1` and `1.0` are the same number to a filter.
+fn numeric_eq(a: &Value, b: &Value) -> bool {
+    matches!((a.as_f64(), b.as_f64()), (Some(x), Some(y)) if x == y)
+}
+
+/// Merges every worker's partial into the answer.
+pub fn merge(plan: &Plan, partials: Vec<Partial>) -> Outcome {
+    if partials.iter().any(|p| p.retry) {
+        return Outcome::Retry;
+    }
+    let Some(first) = partials.first() else { return Outcome::Retry };
+    let as_of = first.as_of;
+    let watermark_ms = partials.iter().filter_map(|p| p.watermark_ms).min();
+    let query = first.query.clone();
+    let mut groups: HashMap<Vec<Value>, Aggregates> = HashMap::new();
+    for partial in partials {
+        for (key, agg) in partial.groups {
+            match groups.get_mut(&key) {
+                Some(acc) => acc.merge(&agg),
+                None => {
+                    groups.insert(key, agg);
+                }
+            }
+        }
+    }
+    Outcome::Answer(finish(plan, &query, as_of, watermark_ms, groups))
+}
+
+/// Turns merged groups into rows: key cells, measure values, then order and limit.
+pub fn finish(
+    plan: &Plan,
+    query: &Query,
+    as_of: u64,
+    watermark_ms: Option<i64>,
+    groups: HashMap<Vec<Value>, Aggregates>,
+) -> Answer {
+    let metric = &plan.metrics[query.metric];
+    let mut columns: Vec<String> = query
+        .group_by
+        .iter()
+        .map(|g| match g {
+            GroupKey::Dimension(i) => metric.dimensions[*i].name.clone(),
+            GroupKey::Time => "__time".to_string(),
+        })
+        .collect();
+    columns.extend(query.measures.iter().map(|i| metric.measures[*i].name.clone()));
+    let mut rows: Vec<Vec<Cell>> = groups
+        .into_iter()
+        .map(|(key, agg)| {
+            let mut row: Vec<Cell> = key
+                .into_iter()
+                .zip(&query.group_by)
+                .map(|(v, g)| match (g, v) {
+                    (GroupKey::Time, Value::Int(t)) => Cell::Time(t),
+                    (_, Value::Null) => Cell::Null,
+                    (_, v) => Cell::Value(v),
+                })
+                .collect();
+            row.extend(
+                query
+                    .measures
+                    .iter()
+                    .zip(&agg.measures)
+                    .map(|(i, state)| state.finish(&metric.measures[*i].kind, agg.count)),
+            );
+            row
+        })
+        .collect();
+    let keys = query.group_by.len();
+    let sort_columns: Vec<(usize, bool)> = if query.order_by.is_empty() {
+        (0..keys).map(|i| (i, false)).collect()
+    } else {
+        query
+            .order_by
+            .iter()
+            .filter_map(|o| {
+                let at = match o.column {
+                    Column::Key(k) => query.group_by.iter().position(|g| *g == k),
+                    Column::Measure(m) => query.measures.iter().position(|x| *x == m).map(|p| p + keys),
+                };
+                at.map(|at| (at, o.desc))
+            })
+            .chain((0..keys).map(|i| (i, false)))
+            .collect()
+    };
+    rows.sort_by(|a, b| {
+        for (at, desc) in &sort_columns {
+            let o = compare_cells(&a[*at], &b[*at]);
+            let o = if *desc { o.reverse() } else { o };
+            if o != std::cmp::Ordering::Equal {
+                return o;
+            }
+        }
+        std::cmp::Ordering::Equal
+    });
+    if let Some(limit) = query.limit {
+        rows.truncate(limit);
+    }
+    Answer { as_of: AsOf { epoch: as_of, watermark_ms }, columns, rows }
+}
+
+/// Orders cells of one column: nulls first, numbers numerically.
+fn compare_cells(a: &Cell, b: &Cell) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    fn number(c: &Cell) -> Option<f64> {
+        match c {
+            Cell::Int(i) | Cell::Time(i) => Some(*i as f64),
+            Cell::Float(f) => Some(*f),
+            Cell::Value(v) => v.as_f64(),
+            Cell::Null => None,
+        }
+    }
+    match (a, b) {
+        (Cell::Null, Cell::Null) => Ordering::Equal,
+        (Cell::Null, _) => Ordering::Less,
+        (_, Cell::Null) => Ordering::Greater,
+        (Cell::Value(x), Cell::Value(y)) => x.cmp(y),
+        _ => match (number(a), number(b)) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            _ => Ordering::Equal,
+        },
+    }
+}
