@@ -67,6 +67,11 @@ pub enum Problem {
         /// Where it was opened.
         open: Span,
     },
+    /// Parentheses, `not`s, lists or blocks nested deeper than the parser follows.
+    TooDeep {
+        /// The deepest nesting read.
+        limit: usize,
+    },
 
     // ---- sources -------------------------------------------------------
     /// A source kind other than kafka, file, generator.
@@ -351,6 +356,7 @@ impl Problem {
             BadDuration { .. } => "E0006",
             BadNumber { .. } => "E0007",
             Unclosed { .. } => "E0008",
+            TooDeep { .. } => "E0009",
             UnknownSourceKind { .. } => "E0101",
             UnknownProperty { .. } => "E0102",
             DuplicateProperty { .. } => "E0103",
@@ -425,6 +431,7 @@ impl Problem {
             },
             BadNumber { found } => format!("`{found}` is not a number"),
             Unclosed { what, .. } => format!("{what} is never closed"),
+            TooDeep { limit } => format!("this is nested more than {limit} deep"),
             UnknownSourceKind { found, .. } => format!("unknown source kind `{found}`"),
             UnknownProperty { kind, found, .. } => {
                 format!("a {kind} source has no property `{found}`")
@@ -446,9 +453,7 @@ impl Problem {
             UnknownFieldType { found, .. } => format!("unknown field type `{found}`"),
             DuplicateField { name, .. } => format!("field `{name}` is declared twice"),
             BadStartPosition { found } => format!("`{found}` is not a start position"),
-            BadSourceArgument { kind, .. } => {
-                format!("these are not arguments a {kind} source takes")
-            }
+            BadSourceArgument { kind, .. } => format!("wrong arguments for a {kind} source"),
             DuplicateSource { name, .. } => format!("there are two sources named `{name}`"),
             DuplicateMetric { name, .. } => format!("there are two metrics named `{name}`"),
             UnknownSource { found, .. } => format!("no source is named `{found}`"),
@@ -474,12 +479,16 @@ impl Problem {
             }
             UnknownFunction { found, .. } => format!("unknown measure function `{found}`"),
             WrongArity {
-                function, found, ..
+                function,
+                usage,
+                found,
             } => {
-                format!(
-                    "`{function}` given {found} argument{}",
-                    if *found == 1 { "" } else { "s" }
-                )
+                let takes = match arity_of(usage) {
+                    0 => "no arguments".to_string(),
+                    1 => "1 argument".to_string(),
+                    n => format!("{n} arguments"),
+                };
+                format!("`{function}` takes {takes}, but is given {found}")
             }
             QuantileOutOfRange { found } => format!("quantile {found} is not between 0 and 1"),
             NonNumericMeasure {
@@ -522,14 +531,20 @@ impl Problem {
     pub fn label(&self) -> String {
         use Problem::*;
         match self {
+            UnexpectedChar { found: '\'' } => "single quotes".into(),
+            UnexpectedChar { found: '&' | '|' } => "not an operator here".into(),
             UnexpectedChar { .. } => "not part of the language".into(),
             UnterminatedString => "the string starts here".into(),
             BadEscape { .. } => "unknown escape".into(),
-            Expected { expected, .. } => format!("expected {expected} here"),
+            // The message already says what was expected; repeating it under
+            // the span makes long lists hard to read.
+            Expected { found, .. } if found == "the end of the file" => "the file ends here".into(),
+            Expected { .. } => "not expected here".into(),
             UnknownItem { .. } => "unknown declaration".into(),
             BadDuration { .. } => "not a duration".into(),
             BadNumber { .. } => "not a number".into(),
             Unclosed { .. } => "the file ends here".into(),
+            TooDeep { .. } => "too deep".into(),
             UnknownSourceKind { .. } => "unknown kind".into(),
             UnknownProperty { .. } => "unknown property".into(),
             DuplicateProperty { .. } => "given again here".into(),
@@ -541,7 +556,7 @@ impl Problem {
             UnknownFieldType { .. } => "unknown type".into(),
             DuplicateField { .. } => "declared again here".into(),
             BadStartPosition { .. } => "not a start position".into(),
-            BadSourceArgument { .. } => "unexpected arguments".into(),
+            BadSourceArgument { .. } => "wrong arguments".into(),
             DuplicateSource { .. } | DuplicateMetric { .. } | DuplicateMeasure { .. } => {
                 "the second one".into()
             }
@@ -558,15 +573,15 @@ impl Problem {
             HoppingAdvanceTooLong { .. } => "longer than the window".into(),
             RetentionTooShort { .. } => "too short".into(),
             UnknownFunction { .. } => "unknown function".into(),
-            WrongArity { usage, .. } => format!("called as `{usage}`"),
+            WrongArity { found, .. } => {
+                format!("{found} argument{}", if *found == 1 { "" } else { "s" })
+            }
             QuantileOutOfRange { .. } => "out of range".into(),
             NonNumericMeasure { ty, .. } => format!("a `{ty}` field"),
-            BadRegex { error } => error
-                .lines()
-                .last()
-                .unwrap_or("bad pattern")
-                .trim()
-                .to_string(),
+            BadRegex { error } => {
+                let last = error.lines().last().unwrap_or("bad pattern").trim();
+                last.strip_prefix("error: ").unwrap_or(last).to_string()
+            }
             UnknownField { .. } => "undeclared field".into(),
             TypeMismatch { ty, .. } => format!("not a `{ty}`"),
             EmptyList => "empty list".into(),
@@ -585,6 +600,11 @@ impl Problem {
             None => Some(fallback),
         };
         match self {
+            UnexpectedChar { found: '\'' } => {
+                Some("write strings in double quotes, as in `kind = \"reward\"`".into())
+            }
+            UnexpectedChar { found: '&' } => Some("write `and` to require both tests".into()),
+            UnexpectedChar { found: '|' } => Some("write `or` to accept either test".into()),
             UnexpectedChar { .. } => Some("remove it; comments start with `#`".into()),
             UnterminatedString => Some("close the string with `\"` before the end of the line".into()),
             BadEscape { .. } => {
@@ -604,6 +624,9 @@ impl Problem {
             }),
             BadNumber { .. } => Some("write digits with an optional fraction and exponent, as in `0.99` or `1e6`".into()),
             Unclosed { .. } => Some("add the missing `}`".into()),
+            TooDeep { limit } => Some(format!(
+                "split it up: statflow reads at most {limit} levels of parentheses, `not`, lists and blocks"
+            )),
             UnknownSourceKind { suggestion, .. } => {
                 maybe(suggestion, "a source is `kafka(\"topic\")`, `file(\"events.jsonl\")` or `generator()`".into())
             }
@@ -650,7 +673,7 @@ impl Problem {
                 "keep one of them".into()
             }),
             MissingWindow { .. } => Some("add a window, such as `window tumbling 1m`".into()),
-            EmptyMetric { .. } => Some("add `measures { events = count() }`".into()),
+            EmptyMetric { .. } => Some("add a measure, as in `measures { events = count() }`".into()),
             UnknownWindowKind { suggestion, .. } => maybe(
                 suggestion,
                 "write `tumbling 1m`, `hopping 10m every 1m` or `session 30m by user_id`".into(),
@@ -705,6 +728,15 @@ impl Problem {
             NameClash { dimension, .. } => vec![(*dimension, "the dimension".into())],
             _ => Vec::new(),
         }
+    }
+}
+
+/// How many arguments a usage such as `quantile(field, 0.99)` shows.
+fn arity_of(usage: &str) -> usize {
+    if usage.ends_with("()") {
+        0
+    } else {
+        usage.matches(',').count() + 1
     }
 }
 

@@ -778,7 +778,7 @@ impl Checker<'_, '_> {
         }
 
         let dims = dimensions.map(|(d, _)| d).unwrap_or_default();
-        let Some((window, window_span)) = window else {
+        let Some((window, _)) = window else {
             if ok {
                 self.push(
                     Problem::MissingWindow {
@@ -856,7 +856,8 @@ impl Checker<'_, '_> {
                             step: window.step(),
                             retain: d,
                         },
-                        span.to(window_span),
+                        // The retain clause alone: window and retain may be lines apart.
+                        span,
                     );
                 }
                 d

@@ -94,11 +94,11 @@ impl Diagnostic {
         let clamp = |span: Span| {
             let end = span.end.min(text.len());
             let start = span.start.min(end);
-            // Point at something visible even for an empty span (the end of the file).
-            if start == end && end < text.len() {
-                start..end + 1
-            } else {
-                start..end
+            // Point at something visible even for an empty span (the end of
+            // the file): the whole next character, never half of one.
+            match text.get(end..).and_then(|rest| rest.chars().next()) {
+                Some(next) if start == end => start..end + next.len_utf8(),
+                _ => start..end,
             }
         };
         let mut report = Report::build(kind, (file, clamp(self.span)))
@@ -108,17 +108,19 @@ impl Diagnostic {
                     .with_index_type(ariadne::IndexType::Byte),
             )
             .with_code(self.code())
-            .with_message(self.problem.message())
-            .with_label(
-                Label::new((file, clamp(self.span)))
-                    .with_message(self.problem.label())
-                    .with_color(accent),
-            );
+            .with_message(self.problem.message());
+        // Labels go in source order: ariadne starts a new snippet, with a
+        // misleading line number, whenever a label is above the one before.
+        let mut labels = vec![(self.span, self.problem.label(), accent)];
         for (span, label) in self.problem.secondary() {
+            labels.push((span, label, Color::Blue));
+        }
+        labels.sort_by_key(|(span, _, _)| (span.start, span.end));
+        for (span, label, color) in labels {
             report = report.with_label(
                 Label::new((file, clamp(span)))
                     .with_message(label)
-                    .with_color(Color::Blue),
+                    .with_color(color),
             );
         }
         if let Some(help) = self.problem.help() {

@@ -176,7 +176,22 @@ impl Lexer<'_, '_> {
                     }
                 }
                 '"' => self.string(),
+                '\'' => self.single_quoted(),
                 '`' => self.quoted_ident(),
+                // `&&` and `||` from other languages: report them, then read
+                // them as `and` and `or` so that the rest of the test parses.
+                '&' | '|' => {
+                    self.bump();
+                    if self.peek() == Some(c) {
+                        self.bump();
+                    }
+                    self.diags.push(Diagnostic::new(
+                        Problem::UnexpectedChar { found: c },
+                        Span::new(start, self.pos),
+                    ));
+                    let word = if c == '&' { "and" } else { "or" };
+                    self.push(Tok::Ident(word.into()), start);
+                }
                 c if c.is_ascii_digit() => self.number_or_duration(),
                 c if c.is_alphabetic() || c == '_' => {
                     while let Some(c) = self.peek() {
@@ -270,27 +285,38 @@ impl Lexer<'_, '_> {
         let start = self.pos;
         self.bump(); // opening quote
         let mut value = String::new();
+        // An unclosed string still becomes a token, so that the parser does
+        // not report a second mistake at the same place.
         loop {
-            let Some(c) = self.bump() else {
+            let Some(c) = self.peek() else {
                 self.diags.push(Diagnostic::new(
                     Problem::UnterminatedString,
                     Span::new(start, self.pos),
                 ));
-                return;
+                break;
             };
+            if c == '\n' {
+                // A string may not span lines: report it here rather than
+                // swallowing the rest of the file.
+                self.diags.push(Diagnostic::new(
+                    Problem::UnterminatedString,
+                    Span::new(start, self.pos),
+                ));
+                break;
+            }
+            self.bump();
             match c {
                 '"' => break,
-                '\n' => {
-                    // A string may not span lines: report it here rather than
-                    // swallowing the rest of the file.
-                    self.diags.push(Diagnostic::new(
-                        Problem::UnterminatedString,
-                        Span::new(start, self.pos - 1),
-                    ));
-                    return;
-                }
                 '\\' => {
                     let esc_start = self.pos - 1;
+                    if matches!(self.peek(), None | Some('\n')) {
+                        // A backslash at the end of the line does not join lines.
+                        self.diags.push(Diagnostic::new(
+                            Problem::UnterminatedString,
+                            Span::new(start, self.pos),
+                        ));
+                        break;
+                    }
                     match self.bump() {
                         Some('n') => value.push('\n'),
                         Some('t') => value.push('\t'),
@@ -314,13 +340,7 @@ impl Lexer<'_, '_> {
                                 Span::new(esc_start, self.pos),
                             ));
                         }
-                        None => {
-                            self.diags.push(Diagnostic::new(
-                                Problem::UnterminatedString,
-                                Span::new(start, self.pos),
-                            ));
-                            return;
-                        }
+                        None => break, // not reached: checked above
                     }
                 }
                 other => value.push(other),
@@ -353,6 +373,35 @@ impl Lexer<'_, '_> {
             .and_then(char::from_u32)
     }
 
+    /// `'reward'`: reported, then read as the string it was meant to be.
+    fn single_quoted(&mut self) {
+        let start = self.pos;
+        self.bump();
+        let body_start = self.pos;
+        while let Some(c) = self.peek() {
+            if c == '\'' || c == '\n' {
+                break;
+            }
+            self.bump();
+        }
+        if self.peek() != Some('\'') {
+            // A lone quote (an apostrophe in a stray word): report only the quote.
+            self.pos = body_start;
+            self.diags.push(Diagnostic::new(
+                Problem::UnexpectedChar { found: '\'' },
+                Span::new(start, self.pos),
+            ));
+            return;
+        }
+        let body = self.text[body_start..self.pos].to_string();
+        self.bump();
+        self.diags.push(Diagnostic::new(
+            Problem::UnexpectedChar { found: '\'' },
+            Span::new(start, self.pos),
+        ));
+        self.push(Tok::Str(body), start);
+    }
+
     fn quoted_ident(&mut self) {
         let start = self.pos;
         self.bump();
@@ -374,6 +423,10 @@ impl Lexer<'_, '_> {
             ));
             if self.peek() == Some('`') {
                 self.bump();
+            } else if self.pos > name_start {
+                // Unclosed but not empty: keep the name so parsing goes on.
+                let name = self.text[name_start..self.pos].to_string();
+                self.push(Tok::Ident(name), start);
             }
         }
     }

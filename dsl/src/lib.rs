@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod ast;
+mod cascade;
 pub mod catalog;
 pub mod check;
 pub mod diagnostic;
@@ -65,9 +66,17 @@ impl Compiled {
 pub fn compile(text: &str, base_dir: Option<&std::path::Path>) -> Compiled {
     let mut diagnostics = Vec::new();
     let tokens = lexer::lex(text, &mut diagnostics);
+    let written = cascade::Written::from_tokens(&tokens);
     let topology = parser::parse(tokens, &mut diagnostics);
     let syntax_ok = !diagnostics.iter().any(Diagnostic::is_error);
-    let plan = check::check(&topology, base_dir, &mut diagnostics);
+    let mut checked = Vec::new();
+    let plan = check::check(&topology, base_dir, &mut checked);
+    diagnostics.extend(cascade::drop_cascades(
+        &diagnostics,
+        checked,
+        &topology,
+        &written,
+    ));
     diagnostics.sort_by_key(|d| (d.span.start, d.span.end));
     diagnostics.dedup();
     Compiled {

@@ -14,12 +14,18 @@ pub const METRIC_CLAUSES: [&str; 5] = ["where", "dimensions", "window", "retain"
 pub const ITEMS: [&str; 2] = ["source", "metric"];
 /// The window kinds.
 pub const WINDOW_KINDS: [&str; 3] = ["tumbling", "hopping", "session"];
+/// How deep parentheses, `not`s, lists and blocks may nest. The parser and
+/// checker recurse once per level, so an unbounded depth would let a
+/// hostile file overflow the stack; and a plan deeper than this would not
+/// round-trip through serde_json, which stops at 128 levels.
+pub const MAX_NESTING: usize = 32;
 
 /// Parses `tokens` into a topology, pushing every mistake to `diags`.
 pub fn parse(tokens: Vec<Token>, diags: &mut Vec<Diagnostic>) -> Topology {
     let mut parser = Parser {
         tokens,
         pos: 0,
+        depth: 0,
         diags,
     };
     parser.topology()
@@ -33,6 +39,8 @@ type PResult<T> = Result<T, Reported>;
 struct Parser<'d> {
     tokens: Vec<Token>,
     pos: usize,
+    /// How many nested levels the parser is inside, bounded by `MAX_NESTING`.
+    depth: usize,
     diags: &'d mut Vec<Diagnostic>,
 }
 
@@ -78,6 +86,18 @@ impl Parser<'_> {
         } else {
             false
         }
+    }
+
+    /// Runs `inner` one nesting level deeper, or reports that it is too deep.
+    fn nested<T>(&mut self, inner: impl FnOnce(&mut Self) -> PResult<T>) -> PResult<T> {
+        if self.depth >= MAX_NESTING {
+            let span = self.peek().span;
+            return Err(self.error(Problem::TooDeep { limit: MAX_NESTING }, span));
+        }
+        self.depth += 1;
+        let result = inner(self);
+        self.depth -= 1;
+        result
     }
 
     fn error(&mut self, problem: Problem, span: Span) -> Reported {
@@ -226,6 +246,11 @@ impl Parser<'_> {
                     self.bump();
                 }
                 self.recover(&starts_entry);
+                if self.at(&Tok::Eof) {
+                    // The entry's mistake is already reported, and often is
+                    // this same missing `}`: one message at the end is enough.
+                    return Err(Reported);
+                }
             }
         }
     }
@@ -359,10 +384,17 @@ impl Parser<'_> {
                 }
             }
             Tok::LBracket => {
-                let (values, span) = self.list()?;
+                let (values, span) = self.nested(Self::list)?;
                 Ok(Value::List(values, span))
             }
-            Tok::LBrace => {
+            Tok::LBrace => self.nested(Self::map),
+            _ => Err(self.expected("a value (a string, number, duration, name or list)")),
+        }
+    }
+
+    fn map(&mut self) -> PResult<Value> {
+        {
+            {
                 let mut entries = Vec::new();
                 let span = self.block(
                     "the map",
@@ -377,7 +409,6 @@ impl Parser<'_> {
                 )?;
                 Ok(Value::Map(entries, span))
             }
-            _ => Err(self.expected("a value (a string, number, duration, name or list)")),
         }
     }
 
@@ -566,31 +597,37 @@ impl Parser<'_> {
     }
 
     fn expr(&mut self) -> PResult<Expr> {
-        let mut left = self.and_expr()?;
+        let first = self.and_expr()?;
+        let mut rest = Vec::new();
         while self.eat_word("or") {
-            let right = self.and_expr()?;
-            left = Expr::Or(Box::new(left), Box::new(right));
+            rest.push(self.and_expr()?);
         }
-        Ok(left)
+        Ok(balanced(first, rest, Expr::Or))
     }
 
     fn and_expr(&mut self) -> PResult<Expr> {
-        let mut left = self.not_expr()?;
+        let first = self.not_expr()?;
+        let mut rest = Vec::new();
         while self.eat_word("and") {
-            let right = self.not_expr()?;
-            left = Expr::And(Box::new(left), Box::new(right));
+            rest.push(self.not_expr()?);
         }
-        Ok(left)
+        Ok(balanced(first, rest, Expr::And))
     }
 
     fn not_expr(&mut self) -> PResult<Expr> {
-        if self.eat_word("not") {
-            return Ok(Expr::Not(Box::new(self.not_expr()?)));
+        if self.at_word("not") {
+            return self.nested(|p| {
+                p.bump();
+                Ok(Expr::Not(Box::new(p.not_expr()?)))
+            });
         }
-        if self.eat(&Tok::LParen) {
-            let inner = self.expr()?;
-            self.expect(Tok::RParen, "`)` to close the parenthesis")?;
-            return Ok(inner);
+        if self.at(&Tok::LParen) {
+            return self.nested(|p| {
+                p.bump();
+                let inner = p.expr()?;
+                p.expect(Tok::RParen, "`)` to close the parenthesis")?;
+                Ok(inner)
+            });
         }
         self.predicate()
     }
@@ -644,4 +681,21 @@ impl Parser<'_> {
         let value = self.value()?;
         Ok(Expr::Compare { path, op, value })
     }
+}
+
+/// Joins `first` and `rest`, in order, with `join` into a balanced tree, so
+/// that a long chain of `and`s is log(n) deep rather than n deep: the checker
+/// and `Drop` recurse over the tree. The checker flattens it again, so the
+/// plan is the same as from a left-leaning tree.
+fn balanced(first: Expr, mut rest: Vec<Expr>, join: fn(Box<Expr>, Box<Expr>) -> Expr) -> Expr {
+    if rest.is_empty() {
+        return first;
+    }
+    // `rest` keeps the left half's tail; `right` is never empty.
+    let mut right = rest.split_off(rest.len() / 2);
+    let right_first = right.remove(0);
+    join(
+        Box::new(balanced(first, rest, join)),
+        Box::new(balanced(right_first, right, join)),
+    )
 }
