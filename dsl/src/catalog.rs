@@ -412,10 +412,8 @@ impl Problem {
     pub fn message(&self) -> String {
         use Problem::*;
         match self {
-            UnexpectedChar { found } => {
-                format!("unexpected character `{}`", found.escape_default())
-            }
-            UnterminatedString => "this string is not closed on its line".into(),
+            UnexpectedChar { found } => format!("unexpected character `{}`", shown_char(*found)),
+            UnterminatedString => "this quote is not closed on its line".into(),
             BadEscape { found } => format!("unknown escape `{found}` in a string"),
             Expected { expected, found } => format!("expected {expected}, found {found}"),
             UnknownItem { found, .. } => format!("`{found}` does not start a declaration"),
@@ -428,6 +426,9 @@ impl Problem {
                 }
                 DurationProblem::Zero => format!("`{found}` is a duration of zero"),
                 DurationProblem::TooLong => format!("`{found}` is too long a duration"),
+                DurationProblem::Fraction { .. } => {
+                    format!("`{found}` is not a duration: it is not a whole number")
+                }
             },
             BadNumber { found } => format!("`{found}` is not a number"),
             Unclosed { what, .. } => format!("{what} is never closed"),
@@ -518,7 +519,10 @@ impl Problem {
                 step,
                 retain,
             } => {
-                format!("windows every {step} kept for {retain} are {buckets} buckets per group")
+                format!(
+                    "windows every {step} kept for {retain} are {} buckets per group",
+                    thousands(*buckets)
+                )
             }
             DistinctOfDimension { field } => {
                 format!("`distinct({field})` is always 1 because `{field}` is also a dimension")
@@ -534,7 +538,7 @@ impl Problem {
             UnexpectedChar { found: '\'' } => "single quotes".into(),
             UnexpectedChar { found: '&' | '|' } => "not an operator here".into(),
             UnexpectedChar { .. } => "not part of the language".into(),
-            UnterminatedString => "the string starts here".into(),
+            UnterminatedString => "not closed".into(),
             BadEscape { .. } => "unknown escape".into(),
             // The message already says what was expected; repeating it under
             // the span makes long lists hard to read.
@@ -606,7 +610,9 @@ impl Problem {
             UnexpectedChar { found: '&' } => Some("write `and` to require both tests".into()),
             UnexpectedChar { found: '|' } => Some("write `or` to accept either test".into()),
             UnexpectedChar { .. } => Some("remove it; comments start with `#`".into()),
-            UnterminatedString => Some("close the string with `\"` before the end of the line".into()),
+            UnterminatedString => Some(
+                "add the closing quote before the end of the line: `\"` for a string, `` ` `` for a name".into(),
+            ),
             BadEscape { .. } => {
                 Some("the escapes are \\n \\t \\r \\\" \\\\ and \\u{hex}; write \\\\ for a backslash, as regexes need".into())
             }
@@ -621,6 +627,10 @@ impl Problem {
                 }
                 DurationProblem::Zero => "give a length greater than zero, such as `1s`".into(),
                 DurationProblem::TooLong => "durations are limited to about 580 million years".into(),
+                DurationProblem::Fraction { exact: Some(d) } => format!("write `{d}`"),
+                DurationProblem::Fraction { exact: None } => {
+                    "write a whole number of a smaller unit, as in `90s` for a minute and a half".into()
+                }
             }),
             BadNumber { .. } => Some("write digits with an optional fraction and exponent, as in `0.99` or `1e6`".into()),
             Unclosed { .. } => Some("add the missing `}`".into()),
@@ -690,6 +700,13 @@ impl Problem {
                 "the functions are count(), sum(f), min(f), max(f), avg(f), distinct(f) and quantile(f, q)".into(),
             ),
             WrongArity { usage, .. } => Some(format!("write `{usage}`")),
+            QuantileOutOfRange { found } if *found > 1.0 && *found < 100.0 && found.fract() == 0.0 => {
+                let fraction = format!("0.{:02}", *found as u32);
+                Some(format!(
+                    "a quantile is a fraction, not a percentage: write `{}`",
+                    fraction.trim_end_matches('0')
+                ))
+            }
             QuantileOutOfRange { .. } => Some("write a fraction such as 0.5 for the median or 0.99".into()),
             NonNumericMeasure { field, .. } => {
                 Some(format!("measure a number field, or declare `{field}: number` if it holds numbers"))
@@ -738,6 +755,28 @@ fn arity_of(usage: &str) -> usize {
     } else {
         usage.matches(',').count() + 1
     }
+}
+
+/// A character as a message shows it: itself, unless it is invisible.
+fn shown_char(c: char) -> String {
+    if c.is_control() || c.is_whitespace() {
+        c.escape_default().to_string()
+    } else {
+        c.to_string()
+    }
+}
+
+/// `2592000` as `2,592,000`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
 }
 
 fn quote_list(items: &[&str]) -> String {

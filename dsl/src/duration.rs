@@ -27,6 +27,12 @@ pub enum DurationProblem {
     Zero,
     /// More milliseconds than fit in 64 bits.
     TooLong,
+    /// A number with a fraction before its unit (`1.5m`): durations are
+    /// whole numbers of a unit.
+    Fraction {
+        /// The same length in whole units, when there is one (`1m30s`).
+        exact: Option<Duration>,
+    },
 }
 
 /// The units a duration may use, with their length in milliseconds.
@@ -107,6 +113,23 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationProblem> {
         return Err(DurationProblem::Zero);
     }
     Ok(Duration::from_millis(total))
+}
+
+/// What is wrong with `text`, a number with a fraction or an exponent
+/// followed by a unit, such as `1.5m` or `0.5s`.
+pub fn fraction_problem(text: &str) -> DurationProblem {
+    let unit_start = text
+        .find(|c: char| c.is_alphabetic() && c != 'e' && c != 'E')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(unit_start);
+    let exact = UNITS.iter().find(|(u, _)| *u == unit).and_then(|(_, len)| {
+        let n: f64 = number.replace('_', "").parse().ok()?;
+        let millis = n * *len as f64;
+        // Only an exact whole number of milliseconds is worth suggesting.
+        (millis.is_finite() && millis >= 1.0 && millis.fract() == 0.0 && millis < 1e18)
+            .then(|| Duration::from_millis(millis as u64))
+    });
+    DurationProblem::Fraction { exact }
 }
 
 fn unknown_unit(unit: &str) -> DurationProblem {

@@ -1,7 +1,7 @@
 //! Turns topology text into tokens; lexical mistakes become diagnostics, never panics.
 
 use crate::diagnostic::{Diagnostic, Problem};
-use crate::duration::{parse_duration, Duration};
+use crate::duration::{fraction_problem, parse_duration, Duration};
 use crate::span::Span;
 
 /// One token of the topology language.
@@ -452,6 +452,26 @@ impl Lexer<'_, '_> {
                 self.bump();
             }
             self.eat_digits();
+        }
+        if is_float && self.peek().is_some_and(|c| c.is_alphabetic()) {
+            // `1.5m`: meant as a duration, but durations are whole numbers.
+            while let Some(c) = self.peek() {
+                if c.is_alphanumeric() || c == '_' {
+                    self.bump();
+                } else {
+                    break;
+                }
+            }
+            let text = &self.text[start..self.pos];
+            self.diags.push(Diagnostic::new(
+                Problem::BadDuration {
+                    found: text.to_string(),
+                    why: fraction_problem(text),
+                },
+                Span::new(start, self.pos),
+            ));
+            self.push(Tok::Duration(Duration::from_millis(1)), start);
+            return;
         }
         if !is_float && self.peek().is_some_and(|c| c.is_alphabetic()) {
             // A duration: digits and units, possibly several (`1h30m`).

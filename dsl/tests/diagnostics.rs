@@ -77,6 +77,15 @@ metric bets from events {
 }
 "#;
 
+    e0001_double_bar: ["E0001"] => r#"source events = generator()
+
+metric logins_or_bets from events {
+  where    kind = "login" || kind = "bet"
+  window   tumbling 1m
+  measures { n = count() }
+}
+"#;
+
     e0002_unterminated_string: ["E0002"] => r#"source events = generator()
 
 metric rewards from events {
@@ -98,6 +107,9 @@ metric by_user from events {
 "#;
 
     /// A regex with a single backslash: the string escape comes first.
+    /// A backslash at the end of a line does not continue the string.
+    e0002_backslash_at_end_of_line: ["E0002"] => "source events = generator()\n\nmetric m from events {\n  where    seed_id =~ \"tax\\\n  window   tumbling 1m\n  measures { n = count() }\n}\n";
+
     e0003_bad_escape: ["E0003"] => r#"source bets = kafka(pattern = "game\.bets") {
   time = ts as epoch_millis
 }
@@ -211,6 +223,16 @@ metric m from events {
 
 metric m from events {
   window   tumbling 1.5m
+  measures { n = count() }
+}
+"#;
+
+    e0006_half_a_second: ["E0006"] => r#"source events = generator() {
+  late = 0.5s
+}
+
+metric m from events {
+  window   tumbling 1m
   measures { n = count() }
 }
 "#;
