@@ -542,7 +542,22 @@ impl Checker<'_, '_> {
                     *n as u64
                 }
                 other => {
-                    self.bad_value(&name.text, "a whole number", other);
+                    // "takes a whole number, but this is a number" would read
+                    // as a contradiction: say what kind of number it is.
+                    let found = match other {
+                        Value::Number(n, _) if *n < 0.0 => "a negative number",
+                        Value::Number(n, _) if n.fract() != 0.0 => "a fraction",
+                        Value::Number(..) => "too large a number",
+                        v => v.kind_name(),
+                    };
+                    self.push(
+                        Problem::BadValue {
+                            property: name.text.clone(),
+                            expected: "a whole number".into(),
+                            found: found.into(),
+                        },
+                        other.span(),
+                    );
                     ok = false;
                     continue;
                 }

@@ -407,6 +407,14 @@ metric m from events {
 }
 "#;
 
+    e0108_generator_rate_with_a_fraction: ["E0108", "E0108"] => r#"source events = generator(rate = 1.5, seed = -1)
+
+metric m from events {
+  window   tumbling 1m
+  measures { n = count() }
+}
+"#;
+
     e0108_compare_with_a_bare_word: ["E0108"] => r#"source events = generator()
 
 metric m from events {
