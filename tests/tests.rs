@@ -1,0 +1,19 @@
+//! statflow's integration tests, built as one test binary (as ripgrep does)
+//! so that `cargo test` links the workspace once, not once per file.
+//!
+//! Each module below is one group of tests; run a single group with
+//! `cargo test --test tests book::` (or `examples::`).
+
+/// The guide under `book/src`: every ```` ```topo ```` block compiles, or
+/// fails with exactly the diagnostic it is marked with, and the command
+/// output shown beside a block is what statflow really prints.
+mod book;
+
+/// Every topology under `examples/topologies` compiles with no errors and
+/// no warnings.
+mod examples;
+
+/// The engine against a from-scratch recomputation: every window kind,
+/// measure, filter form, group-by, granularity and time zone, under 1, 2 and
+/// 4 workers, with out-of-order, late and malformed records.
+mod oracle;
