@@ -88,7 +88,48 @@ pub struct SourcePlan {
     /// How far behind the watermark an event may arrive and still restate its bucket.
     pub late: Duration,
     /// Declared fields and their types; empty when none were declared.
+    #[serde(with = "field_list")]
     pub fields: BTreeMap<FieldPath, FieldType>,
+}
+
+/// Declared fields serialize as a list of `{"path": [...], "type": ...}`:
+/// JSON object keys must be strings, so the map itself cannot be written
+/// (`explain --format json` failed on every source with fields), and a
+/// dotted key would be ambiguous for a backquoted name holding a dot.
+mod field_list {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{FieldPath, FieldType};
+
+    #[derive(Serialize)]
+    struct EntryRef<'a> {
+        path: &'a FieldPath,
+        #[serde(rename = "type")]
+        ty: FieldType,
+    }
+
+    #[derive(Deserialize)]
+    struct Entry {
+        path: FieldPath,
+        #[serde(rename = "type")]
+        ty: FieldType,
+    }
+
+    pub fn serialize<S: Serializer>(
+        fields: &BTreeMap<FieldPath, FieldType>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(fields.iter().map(|(path, ty)| EntryRef { path, ty: *ty }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<FieldPath, FieldType>, D::Error> {
+        let entries = Vec::<Entry>::deserialize(deserializer)?;
+        Ok(entries.into_iter().map(|e| (e.path, e.ty)).collect())
+    }
 }
 
 /// Where a source reads from.
