@@ -771,7 +771,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, d) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(d);
@@ -788,9 +788,50 @@ fn divisor_hint(size: Duration) -> String {
     let ms = size.millis();
     // Prefer round advances: a tenth, a sixth, a fifth, a quarter, a third, a half.
     for parts in [10, 6, 5, 4, 3, 2] {
-        if ms % parts == 0 {
+        if ms.is_multiple_of(parts) {
             return Duration::from_millis(ms / parts).to_string();
         }
     }
     size.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(2_592_000), "2,592,000");
+    }
+
+    #[test]
+    fn arity_is_read_from_the_usage() {
+        assert_eq!(arity_of("count()"), 0);
+        assert_eq!(arity_of("sum(field)"), 1);
+        assert_eq!(arity_of("quantile(field, 0.99)"), 2);
+    }
+
+    #[test]
+    fn percentages_get_a_fraction_as_help() {
+        let help = |q| {
+            Problem::QuantileOutOfRange { found: q }
+                .help()
+                .unwrap_or_default()
+        };
+        assert!(help(99.0).ends_with("write `0.99`"), "{}", help(99.0));
+        assert!(help(50.0).ends_with("write `0.5`"), "{}", help(50.0));
+        assert!(help(5.0).ends_with("write `0.05`"), "{}", help(5.0));
+        assert!(!help(1.0).contains("percentage"));
+        assert!(!help(99.5).contains("percentage"));
+    }
+
+    #[test]
+    fn warnings_are_the_w_codes() {
+        let warning = Problem::UnusedSource { name: "s".into() };
+        assert_eq!(warning.severity(), Severity::Warning);
+        assert_eq!(Problem::EmptyList.severity(), Severity::Error);
+    }
 }

@@ -1210,14 +1210,17 @@ impl Checker<'_, '_> {
                 return None;
             }
         };
-        let fits = match (ty, &literal) {
-            (None, _) => true,
-            (Some(FieldType::String), Literal::String(_)) => true,
-            (Some(FieldType::Number), Literal::Number(_)) => true,
-            (Some(FieldType::Bool), Literal::Bool(_)) => true,
-            (Some(FieldType::Time), Literal::Number(_) | Literal::String(_)) => true,
-            _ => false,
-        };
+        let fits = matches!(
+            (ty, &literal),
+            (None, _)
+                | (Some(FieldType::String), Literal::String(_))
+                | (Some(FieldType::Number), Literal::Number(_))
+                | (Some(FieldType::Bool), Literal::Bool(_))
+                | (
+                    Some(FieldType::Time),
+                    Literal::Number(_) | Literal::String(_)
+                )
+        );
         if !fits {
             self.push(
                 Problem::TypeMismatch {
@@ -1341,6 +1344,67 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::parse_rfc3339_millis;
+    use crate::compile;
+
+    fn filter_of(where_clause: &str) -> Option<crate::Predicate> {
+        let text = format!(
+            "source s = generator()\nmetric m from s {{ where {where_clause} window tumbling 1m measures {{ n = count() }} }}"
+        );
+        let compiled = compile(&text, None);
+        assert!(
+            compiled.diagnostics.is_empty(),
+            "{:?}",
+            compiled.diagnostics
+        );
+        compiled.plan.expect("a plan").metrics[0].filter.clone()
+    }
+
+    #[test]
+    fn chains_flatten_the_same_however_they_are_grouped() {
+        let flat =
+            filter_of("amount > 1 and amount > 2 and amount > 3 and amount > 4 and amount > 5");
+        let left = filter_of(
+            "(((amount > 1 and amount > 2) and amount > 3) and amount > 4) and amount > 5",
+        );
+        let right = filter_of(
+            "amount > 1 and (amount > 2 and (amount > 3 and (amount > 4 and amount > 5)))",
+        );
+        assert_eq!(flat, left);
+        assert_eq!(flat, right);
+        let Some(crate::Predicate::And { all }) = flat else {
+            panic!("expected one `and`");
+        };
+        assert_eq!(all.len(), 5);
+        assert_eq!(all[0].to_string(), "amount > 1");
+        assert_eq!(all[4].to_string(), "amount > 5");
+    }
+
+    #[test]
+    fn retention_defaults_to_a_week_or_one_window() {
+        let plan = |window: &str| {
+            let text = format!(
+                "source s = generator()\nmetric m from s {{ window {window} measures {{ n = count() }} }}"
+            );
+            compile(&text, None).plan.expect("a plan").metrics[0].retain
+        };
+        assert_eq!(plan("tumbling 1m"), super::DEFAULT_RETAIN);
+        assert_eq!(plan("tumbling 2w").millis(), 14 * 86_400_000);
+    }
+
+    #[test]
+    fn file_paths_resolve_against_the_topology_folder() {
+        let text = "source f = file(\"data/e.jsonl\") { time = ts as epoch_millis }\nmetric m from f { window tumbling 1m measures { n = count() } }";
+        let plan = compile(text, Some(std::path::Path::new("/topo")))
+            .plan
+            .expect("a plan");
+        let crate::SourceKind::File(file) = &plan.sources[0].kind else {
+            panic!("a file source");
+        };
+        assert_eq!(
+            std::path::Path::new(&file.path),
+            std::path::Path::new("/topo/data/e.jsonl")
+        );
+    }
 
     #[test]
     fn reads_rfc3339() {

@@ -153,3 +153,34 @@ fn kind_word(severity: Severity) -> &'static str {
         Severity::Warning => "warning",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_span_before_a_wide_character_renders() {
+        let text = "é";
+        let d = Diagnostic::new(Problem::EmptyList, Span::new(0, 0));
+        let out = d.render("t.topo", text, false);
+        assert!(out.contains("E0316"), "{out}");
+        let json = d.to_json("t.topo", text);
+        assert_eq!((json.line, json.column), (1, 1));
+    }
+
+    #[test]
+    fn secondary_labels_above_the_primary_share_one_snippet() {
+        let text = "a\nb\n";
+        let d = Diagnostic::new(
+            Problem::DuplicateSource {
+                name: "x".into(),
+                first: Span::new(0, 1),
+            },
+            Span::new(2, 3),
+        );
+        let out = d.render("t.topo", text, false);
+        // One header for the file, pointing at the primary span (line 2).
+        assert_eq!(out.matches("t.topo:").count(), 1, "{out}");
+        assert!(out.contains("t.topo:2:1"), "{out}");
+    }
+}

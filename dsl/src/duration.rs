@@ -66,7 +66,7 @@ impl fmt::Display for Duration {
         let mut rest = self.millis;
         // Weeks are only used when they are exact, since `1w2d` reads oddly.
         for (unit, len) in UNITS.iter().rev() {
-            if *unit == "w" && rest % len != 0 {
+            if *unit == "w" && !rest.is_multiple_of(*len) {
                 continue;
             }
             if rest >= *len {
@@ -188,5 +188,19 @@ mod tests {
             parse_duration("5x"),
             Err(DurationProblem::UnknownUnit { .. })
         ));
+    }
+
+    #[test]
+    fn fractions_suggest_the_exact_whole_form() {
+        let exact = |text| match fraction_problem(text) {
+            DurationProblem::Fraction { exact } => exact.map(|d| d.to_string()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(exact("1.5m").as_deref(), Some("1m30s"));
+        assert_eq!(exact("0.5s").as_deref(), Some("500ms"));
+        assert_eq!(exact("1e3ms").as_deref(), Some("1s"));
+        // Less than a millisecond, or an unknown unit: no suggestion.
+        assert_eq!(exact("0.0001s"), None);
+        assert_eq!(exact("1.5x"), None);
     }
 }

@@ -150,3 +150,73 @@ fn state_of(kind: &MeasureKind) -> &'static str {
         MeasureKind::Quantile { .. } => "a DDSketch (1% relative error)",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::explain;
+    use crate::compile;
+
+    const EXAMPLES: [(&str, &str); 3] = [
+        (
+            "game_stats",
+            include_str!("../../examples/topologies/game_stats.topo"),
+        ),
+        (
+            "kafka_rewards",
+            include_str!("../../examples/topologies/kafka_rewards.topo"),
+        ),
+        (
+            "file_rewards",
+            include_str!("../../examples/topologies/file_rewards.topo"),
+        ),
+    ];
+
+    #[test]
+    fn names_every_source_metric_dimension_and_measure_of_each_example() {
+        for (name, text) in EXAMPLES {
+            let plan = compile(text, None)
+                .plan
+                .unwrap_or_else(|| panic!("{name} compiles"));
+            let out = explain(&plan);
+            for source in &plan.sources {
+                assert!(
+                    out.contains(&format!("source {} (", source.name)),
+                    "{name}: source {}\n{out}",
+                    source.name
+                );
+            }
+            for metric in &plan.metrics {
+                assert!(
+                    out.contains(&format!("metric {} from", metric.name)),
+                    "{name}: metric {}\n{out}",
+                    metric.name
+                );
+                assert!(out.contains(&format!("window:     {}", metric.window)));
+                for d in &metric.dimensions {
+                    assert!(out.contains(&d.name), "{name}: dimension {}", d.name);
+                }
+                for m in &metric.measures {
+                    assert!(
+                        out.contains(&format!("    {:<12} {}", m.name, m.kind)),
+                        "{name}: measure {}\n{out}",
+                        m.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shows_hopping_panes_and_renamed_dimensions() {
+        let plan = compile(EXAMPLES[1].1, None)
+            .plan
+            .expect("kafka_rewards compiles");
+        let out = explain(&plan);
+        assert!(out.contains("a window is 10 panes of 1m"), "{out}");
+        assert!(out.contains("currency (from payload.currency)"), "{out}");
+        assert!(
+            out.contains("every topic matching /game\\.bets\\..*/"),
+            "{out}"
+        );
+    }
+}

@@ -566,6 +566,47 @@ mod tests {
     }
 
     #[test]
+    fn unclosed_strings_still_become_tokens() {
+        let (toks, diags) = toks("\"open\nnext `name\n\"tail\\\nlast");
+        let codes: Vec<_> = diags.iter().map(|d| d.code()).collect();
+        assert_eq!(codes, ["E0002", "E0002", "E0002"]);
+        assert_eq!(toks[0], Tok::Str("open".into()));
+        assert_eq!(toks[2], Tok::Ident("name".into()));
+        assert_eq!(toks[3], Tok::Str("tail".into()));
+        assert_eq!(toks[4], Tok::Ident("last".into()));
+    }
+
+    #[test]
+    fn single_quotes_and_c_operators_are_reported_and_read_as_meant() {
+        let (read, diags) = toks("kind = 'bet' && a || b & c");
+        let codes: Vec<_> = diags.iter().map(|d| d.code()).collect();
+        assert_eq!(codes, ["E0001", "E0001", "E0001", "E0001"]);
+        assert_eq!(read[2], Tok::Str("bet".into()));
+        assert_eq!(read[3], Tok::Ident("and".into()));
+        assert_eq!(read[5], Tok::Ident("or".into()));
+        assert_eq!(read[7], Tok::Ident("and".into()));
+        // An apostrophe with no partner is one stray character.
+        let (apostrophe, diags) = toks("don't");
+        assert_eq!(diags.len(), 1);
+        assert_eq!(apostrophe[0], Tok::Ident("don".into()));
+        assert_eq!(apostrophe[1], Tok::Ident("t".into()));
+    }
+
+    #[test]
+    fn a_fraction_before_a_unit_is_one_bad_duration() {
+        let (toks, diags) = toks("1.5m 0.25s x");
+        let codes: Vec<_> = diags.iter().map(|d| d.code()).collect();
+        assert_eq!(codes, ["E0006", "E0006"]);
+        assert!(matches!(toks[0], Tok::Duration(_)));
+        assert!(matches!(toks[1], Tok::Duration(_)));
+        assert_eq!(toks[2], Tok::Ident("x".into()));
+        let Problem::BadDuration { found, .. } = &diags[1].problem else {
+            panic!("{diags:?}");
+        };
+        assert_eq!(found, "0.25s");
+    }
+
+    #[test]
     fn operators() {
         let (toks, _) = toks("= == != < <= > >= =~ !~");
         assert_eq!(

@@ -699,3 +699,108 @@ fn balanced(first: Expr, mut rest: Vec<Expr>, join: fn(Box<Expr>, Box<Expr>) -> 
         Box::new(balanced(right_first, right, join)),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lexer::lex;
+
+    fn parse_text(text: &str) -> (Topology, Vec<Diagnostic>) {
+        let mut diags = Vec::new();
+        let tokens = lex(text, &mut diags);
+        let topology = parse(tokens, &mut diags);
+        (topology, diags)
+    }
+
+    fn where_of(expr: &str) -> (Option<Expr>, Vec<Diagnostic>) {
+        let text = format!("metric m from s {{ where {expr} }}");
+        let (topology, diags) = parse_text(&text);
+        let expr = topology.items.into_iter().find_map(|item| match item {
+            Item::Metric(m) => m.clauses.into_iter().find_map(|c| match c {
+                Clause::Where(e, _) => Some(e),
+                _ => None,
+            }),
+            Item::Source(_) => None,
+        });
+        (expr, diags)
+    }
+
+    fn depth(expr: &Expr) -> usize {
+        match expr {
+            Expr::And(a, b) | Expr::Or(a, b) => 1 + depth(a).max(depth(b)),
+            Expr::Not(inner) => 1 + depth(inner),
+            _ => 1,
+        }
+    }
+
+    fn leaves(expr: &Expr, out: &mut Vec<String>) {
+        match expr {
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                leaves(a, out);
+                leaves(b, out);
+            }
+            Expr::Not(inner) => leaves(inner, out),
+            Expr::Compare { path, .. } | Expr::Exists { path, .. } => out.push(path.dotted()),
+            Expr::In { path, .. } | Expr::Match { path, .. } => out.push(path.dotted()),
+        }
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_parses() {
+        let open = "(".repeat(MAX_NESTING);
+        let close = ")".repeat(MAX_NESTING);
+        let (expr, diags) = where_of(&format!("{open}a = 1{close}"));
+        assert!(diags.is_empty(), "{diags:?}");
+        assert!(expr.is_some());
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_one_error() {
+        let open = "(".repeat(MAX_NESTING + 1);
+        let close = ")".repeat(MAX_NESTING + 1);
+        let (_, diags) = where_of(&format!("{open}a = 1{close}"));
+        let codes: Vec<_> = diags.iter().map(|d| d.code()).collect();
+        assert_eq!(codes, ["E0009"]);
+    }
+
+    #[test]
+    fn long_chains_are_balanced_and_keep_their_order() {
+        let names: Vec<String> = (0..1000).map(|i| format!("f{i}")).collect();
+        let chain: Vec<String> = names.iter().map(|n| format!("{n} exists")).collect();
+        let (expr, diags) = where_of(&chain.join(" and "));
+        assert!(diags.is_empty(), "{diags:?}");
+        let expr = expr.expect("a where clause");
+        assert!(depth(&expr) <= 11, "depth {}", depth(&expr));
+        let mut found = Vec::new();
+        leaves(&expr, &mut found);
+        assert_eq!(found, names);
+    }
+
+    #[test]
+    fn and_binds_tighter_than_or() {
+        let (expr, _) = where_of("a exists or b exists and c exists");
+        match expr.expect("a where clause") {
+            Expr::Or(left, right) => {
+                assert!(matches!(*left, Expr::Exists { .. }));
+                assert!(matches!(*right, Expr::And(..)));
+            }
+            other => panic!("expected `or` at the top, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn recovers_inside_a_block_and_reads_the_next_item() {
+        let (topology, diags) = parse_text(
+            "source s = generator() { late = }\nmetric m from s { window tumbling 1m measures { n = count() } }",
+        );
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert_eq!(topology.items.len(), 2);
+    }
+
+    #[test]
+    fn an_unclosed_block_inside_another_is_reported_once() {
+        let (_, diags) = parse_text("metric m from s { measures { n = count()");
+        let codes: Vec<_> = diags.iter().map(|d| d.code()).collect();
+        assert_eq!(codes, ["E0008"]);
+    }
+}

@@ -567,3 +567,82 @@ impl fmt::Display for Predicate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile;
+
+    const EXAMPLES: [&str; 3] = [
+        include_str!("../../examples/topologies/game_stats.topo"),
+        include_str!("../../examples/topologies/kafka_rewards.topo"),
+        include_str!("../../examples/topologies/file_rewards.topo"),
+    ];
+
+    #[test]
+    fn every_example_plan_round_trips_through_json() {
+        for text in EXAMPLES {
+            let plan = compile(text, None).plan.expect("the example compiles");
+            let json = serde_json::to_string_pretty(&plan).expect("to JSON");
+            let back: Plan = serde_json::from_str(&json).expect("from JSON");
+            assert_eq!(back, plan);
+        }
+    }
+
+    #[test]
+    fn declared_fields_are_a_list_of_paths_and_types() {
+        let plan = compile(EXAMPLES[1], None)
+            .plan
+            .expect("kafka_rewards compiles");
+        let json = serde_json::to_value(plan.source("rewards").expect("rewards")).expect("JSON");
+        let fields = json["fields"].as_array().expect("a list");
+        assert!(fields.contains(&serde_json::json!({"path": ["amount"], "type": "number"})));
+        // A name holding a dot stays one segment.
+        let mut source = plan.sources[0].clone();
+        source.fields.clear();
+        source
+            .fields
+            .insert(FieldPath(vec!["a.b".into()]), FieldType::String);
+        let back: SourcePlan =
+            serde_json::from_str(&serde_json::to_string(&source).expect("to JSON")).expect("back");
+        assert_eq!(back, source);
+    }
+
+    #[test]
+    fn window_size_and_step() {
+        let hopping = Window::Hopping {
+            size: Duration::from_millis(600_000),
+            every: Duration::from_millis(60_000),
+        };
+        assert_eq!(hopping.size().millis(), 600_000);
+        assert_eq!(hopping.step().millis(), 60_000);
+        assert_eq!(hopping.to_string(), "hopping 10m every 1m");
+        let session = Window::Session {
+            gap: Duration::from_millis(1_800_000),
+            by: FieldPath::parse("user_id"),
+        };
+        assert_eq!(session.step(), session.size());
+        assert_eq!(session.to_string(), "session 30m by user_id");
+    }
+
+    #[test]
+    fn predicates_print_as_written() {
+        let p = Predicate::And {
+            all: vec![
+                Predicate::In {
+                    field: FieldPath::parse("kind"),
+                    values: vec![Literal::String("bet".into()), Literal::Number(1.5)],
+                },
+                Predicate::Not {
+                    not: Box::new(Predicate::Exists {
+                        field: FieldPath::parse("payload.test"),
+                    }),
+                },
+            ],
+        };
+        assert_eq!(
+            p.to_string(),
+            "(kind in [\"bet\", 1.5]) and (not (payload.test exists))"
+        );
+    }
+}
