@@ -208,8 +208,12 @@ fn book() -> Vec<(PathBuf, Vec<Block>)> {
     out
 }
 
-fn compile(block: &Block, page: &Path) -> statflow_dsl::Compiled {
-    statflow_dsl::compile(&block.text, page.parent())
+/// The block's text preceded by as many empty lines as come before it on
+/// its page, so that diagnostics give the page's own line numbers.
+fn as_on_page(block: &Block) -> String {
+    let mut text = "\n".repeat(block.line);
+    text.push_str(&block.text);
+    text
 }
 
 fn rendered(name: &str, text: &str, diagnostics: &[Diagnostic]) -> String {
@@ -222,7 +226,8 @@ fn check_topo(block: &Block, page: &Path) -> Result<(), String> {
     if expect == Expect::Fragment {
         return Ok(());
     }
-    let compiled = compile(block, page);
+    let text = as_on_page(block);
+    let compiled = statflow_dsl::compile(&text, page.parent());
     let codes: Vec<&str> = compiled.diagnostics.iter().map(Diagnostic::code).collect();
     let errors: Vec<&str> = compiled
         .diagnostics
@@ -245,13 +250,13 @@ fn check_topo(block: &Block, page: &Path) -> Result<(), String> {
         None => Ok(()),
         Some(problem) => Err(format!(
             "{problem}\n{}",
-            rendered(&block.at(), &block.text, &compiled.diagnostics)
+            rendered(&block.file, &text, &compiled.diagnostics)
         )),
     }
 }
 
 /// Checks one `output=` block against what the command prints.
-fn check_output(block: &Block, previous_topo: Option<&Block>, page: &Path) -> Result<(), String> {
+fn check_output(block: &Block, previous_topo: Option<&Block>) -> Result<(), String> {
     let command = block.attribute("output").unwrap_or_default();
     let (first, shown) = block.text.split_once('\n').unwrap_or((&block.text, ""));
     let words: Vec<&str> = first.split_whitespace().collect();
@@ -266,14 +271,15 @@ fn check_output(block: &Block, previous_topo: Option<&Block>, page: &Path) -> Re
         }
     };
     let in_repo = repo_root().join(name);
-    let (text, base) = if in_repo.is_file() {
-        let text = std::fs::read_to_string(&in_repo).map_err(|e| format!("cannot read {name}: {e}"))?;
-        (text, in_repo.parent().map(Path::to_path_buf))
+    let text = if in_repo.is_file() {
+        std::fs::read_to_string(&in_repo).map_err(|e| format!("cannot read {name}: {e}"))?
     } else {
         let topo = previous_topo.ok_or_else(|| format!("`{name}` is not in the repository and no topo block comes before"))?;
-        (topo.text.clone(), page.parent().map(Path::to_path_buf))
+        topo.text.clone()
     };
-    let compiled = statflow_dsl::compile(&text, base.as_deref());
+    // As the command line does: file sources are resolved against the
+    // folder of the path as typed, run from the repository root.
+    let compiled = statflow_dsl::compile(&text, Path::new(name).parent());
     let shown = normalize(shown);
     let expected = match command {
         "explain" => {
@@ -351,7 +357,7 @@ fn every_topo_block_compiles_as_marked() {
                 previous_topo = Some(block);
                 result
             } else if block.attribute("output").is_some() {
-                check_output(block, previous_topo, &page)
+                check_output(block, previous_topo)
             } else {
                 Ok(())
             };
