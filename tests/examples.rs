@@ -17,8 +17,13 @@ fn every_example_topology_is_clean() {
 
     let mut failures = Vec::new();
     for path in &files {
-        let name = path.strip_prefix(&root).unwrap_or(path).display().to_string();
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {name}: {e}"));
+        let name = path
+            .strip_prefix(&root)
+            .unwrap_or(path)
+            .display()
+            .to_string();
+        let text =
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {name}: {e}"));
         let compiled = statflow_dsl::compile(&text, path.parent());
         if !compiled.diagnostics.is_empty() {
             let rendered: String = compiled
