@@ -38,8 +38,10 @@ use statflow_dataflow::query::{Answer, Query};
 use statflow_dsl::Plan;
 
 pub mod decode;
+mod filter;
 pub mod render;
 pub mod schema;
+mod time;
 pub mod validate;
 
 pub use decode::{decode, looks_like_edn, BodyFormat};
@@ -135,5 +137,201 @@ pub fn render_errors_for(accept: Option<&str>, errors: &[QueryError]) -> (String
     match BodyFormat::from_accept(accept) {
         BodyFormat::Edn => (errors_edn(errors), BodyFormat::EDN_TYPE),
         BodyFormat::Json => (errors_json_string(errors), BodyFormat::JSON_TYPE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{json, Value as Json};
+
+    const TOPOLOGY: &str = "source events = generator()
+metric reward_stats from events { dimensions game_id, seed_id, reward_type  window tumbling 1m  measures { rewards = count()  amount = sum(amount)  players = distinct(user_id) } }
+metric hop from events { dimensions game_id  window hopping 10m every 5m  measures { n = count() } }
+metric sess from events { dimensions game_id  window session 30m by user_id  measures { n = count() } }";
+
+    fn plan() -> Plan {
+        statflow_dsl::compile(TOPOLOGY, None)
+            .plan
+            .expect("compiles")
+    }
+
+    /// Words that reach deep into the validator: fields, names, operators, times.
+    const WORDS: [&str; 40] = [
+        "metric",
+        "time_window",
+        "filters",
+        "group_by",
+        "group_by_keys",
+        "granularity",
+        "time_zone",
+        "measures",
+        "order_by",
+        "limit",
+        "kind",
+        "absolute",
+        "relative",
+        "from",
+        "to",
+        "last",
+        "reward_stats",
+        "hop",
+        "sess",
+        "game_id",
+        "seed_id",
+        "reward_type",
+        "__time",
+        "rewards",
+        "players",
+        "field",
+        "desc",
+        "eq",
+        "in",
+        "regex",
+        "range",
+        "not",
+        "and",
+        "or",
+        "gte",
+        "lt",
+        "2024-08-20T09:00:00+08:00",
+        "6h",
+        "+05:30",
+        "fuc|(tax",
+    ];
+
+    fn word() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(WORDS.to_vec()).prop_map(str::to_string),
+            "[a-z_|().*+0-9:-]{0,12}",
+        ]
+    }
+
+    fn json_value() -> impl Strategy<Value = Json> {
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::Bool),
+            any::<i64>().prop_map(Json::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Json::Null, Json::Number)),
+            word().prop_map(Json::String),
+        ];
+        leaf.prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Json::Array),
+                prop::collection::btree_map(word(), inner, 0..8)
+                    .prop_map(|m| Json::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Text made of EDN's punctuation and a few words.
+    fn edn_text() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                prop::sample::select(vec![
+                    "{",
+                    "}",
+                    "[",
+                    "]",
+                    "(",
+                    ")",
+                    "#{",
+                    "#_",
+                    "#inst",
+                    "#uuid",
+                    "#foo",
+                    "\"",
+                    "\\",
+                    ";",
+                    ",",
+                    " ",
+                    "\n",
+                    ":",
+                    "/",
+                    "nil",
+                    "true",
+                    "1.5",
+                    "-7",
+                    "12N",
+                    "3M",
+                    "##Inf",
+                    ":metric",
+                    ":reward-stats",
+                    ":time-window",
+                    ":filters",
+                    ":a/b",
+                    "\"2024-08-20T09:00:00Z\"",
+                    "\\newline",
+                    "\\u00e9",
+                ])
+                .prop_map(str::to_string),
+                word(),
+            ],
+            0..40,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_json_values_never_panic(v in json_value(), now in any::<i64>()) {
+            let _ = validate(&v, &plan(), now);
+            let text = serde_json::to_vec(&v).unwrap();
+            let _ = parse(&text, Some("application/json"), &plan(), now);
+        }
+
+        #[test]
+        fn arbitrary_query_shaped_json_never_panics(
+            filters in json_value(), window in json_value(), rest in json_value(), now in any::<i64>(),
+        ) {
+            let mut body = json!({"metric": "reward_stats", "time_window": window, "filters": filters});
+            if let (Some(b), Some(r)) = (body.as_object_mut(), rest.as_object()) {
+                for (k, v) in r {
+                    b.insert(k.clone(), v.clone());
+                }
+            }
+            match validate(&body, &plan(), now) {
+                Ok(q) => prop_assert!(q.from_ms < q.to_ms),
+                Err(errors) => prop_assert!(!errors.is_empty()),
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_as_edn_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse(&bytes, Some("application/edn"), &plan(), 0);
+            let _ = parse(&bytes, None, &plan(), 0);
+        }
+
+        #[test]
+        fn arbitrary_edn_like_text_never_panics(text in edn_text()) {
+            let _ = parse(text.as_bytes(), Some("application/edn"), &plan(), 1_724_119_200_000);
+            let wrapped = format!("{{:metric :reward-stats :filters {{:seed-id {text}}}}}");
+            let _ = parse(wrapped.as_bytes(), Some("application/edn"), &plan(), 0);
+        }
+    }
+
+    #[test]
+    fn render_for_follows_accept() {
+        let answer = Answer {
+            as_of: statflow_dataflow::query::AsOf {
+                epoch: 1,
+                watermark_ms: None,
+            },
+            columns: vec!["n".into()],
+            rows: vec![vec![statflow_dataflow::query::Cell::Int(3)]],
+        };
+        let (body, ty) = render_for(Some("application/edn"), &answer, "m", None);
+        assert_eq!(ty, "application/edn");
+        assert!(body.contains(":rows [{:n 3}]"), "{body}");
+        let (body, ty) = render_for(None, &answer, "m", None);
+        assert_eq!(ty, "application/json");
+        assert!(body.contains(r#""rows":[{"n":3}]"#), "{body}");
+        let errors = [QueryError::new("bad_type", "limit", "No.")];
+        let (body, ty) = render_errors_for(Some("application/edn"), &errors);
+        assert_eq!(ty, "application/edn");
+        assert!(body.starts_with("{:error {:code \"bad_type\""), "{body}");
+        assert_eq!(errors[0].to_string(), "[bad_type] limit: No.");
     }
 }
