@@ -20,16 +20,41 @@ const MAX_ANSWER_BYTES: u64 = 512 << 20;
 /// the query, after printing each problem with its path.
 pub fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let body = read_query(&args.file)?;
-    let sent_as = if looks_like_edn(&body) {
+    match send(&args.url, &body, args.format)? {
+        Outcome::Answer(text) => {
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Refused(problems) => {
+            for line in problems {
+                eprintln!("{line}");
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// What the server made of a query.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    /// The answer, ready to print.
+    Answer(String),
+    /// The server refused the query (400): one line per problem.
+    Refused(Vec<String>),
+}
+
+/// Posts a query to `{base}/v1/query` and reads the answer in `format`.
+fn send(base: &str, body: &[u8], format: QueryFormat) -> anyhow::Result<Outcome> {
+    let sent_as = if looks_like_edn(body) {
         BodyFormat::Edn
     } else {
         BodyFormat::Json
     };
-    let wanted = match args.format {
+    let wanted = match format {
         QueryFormat::Edn => BodyFormat::Edn,
         QueryFormat::Json | QueryFormat::Table => BodyFormat::Json,
     };
-    let url = format!("{}/v1/query", args.url.trim_end_matches('/'));
+    let url = format!("{}/v1/query", base.trim_end_matches('/'));
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(300)))
@@ -39,12 +64,11 @@ pub fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
         .post(&url)
         .header("Content-Type", sent_as.media_type())
         .header("Accept", wanted.media_type())
-        .send(&body[..]);
+        .send(body);
     let mut response = match response {
         Ok(r) => r,
         Err(e) if refused(&e) => bail!(
-            "nothing answers at {}: start statflow with `statflow run TOPOLOGY.topo` (it serves HTTP on 127.0.0.1:8080 unless told otherwise), or point --url at where it runs",
-            args.url
+            "nothing answers at {base}: start statflow with `statflow run TOPOLOGY.topo` (it serves HTTP on 127.0.0.1:8080 unless told otherwise), or point --url at where it runs"
         ),
         Err(e) => return Err(e).with_context(|| format!("could not send the query to {url}")),
     };
@@ -56,30 +80,34 @@ pub fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
         .read_to_string()
         .with_context(|| format!("could not read the answer from {url}"))?;
     match status {
-        200..=299 => {
-            match args.format {
-                QueryFormat::Json | QueryFormat::Edn => print!("{}", with_newline(&text)),
-                QueryFormat::Table => {
-                    let answer: Json = serde_json::from_str(&text)
-                        .with_context(|| format!("the answer from {url} is not JSON"))?;
-                    print!("{}", table(&answer));
-                }
+        200..=299 => Ok(Outcome::Answer(match format {
+            QueryFormat::Json | QueryFormat::Edn => with_newline(&text),
+            QueryFormat::Table => {
+                let answer: Json = serde_json::from_str(&text)
+                    .with_context(|| format!("the answer from {url} is not JSON"))?;
+                table(&answer)
             }
-            Ok(ExitCode::SUCCESS)
-        }
+        })),
         400 => {
             let errors = parse_errors(&text);
             if errors.is_empty() {
-                eprintln!("error: the server refused the query: {}", text.trim());
+                return Ok(Outcome::Refused(vec![format!(
+                    "error: the server refused the query: {}",
+                    text.trim()
+                )]));
             }
-            for (code, message, path) in errors {
-                if path.is_empty() {
-                    eprintln!("error[{code}]: {message}");
-                } else {
-                    eprintln!("error[{code}] at {path}: {message}");
-                }
-            }
-            Ok(ExitCode::from(1))
+            Ok(Outcome::Refused(
+                errors
+                    .into_iter()
+                    .map(|(code, message, path)| {
+                        if path.is_empty() {
+                            format!("error[{code}]: {message}")
+                        } else {
+                            format!("error[{code}] at {path}: {message}")
+                        }
+                    })
+                    .collect(),
+            ))
         }
         413 => bail!(
             "the server refused the query as too large ({} bytes; it reads at most {MAX_BODY_BYTES})",
@@ -289,6 +317,137 @@ mod tests {
             vec![("a".into(), "m".into(), "p".into())]
         );
         assert!(parse_errors("oops").is_empty());
+    }
+
+    /// A stand-in for the server's query route: decode, validate against
+    /// a plan, answer one fixed row or the errors, in the format asked for.
+    fn stand_in() -> (String, std::sync::mpsc::Sender<()>) {
+        use crate::query;
+        use statflow_dataflow::query::{Answer, AsOf, Cell};
+        use warp::Filter;
+
+        let plan = statflow_dsl::compile(
+            "source events = generator()\n\
+             metric reward_stats from events { dimensions game_id, seed_id, reward_type  window tumbling 1m  \
+             measures { rewards = count()  players = distinct(user_id) } }",
+            None,
+        )
+        .plan
+        .expect("compiles");
+        let route = warp::post()
+            .and(warp::path!("v1" / "query"))
+            .and(warp::header::optional::<String>("content-type"))
+            .and(warp::header::optional::<String>("accept"))
+            .and(warp::body::bytes())
+            .map(
+                move |ct: Option<String>, accept: Option<String>, body: bytes::Bytes| {
+                    let (text, ty, status) =
+                        match query::parse(&body, ct.as_deref(), &plan, 1_724_119_200_000) {
+                            Ok(q) => {
+                                let answer = Answer {
+                                    as_of: AsOf {
+                                        epoch: 3,
+                                        watermark_ms: Some(1_724_119_200_000),
+                                    },
+                                    columns: vec![
+                                        "reward_type".into(),
+                                        "__time".into(),
+                                        "rewards".into(),
+                                    ],
+                                    rows: vec![vec![
+                                        Cell::Value(statflow_dataflow::value::Value::Str(
+                                            "task".into(),
+                                        )),
+                                        Cell::Time(1_724_115_600_000),
+                                        Cell::Int(123),
+                                    ]],
+                                };
+                                let name = query::metric_name(&plan, &q);
+                                let (text, ty) = query::render_for(
+                                    accept.as_deref(),
+                                    &answer,
+                                    name,
+                                    q.time_zone.as_deref(),
+                                );
+                                (text, ty, warp::http::StatusCode::OK)
+                            }
+                            Err(errors) => {
+                                let (text, ty) =
+                                    query::render_errors_for(accept.as_deref(), &errors);
+                                (text, ty, warp::http::StatusCode::BAD_REQUEST)
+                            }
+                        };
+                    warp::http::Response::builder()
+                        .status(status)
+                        .header("content-type", ty)
+                        .body(text)
+                        .expect("a response")
+                },
+            );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let shutdown = async move {
+                    let _ = tokio::task::spawn_blocking(move || stopped.recv()).await;
+                };
+                warp::serve(route)
+                    .incoming(listener)
+                    .graceful(shutdown)
+                    .run()
+                    .await;
+            });
+        });
+        (url, stop)
+    }
+
+    #[test]
+    fn sends_json_and_edn_and_prints_answers_and_errors() {
+        let (url, stop) = stand_in();
+        let edn = br#"{:metric :reward-stats :time-window {:kind :absolute :from "2024-08-20T09:00:00+08:00" :to "2024-08-20T10:00:00+08:00"} :filters {:seed-id "fuc|tax-up" :reward-type #{:reward.type/task}} :group-by-keys [:reward-type :__time] :time-zone "+08:00"}"#;
+        let Outcome::Answer(t) = send(&url, edn, QueryFormat::Table).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            t,
+            "reward_type  __time                     rewards\n\
+             -----------  -------------------------  -------\n\
+             task         2024-08-20T09:00:00+08:00      123\n\
+             (1 row of reward_stats, as of epoch 3, watermark 2024-08-20T10:00:00+08:00)\n"
+        );
+        let Outcome::Answer(e) = send(&url, edn, QueryFormat::Edn).unwrap() else {
+            panic!()
+        };
+        assert!(e.starts_with("{:metric :reward-stats"), "{e}");
+        let json =
+            br#"{"metric": "reward_stats", "time_window": {"kind": "relative", "last": "1h"}}"#;
+        let Outcome::Answer(j) = send(&url, json, QueryFormat::Json).unwrap() else {
+            panic!()
+        };
+        assert!(j.starts_with(r#"{"metric":"reward_stats""#), "{j}");
+        let bad =
+            br#"{"metric": "reward_stat", "time_window": {"kind": "relative", "last": "1 h"}}"#;
+        for format in [QueryFormat::Table, QueryFormat::Edn] {
+            let Outcome::Refused(lines) = send(&url, bad, format).unwrap() else {
+                panic!()
+            };
+            assert_eq!(lines.len(), 2, "{lines:?}");
+            assert!(lines[0].starts_with("error[unknown_metric] at metric: There is no metric `reward_stat`; did you mean `reward_stats`?"), "{lines:?}");
+            assert!(
+                lines[1].starts_with("error[bad_time] at time_window.last: "),
+                "{lines:?}"
+            );
+        }
+        let err = send(&format!("{url}/nowhere"), json, QueryFormat::Json).unwrap_err();
+        assert!(err.to_string().contains("404"), "{err:#}");
+        let _ = stop.send(());
     }
 
     #[test]

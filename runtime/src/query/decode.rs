@@ -178,7 +178,7 @@ pub fn decode_edn(text: &str) -> Result<Json, QueryError> {
     // reader takes about ten times the stack per level.
     // edn-format 3.3 counts lines in `col` and characters within the line
     // in `row`, some of them twice; only the line is worth reporting.
-    let value = edn_format::parse_str(text).map_err(|e| {
+    let value = read_edn(text)?.map_err(|e| {
         malformed(format!(
             "The body is not EDN: {} on line {}.",
             lower_first(&e.error.to_string()),
@@ -188,7 +188,7 @@ pub fn decode_edn(text: &str) -> Result<Json, QueryError> {
     // `parse_str` reads the first value and ignores the rest: read the body
     // again as the items of a vector (the newline ends a trailing comment)
     // to find a second value.
-    if let Ok(Edn::Vector(items)) = edn_format::parse_str(&format!("[{text}\n]")) {
+    if let Ok(Edn::Vector(items)) = read_edn(&format!("[{text}\n]"))? {
         if items.len() > 1 {
             return Err(malformed(
                 "The body holds more than one EDN value: send one map, such as {:metric :reward-stats ...}.",
@@ -211,6 +211,20 @@ fn check_edn_shape(text: &str) -> Result<(), QueryError> {
             "The body holds {nesting} brackets and `#` signs, more than the {MAX_EDN_NESTING} an EDN query may hold: write a smaller query, or send it as JSON."
         )));
     }
+    // edn-format 3.3 panics on `\u` followed by a character of more than
+    // one byte within its four-character lookahead. A backslash takes the
+    // character after it, in strings and in character literals alike.
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\'
+            && chars.next() == Some('u')
+            && !chars.as_str().bytes().take(4).all(|b| b.is_ascii())
+        {
+            return Err(malformed(
+                "The body holds `\\u` followed by a non-ASCII character: write a Unicode escape as `\\u` and four hex digits, such as `\\u00e9`.",
+            ));
+        }
+    }
     let mut run = 0;
     for b in text.bytes() {
         run = if b.is_ascii_digit() { run + 1 } else { 0 };
@@ -221,6 +235,14 @@ fn check_edn_shape(text: &str) -> Result<(), QueryError> {
         }
     }
     Ok(())
+}
+
+/// Reads EDN, turning a panic of the reader into an error: edn-format 3.3
+/// slices its lookahead by bytes after `\u` (see [`check_edn_shape`]), and
+/// a reader bug must not take a server thread down with it.
+fn read_edn(text: &str) -> Result<Result<Edn, edn_format::ParserErrorWithContext>, QueryError> {
+    std::panic::catch_unwind(|| edn_format::parse_str(text))
+        .map_err(|_| malformed("The body is not EDN: the reader could not make sense of it."))
 }
 
 fn malformed(message: impl Into<String>) -> QueryError {
@@ -484,6 +506,18 @@ mod tests {
             .spawn(move || decode_edn(&at_limit).map_err(|e| e.code))
             .unwrap();
         assert_eq!(handle.join().unwrap(), Err("bad_type"));
+        // A reader bug: `\u` and a wide character in its lookahead.
+        for text in ["[\\uab€]", "\\uab€", "\"\\uab€\""] {
+            assert_eq!(
+                decode_edn(text).unwrap_err().code,
+                "malformed_body",
+                "{text}"
+            );
+        }
+        assert_eq!(
+            decode_edn("{:a \"\\\\\\u00e9 é\"}").unwrap()["a"],
+            json!("\\é é")
+        );
         let ok = "[".repeat(MAX_EDN_DEPTH) + &"]".repeat(MAX_EDN_DEPTH);
         assert!(decode_edn(&ok).is_ok());
     }

@@ -265,6 +265,10 @@ metric sess from events { dimensions game_id  window session 30m by user_id  mea
                     "\"2024-08-20T09:00:00Z\"",
                     "\\newline",
                     "\\u00e9",
+                    "\\u",
+                    "\\uab",
+                    "é",
+                    "€",
                 ])
                 .prop_map(str::to_string),
                 word(),
