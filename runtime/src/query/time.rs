@@ -17,7 +17,7 @@ pub const MAX_GRANULARITY: Duration = Duration::from_millis(3_660 * 86_400_000);
 /// Reads a time zone as the engine will (`Z`, `UTC`, `+08:00`, `-0530`,
 /// `Asia/Shanghai`) and names it canonically: `None` for UTC, `+HH:MM` for
 /// a fixed offset, the database's spelling for a named zone.
-pub fn read_time_zone(text: &str) -> Result<(TimeZone, Option<String>), String> {
+fn read_time_zone(text: &str) -> Result<(TimeZone, Option<String>), String> {
     let tz = timebucket::parse_time_zone(text)?;
     let name = match (tz.iana_name(), tz.to_fixed_offset()) {
         (_, Ok(offset)) if offset == Offset::UTC => None,

@@ -51,7 +51,7 @@ use statflow_dsl::{did_you_mean, MetricPlan, Plan, Window};
 use super::{QueryError, MAX_ROWS};
 
 pub use super::filter::{is_plain_word, MAX_FILTER_DEPTH, OPERATORS};
-pub use super::time::{granularities, read_time_zone, MAX_GRANULARITY};
+pub use super::time::{granularities, MAX_GRANULARITY};
 
 /// The name of the time-bucket key.
 pub const TIME_KEY: &str = "__time";
@@ -138,7 +138,14 @@ pub fn validate(body: &Json, plan: &Plan, now_ms: i64) -> Result<Query, Vec<Quer
             order_by,
             limit: Some(limit.unwrap_or(MAX_ROWS)),
         }),
-        _ => Err(c.errors),
+        _ => {
+            if c.errors.is_empty() {
+                // Every refusal above names its problem; this keeps the
+                // promise of at least one error should a path ever not.
+                c.push("bad_query", "", "The query could not be read.");
+            }
+            Err(c.errors)
+        }
     }
 }
 
