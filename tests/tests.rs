@@ -12,3 +12,8 @@ mod book;
 /// Every topology under `examples/topologies` compiles with no errors and
 /// no warnings.
 mod examples;
+
+/// The engine against a from-scratch recomputation: every window kind,
+/// measure, filter form, group-by, granularity and time zone, under 1, 2 and
+/// 4 workers, with out-of-order, late and malformed records.
+mod oracle;

@@ -150,7 +150,9 @@ impl MeasureState {
             MeasureKind::Max { .. } => MeasureState::Max(f64::NEG_INFINITY),
             MeasureKind::Avg { .. } => MeasureState::Avg(0, 0),
             MeasureKind::Distinct { .. } => MeasureState::Distinct(DistinctSketch::new()),
-            MeasureKind::Quantile { .. } => MeasureState::Quantile(QuantileState::Exact(Vec::new())),
+            MeasureKind::Quantile { .. } => {
+                MeasureState::Quantile(QuantileState::Exact(Vec::new()))
+            }
         }
     }
 
@@ -197,7 +199,9 @@ impl MeasureState {
         match (self, kind) {
             (MeasureState::Count, _) => Cell::Int(count),
             (MeasureState::Sum(total), _) => Cell::Float(from_fixed(*total)),
-            (MeasureState::Min(m), _) | (MeasureState::Max(m), _) if m.is_finite() => Cell::Float(*m),
+            (MeasureState::Min(m), _) | (MeasureState::Max(m), _) if m.is_finite() => {
+                Cell::Float(*m)
+            }
             (MeasureState::Min(_) | MeasureState::Max(_), _) => Cell::Null,
             (MeasureState::Avg(_, 0), _) => Cell::Null,
             (MeasureState::Avg(total, n), _) => Cell::Float(from_fixed(*total) / *n as f64),
@@ -213,15 +217,16 @@ impl MeasureState {
     fn order(&self, other: &MeasureState) -> Ordering {
         match (self, other) {
             (MeasureState::Sum(a), MeasureState::Sum(b)) => a.cmp(b),
-            (MeasureState::Min(a), MeasureState::Min(b)) | (MeasureState::Max(a), MeasureState::Max(b)) => {
-                a.total_cmp(b)
-            }
+            (MeasureState::Min(a), MeasureState::Min(b))
+            | (MeasureState::Max(a), MeasureState::Max(b)) => a.total_cmp(b),
             (MeasureState::Avg(a, n), MeasureState::Avg(b, m)) => (a, n).cmp(&(b, m)),
             (MeasureState::Distinct(a), MeasureState::Distinct(b)) => {
                 if a == b {
                     Ordering::Equal
                 } else {
-                    a.estimate().cmp(&b.estimate()).then_with(|| encoded(a).cmp(&encoded(b)))
+                    a.estimate()
+                        .cmp(&b.estimate())
+                        .then_with(|| encoded(a).cmp(&encoded(b)))
                 }
             }
             (MeasureState::Quantile(a), MeasureState::Quantile(b)) => encoded(a).cmp(&encoded(b)),
@@ -273,7 +278,10 @@ pub struct Aggregates {
 impl Aggregates {
     /// An empty row for measures of these kinds.
     pub fn empty<'a>(kinds: impl IntoIterator<Item = &'a MeasureKind>) -> Self {
-        Aggregates { count: 0, measures: kinds.into_iter().map(MeasureState::empty).collect() }
+        Aggregates {
+            count: 0,
+            measures: kinds.into_iter().map(MeasureState::empty).collect(),
+        }
     }
 
     /// Merges another row of the same metric into this one.
@@ -362,12 +370,18 @@ mod tests {
     }
 
     fn finish(agg: &Aggregates) -> Vec<Cell> {
-        kinds().iter().zip(&agg.measures).map(|(k, m)| m.finish(k, agg.count)).collect()
+        kinds()
+            .iter()
+            .zip(&agg.measures)
+            .map(|(k, m)| m.finish(k, agg.count))
+            .collect()
     }
 
     #[test]
     fn merging_in_any_order_gives_the_same_bits() {
-        let values: Vec<f64> = (0..500).map(|i| (i * 37 % 101) as f64 * 0.01 + 0.1).collect();
+        let values: Vec<f64> = (0..500)
+            .map(|i| (i * 37 % 101) as f64 * 0.01 + 0.1)
+            .collect();
         let whole = row(&values);
         let mut left = row(&values[..123]);
         left.plus_equals(&row(&values[123..]));
@@ -405,9 +419,14 @@ mod tests {
     fn quantile_sketch_stays_within_one_percent() {
         let values: Vec<f64> = (1..=10_000).map(|i| i as f64).collect();
         let agg = row(&values);
-        let Cell::Float(median) = finish(&agg)[6] else { panic!("no median") };
+        let Cell::Float(median) = finish(&agg)[6] else {
+            panic!("no median")
+        };
         let exact = values[(0.5 * (values.len() - 1) as f64) as usize];
-        assert!((median - exact).abs() / exact <= QUANTILE_ALPHA, "{median} vs {exact}");
+        assert!(
+            (median - exact).abs() / exact <= QUANTILE_ALPHA,
+            "{median} vs {exact}"
+        );
     }
 
     #[test]

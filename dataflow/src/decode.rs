@@ -102,7 +102,10 @@ impl Selector {
             None => return slot,
         };
         for segment in init {
-            node = node.child_mut(segment).node.get_or_insert_with(Node::default);
+            node = node
+                .child_mut(segment)
+                .node
+                .get_or_insert_with(Node::default);
         }
         node.child_mut(last).slot = Some(slot);
         slot
@@ -130,13 +133,22 @@ impl Selector {
 
     /// Reads the selected fields of one JSON object into `out` (resized to
     /// one entry per slot; `None` where the field is absent).
-    pub fn extract<'a>(&self, record: &'a [u8], out: &mut Vec<Option<Scalar<'a>>>) -> Result<(), String> {
+    pub fn extract<'a>(
+        &self,
+        record: &'a [u8],
+        out: &mut Vec<Option<Scalar<'a>>>,
+    ) -> Result<(), String> {
         out.clear();
         out.resize(self.paths.len(), None);
         let mut de = serde_json::Deserializer::from_slice(record);
-        ValueSeed { node: Some(&self.root), slot: None, out, top: true }
-            .deserialize(&mut de)
-            .map_err(|e| e.to_string())?;
+        ValueSeed {
+            node: Some(&self.root),
+            slot: None,
+            out,
+            top: true,
+        }
+        .deserialize(&mut de)
+        .map_err(|e| e.to_string())?;
         de.end().map_err(|e| e.to_string())
     }
 }
@@ -195,7 +207,14 @@ impl<'de: 'a, 'a> Visitor<'de> for ValueSeed<'_, '_, 'a> {
     }
 
     fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
-        put!(self, if v <= i64::MAX as u64 { Scalar::Int(v as i64) } else { Scalar::Float(v as f64) })
+        put!(
+            self,
+            if v <= i64::MAX as u64 {
+                Scalar::Int(v as i64)
+            } else {
+                Scalar::Float(v as f64)
+            }
+        )
     }
 
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
@@ -220,7 +239,9 @@ impl<'de: 'a, 'a> Visitor<'de> for ValueSeed<'_, '_, 'a> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let ValueSeed { node, slot, out, .. } = self;
+        let ValueSeed {
+            node, slot, out, ..
+        } = self;
         if let Some(slot) = slot {
             out[slot] = Some(Scalar::Complex);
         }

@@ -147,7 +147,14 @@ pub fn ingest<'scope>(
     source(scope, &name, move |capability, info| {
         let activator = scope.activator_for(info.address);
         clock.activators.borrow_mut().push(activator.clone());
-        let IngestSpec { plan, source, mut reader, mut dead_letters, stats, batch } = spec;
+        let IngestSpec {
+            plan,
+            source,
+            mut reader,
+            mut dead_letters,
+            stats,
+            batch,
+        } = spec;
         let decoder = SourceDecoder::new(&plan, &plan.sources[source]);
         let source_name = plan.sources[source].name.clone();
         let mut capability = Some(capability);
@@ -155,7 +162,9 @@ pub fn ingest<'scope>(
         let mut scratch = Vec::new();
         let mut finished = false;
         move |output| {
-            let Some(cap) = capability.as_mut() else { return };
+            let Some(cap) = capability.as_mut() else {
+                return;
+            };
             let epoch = clock.current();
             // Flush what the closed epoch gathered, then move to the open one.
             if *cap.time() < epoch {

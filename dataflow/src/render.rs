@@ -25,14 +25,19 @@ pub struct Rendered {
 
 /// Builds the ingest dataflow on this worker, with one ingest operator per
 /// spec (a worker's share of each source).
-pub fn render_ingest(worker: &mut Worker, plan: &Arc<Plan>, clock: &EpochClock, specs: Vec<IngestSpec>) -> Rendered {
+pub fn render_ingest(
+    worker: &mut Worker,
+    plan: &Arc<Plan>,
+    clock: &EpochClock,
+    specs: Vec<IngestSpec>,
+) -> Rendered {
     let _ = plan;
     worker.dataflow_named("Ingest", |scope| {
         let mut parts: Vec<VecCollection<'_, u64, RollupKey, Aggregates>> = Vec::new();
         for spec in specs {
-            parts.push(ingest(scope.clone(), clock, spec));
+            parts.push(ingest(scope, clock, spec));
         }
-        let updates = differential_dataflow::collection::concatenate(scope.clone(), parts);
+        let updates = differential_dataflow::collection::concatenate(scope, parts);
         let arranged = updates.arrange_by_self_named("Rollup");
         let probe = ProbeHandle::new();
         let trace = arranged.trace.clone();

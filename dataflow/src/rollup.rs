@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use statflow_dsl::{
-    Comparison, FieldPath, FieldType, Literal, MeasureKind, MetricPlan, Plan, Predicate, SourcePlan, TimeEncoding,
+    Comparison, FieldPath, FieldType, Literal, MeasureKind, MetricPlan, Plan, Predicate,
+    SourcePlan, TimeEncoding,
 };
 
 use crate::aggregate::Aggregates;
@@ -130,7 +131,8 @@ impl SourceDecoder {
     ) -> Result<i64, RecordError> {
         // `scratch` is reused across records to avoid an allocation per record;
         // its borrowed strings never outlive this call.
-        let mut slots: Vec<Option<Scalar<'_>>> = std::mem::take(scratch).into_iter().map(|_| None).collect();
+        let mut slots: Vec<Option<Scalar<'_>>> =
+            std::mem::take(scratch).into_iter().map(|_| None).collect();
         let result = self.decode_slots(record, &mut slots, rows, plan);
         slots.clear();
         *scratch = slots.into_iter().map(|_| None).collect();
@@ -144,7 +146,9 @@ impl SourceDecoder {
         rows: &mut HashMap<RollupKey, Aggregates>,
         plan: &Plan,
     ) -> Result<i64, RecordError> {
-        self.selector.extract(record, slots).map_err(RecordError::Json)?;
+        self.selector
+            .extract(record, slots)
+            .map_err(RecordError::Json)?;
         let ts = self.event_time(slots[self.time_slot].as_ref())?;
         for (slot, ty) in &self.declared {
             if let Some(value) = &slots[*slot] {
@@ -179,10 +183,19 @@ impl SourceDecoder {
             let key = RollupKey {
                 metric: metric.index,
                 bucket: ts.div_euclid(metric.step) * metric.step,
-                dims: metric.dims.iter().map(|slot| to_value(slots[*slot].as_ref())).collect(),
+                dims: metric
+                    .dims
+                    .iter()
+                    .map(|slot| to_value(slots[*slot].as_ref()))
+                    .collect(),
             };
             let row = rows.entry(key).or_insert_with(|| {
-                Aggregates::empty(plan.metrics[metric.index as usize].measures.iter().map(|m| &m.kind))
+                Aggregates::empty(
+                    plan.metrics[metric.index as usize]
+                        .measures
+                        .iter()
+                        .map(|m| &m.kind),
+                )
             });
             row.count += 1;
             for ((_, slot), state) in metric.measures.iter().zip(row.measures.iter_mut()) {
@@ -215,7 +228,9 @@ impl SourceDecoder {
             expected,
         };
         let value = match value {
-            None | Some(Scalar::Null) => return Err(RecordError::MissingTime(self.time_path.clone())),
+            None | Some(Scalar::Null) => {
+                return Err(RecordError::MissingTime(self.time_path.clone()))
+            }
             Some(v) => v,
         };
         let ms = match (self.encoding, value) {
@@ -250,7 +265,10 @@ fn check_type(value: &Scalar<'_>, ty: FieldType, path: &FieldPath) -> Result<(),
             | (FieldType::String, Scalar::Str(_))
             | (FieldType::Number, Scalar::Int(_) | Scalar::Float(_))
             | (FieldType::Bool, Scalar::Bool(_))
-            | (FieldType::Time, Scalar::Str(_) | Scalar::Int(_) | Scalar::Float(_))
+            | (
+                FieldType::Time,
+                Scalar::Str(_) | Scalar::Int(_) | Scalar::Float(_)
+            )
     );
     if ok {
         Ok(())
@@ -285,7 +303,11 @@ impl CompiledMetric {
             index,
             step: metric.window.step().millis().max(1) as i64,
             filter: metric.filter.as_ref().map(|p| Compiled::new(p, selector)),
-            dims: metric.dimensions.iter().map(|d| selector.add(&d.path)).collect(),
+            dims: metric
+                .dimensions
+                .iter()
+                .map(|d| selector.add(&d.path))
+                .collect(),
             measures: metric
                 .measures
                 .iter()
@@ -298,17 +320,24 @@ impl CompiledMetric {
 impl Compiled {
     fn new(p: &Predicate, selector: &mut Selector) -> Self {
         match p {
-            Predicate::Compare { field, cmp, value } => Compiled::Compare(selector.add(field), *cmp, value.clone()),
+            Predicate::Compare { field, cmp, value } => {
+                Compiled::Compare(selector.add(field), *cmp, value.clone())
+            }
             Predicate::In { field, values } => Compiled::In(selector.add(field), values.clone()),
             Predicate::Matches { field, pattern } => {
                 // The checker compiled this pattern already; an anchored copy cannot fail
                 // where the original did not, but fall back to matching nothing.
-                let regex = Regex::new(&format!("^(?:{pattern})$")).unwrap_or_else(|_| never_matches());
+                let regex =
+                    Regex::new(&format!("^(?:{pattern})$")).unwrap_or_else(|_| never_matches());
                 Compiled::Matches(selector.add(field), regex)
             }
             Predicate::Exists { field } => Compiled::Exists(selector.add(field)),
-            Predicate::And { all } => Compiled::And(all.iter().map(|p| Compiled::new(p, selector)).collect()),
-            Predicate::Or { any } => Compiled::Or(any.iter().map(|p| Compiled::new(p, selector)).collect()),
+            Predicate::And { all } => {
+                Compiled::And(all.iter().map(|p| Compiled::new(p, selector)).collect())
+            }
+            Predicate::Or { any } => {
+                Compiled::Or(any.iter().map(|p| Compiled::new(p, selector)).collect())
+            }
             Predicate::Not { not } => Compiled::Not(Box::new(Compiled::new(not, selector))),
         }
     }
@@ -347,7 +376,9 @@ fn compare(value: &Scalar<'_>, cmp: Comparison, lit: &Literal) -> bool {
     use std::cmp::Ordering;
     let ordering: Option<Ordering> = match (value, lit) {
         (Scalar::Str(s), Literal::String(l)) => Some(s.as_ref().cmp(l.as_str())),
-        (Scalar::Int(_) | Scalar::Float(_), Literal::Number(l)) => value.as_f64().and_then(|v| v.partial_cmp(l)),
+        (Scalar::Int(_) | Scalar::Float(_), Literal::Number(l)) => {
+            value.as_f64().and_then(|v| v.partial_cmp(l))
+        }
         (Scalar::Bool(b), Literal::Bool(l)) => Some(b.cmp(l)),
         _ => None,
     };
@@ -406,7 +437,9 @@ mod tests {
         assert_eq!(rows.len(), 2);
         let total: i64 = rows.values().map(|a| a.count).sum();
         assert_eq!(total, 2);
-        assert!(rows.keys().all(|k| k.bucket == 60_000 && k.dims[0] == Value::Str("g1".into())));
+        assert!(rows
+            .keys()
+            .all(|k| k.bucket == 60_000 && k.dims[0] == Value::Str("g1".into())));
     }
 
     #[test]
@@ -417,11 +450,19 @@ mod tests {
         let bad: [(&[u8], &str); 4] = [
             (b"{not json", "not a JSON object"),
             (br#"{"kind": "reward"}"#, "missing time field `ts`"),
-            (br#"{"ts": "yesterday", "kind": "reward"}"#, "time field `ts` is \"yesterday\""),
-            (br#"{"ts": 1, "kind": "reward", "amount": "ten"}"#, "field `amount` is a string, expected a number"),
+            (
+                br#"{"ts": "yesterday", "kind": "reward"}"#,
+                "time field `ts` is \"yesterday\"",
+            ),
+            (
+                br#"{"ts": 1, "kind": "reward", "amount": "ten"}"#,
+                "field `amount` is a string, expected a number",
+            ),
         ];
         for (record, reason) in bad {
-            let e = d.decode_into(record, &mut scratch, &mut rows, &plan).unwrap_err();
+            let e = d
+                .decode_into(record, &mut scratch, &mut rows, &plan)
+                .unwrap_err();
             assert!(e.to_string().contains(reason), "{e} should say {reason}");
         }
         assert!(rows.is_empty());

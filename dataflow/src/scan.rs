@@ -130,9 +130,13 @@ pub fn query_dataflow(
 }
 
 /// Reads this worker's shard for one query.
-fn scan(plan: &Plan, trace: &mut RollupTrace, msg: &QueryMsg, watermark_ms: Option<i64>) -> Partial {
-    let mut partial =
-        Partial {
+fn scan(
+    plan: &Plan,
+    trace: &mut RollupTrace,
+    msg: &QueryMsg,
+    watermark_ms: Option<i64>,
+) -> Partial {
+    let mut partial = Partial {
         id: msg.id,
         home: msg.home,
         as_of: msg.as_of,
@@ -156,11 +160,17 @@ fn scan(plan: &Plan, trace: &mut RollupTrace, msg: &QueryMsg, watermark_ms: Opti
         return partial;
     };
     let q = &msg.query;
-    let Some(metric) = plan.metrics.get(q.metric) else { return partial };
+    let Some(metric) = plan.metrics.get(q.metric) else {
+        return partial;
+    };
     let shape = Shape::new(q, &metric.window);
     let filter = q.filter.as_ref().map(CompiledFilter::new);
     let (mut cursor, storage) = cursor_list(batches);
-    let start = RollupKey { metric: q.metric as u32, bucket: shape.scan_from, dims: Vec::new() };
+    let start = RollupKey {
+        metric: q.metric as u32,
+        bucket: shape.scan_from,
+        dims: Vec::new(),
+    };
     cursor.seek_key(&storage, &start);
     let mut groups: HashMap<Vec<Value>, Aggregates> = HashMap::new();
     let mut times = Vec::new();
@@ -185,14 +195,20 @@ fn scan(plan: &Plan, trace: &mut RollupTrace, msg: &QueryMsg, watermark_ms: Opti
                 shape.buckets(key.bucket, &mut times);
                 let selected = Aggregates {
                     count: row.count,
-                    measures: q.measures.iter().map(|i| row.measures[*i].clone()).collect(),
+                    measures: q
+                        .measures
+                        .iter()
+                        .map(|i| row.measures[*i].clone())
+                        .collect(),
                 };
                 for t in &times {
                     let group: Vec<Value> = q
                         .group_by
                         .iter()
                         .map(|g| match g {
-                            GroupKey::Dimension(i) => key.dims.get(*i).cloned().unwrap_or(Value::Null),
+                            GroupKey::Dimension(i) => {
+                                key.dims.get(*i).cloned().unwrap_or(Value::Null)
+                            }
                             GroupKey::Time => Value::Int(*t),
                         })
                         .collect();
@@ -235,13 +251,25 @@ impl Shape {
             Window::Hopping { size, .. } => Some(size.millis() as i64),
             _ => None,
         };
-        let tz = q.time_zone.as_deref().and_then(|z| timebucket::parse_time_zone(z).ok()).unwrap_or(TimeZone::UTC);
+        let tz = q
+            .time_zone
+            .as_deref()
+            .and_then(|z| timebucket::parse_time_zone(z).ok())
+            .unwrap_or(TimeZone::UTC);
         // A hopping window starting before `to` may reach `size` past it.
         let scan_to = match (window_len, granularity) {
             (Some(len), Some(_)) => q.to_ms.saturating_add(len),
             _ => q.to_ms,
         };
-        Shape { from: q.from_ms, to: q.to_ms, scan_from: q.from_ms.div_euclid(step) * step, scan_to, granularity, window: window_len, tz }
+        Shape {
+            from: q.from_ms,
+            to: q.to_ms,
+            scan_from: q.from_ms.div_euclid(step) * step,
+            scan_to,
+            granularity,
+            window: window_len,
+            tz,
+        }
     }
 
     /// The bucket starts a pane starting at `pane` contributes to.
@@ -280,7 +308,13 @@ enum CompiledFilter {
     Eq(usize, Value),
     In(usize, Vec<Value>),
     Regex(usize, Regex),
-    Range { dimension: usize, gte: Option<f64>, gt: Option<f64>, lt: Option<f64>, lte: Option<f64> },
+    Range {
+        dimension: usize,
+        gte: Option<f64>,
+        gt: Option<f64>,
+        lt: Option<f64>,
+        lte: Option<f64>,
+    },
     Not(Box<CompiledFilter>),
     And(Vec<CompiledFilter>),
     Or(Vec<CompiledFilter>),
@@ -294,11 +328,22 @@ impl CompiledFilter {
             Filter::Regex(d, pattern) => CompiledFilter::Regex(
                 *d,
                 // Validation compiled this pattern already; if it somehow fails here, match nothing.
-                Regex::new(&format!("^(?:{pattern})$")).unwrap_or_else(|_| Regex::new("[^\\s\\S]").expect("constant")),
+                Regex::new(&format!("^(?:{pattern})$"))
+                    .unwrap_or_else(|_| Regex::new("[^\\s\\S]").expect("constant")),
             ),
-            Filter::Range { dimension, gte, gt, lt, lte } => {
-                CompiledFilter::Range { dimension: *dimension, gte: *gte, gt: *gt, lt: *lt, lte: *lte }
-            }
+            Filter::Range {
+                dimension,
+                gte,
+                gt,
+                lt,
+                lte,
+            } => CompiledFilter::Range {
+                dimension: *dimension,
+                gte: *gte,
+                gt: *gt,
+                lt: *lt,
+                lte: *lte,
+            },
             Filter::Not(inner) => CompiledFilter::Not(Box::new(CompiledFilter::new(inner))),
             Filter::And(all) => CompiledFilter::And(all.iter().map(CompiledFilter::new).collect()),
             Filter::Or(any) => CompiledFilter::Or(any.iter().map(CompiledFilter::new).collect()),
@@ -315,7 +360,13 @@ impl CompiledFilter {
                 Value::Str(s) => re.is_match(s),
                 other => re.is_match(&other.to_string()),
             },
-            CompiledFilter::Range { dimension, gte, gt, lt, lte } => match get(dimension).as_f64() {
+            CompiledFilter::Range {
+                dimension,
+                gte,
+                gt,
+                lt,
+                lte,
+            } => match get(dimension).as_f64() {
                 None => false,
                 Some(x) => {
                     gte.is_none_or(|b| x >= b)
@@ -341,7 +392,9 @@ pub fn merge(plan: &Plan, partials: Vec<Partial>) -> Outcome {
     if partials.iter().any(|p| p.retry) {
         return Outcome::Retry;
     }
-    let Some(first) = partials.first() else { return Outcome::Retry };
+    let Some(first) = partials.first() else {
+        return Outcome::Retry;
+    };
     let as_of = first.as_of;
     let watermark_ms = partials.iter().filter_map(|p| p.watermark_ms).min();
     let query = first.query.clone();
@@ -376,7 +429,12 @@ pub fn finish(
             GroupKey::Time => "__time".to_string(),
         })
         .collect();
-    columns.extend(query.measures.iter().map(|i| metric.measures[*i].name.clone()));
+    columns.extend(
+        query
+            .measures
+            .iter()
+            .map(|i| metric.measures[*i].name.clone()),
+    );
     let mut rows: Vec<Vec<Cell>> = groups
         .into_iter()
         .map(|(key, agg)| {
@@ -409,7 +467,11 @@ pub fn finish(
             .filter_map(|o| {
                 let at = match o.column {
                     Column::Key(k) => query.group_by.iter().position(|g| *g == k),
-                    Column::Measure(m) => query.measures.iter().position(|x| *x == m).map(|p| p + keys),
+                    Column::Measure(m) => query
+                        .measures
+                        .iter()
+                        .position(|x| *x == m)
+                        .map(|p| p + keys),
                 };
                 at.map(|at| (at, o.desc))
             })
@@ -429,7 +491,14 @@ pub fn finish(
     if let Some(limit) = query.limit {
         rows.truncate(limit);
     }
-    Answer { as_of: AsOf { epoch: as_of, watermark_ms }, columns, rows }
+    Answer {
+        as_of: AsOf {
+            epoch: as_of,
+            watermark_ms,
+        },
+        columns,
+        rows,
+    }
 }
 
 /// Orders cells of one column: nulls first, numbers numerically.

@@ -16,9 +16,18 @@ pub fn parse_time_zone(text: &str) -> Result<TimeZone, String> {
     }
     if let Some(sign) = t.chars().next().filter(|c| *c == '+' || *c == '-') {
         let digits: String = t[1..].chars().filter(|c| *c != ':').collect();
-        let ok = digits.len() == 4 && digits.chars().all(|c| c.is_ascii_digit()) || digits.len() == 2;
-        let hours: i32 = digits.get(..2).and_then(|h| h.parse().ok()).filter(|_| ok).ok_or_else(|| bad_offset(text))?;
-        let minutes: i32 = if digits.len() == 4 { digits[2..].parse().map_err(|_| bad_offset(text))? } else { 0 };
+        let ok =
+            digits.len() == 4 && digits.chars().all(|c| c.is_ascii_digit()) || digits.len() == 2;
+        let hours: i32 = digits
+            .get(..2)
+            .and_then(|h| h.parse().ok())
+            .filter(|_| ok)
+            .ok_or_else(|| bad_offset(text))?;
+        let minutes: i32 = if digits.len() == 4 {
+            digits[2..].parse().map_err(|_| bad_offset(text))?
+        } else {
+            0
+        };
         if hours > 18 || minutes > 59 {
             return Err(bad_offset(text));
         }
@@ -109,7 +118,8 @@ mod tests {
 
     #[test]
     fn days_follow_daylight_saving() {
-        let tz = TimeZone::get("Europe/Berlin").expect("the bundled time zone database has Europe/Berlin");
+        let tz = TimeZone::get("Europe/Berlin")
+            .expect("the bundled time zone database has Europe/Berlin");
         // 2024-03-31 is 23 hours long in Berlin; its next day starts 23h later.
         let start = floor(1_711_872_000_000, DAY, &tz); // 2024-03-31T08:00Z
         assert_eq!(start, 1_711_839_600_000); // 2024-03-30T23:00Z

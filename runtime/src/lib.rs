@@ -3,5 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod deadletter;
+pub mod engine;
 pub mod query;
 pub mod source;

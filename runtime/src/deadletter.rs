@@ -1,0 +1,81 @@
+//! Dead letters: records that could not be counted, kept as JSON lines with
+//! their source, worker, position and reason.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use statflow_dataflow::ingest::DeadLetters;
+use statflow_dataflow::rollup::RecordError;
+
+/// A dead-letter file for one source on one worker, opened on first use:
+/// `DIR/SOURCE-wWORKER.jsonl`.
+pub struct DeadLetterFile {
+    path: PathBuf,
+    worker: usize,
+    out: Option<BufWriter<File>>,
+    failed: bool,
+}
+
+impl DeadLetterFile {
+    /// A dead-letter file under `dir` (boxed for the ingest operator).
+    pub fn boxed(dir: &Path, source: &str, worker: usize) -> Box<dyn DeadLetters> {
+        Box::new(DeadLetterFile {
+            path: dir.join(format!("{source}-w{worker}.jsonl")),
+            worker,
+            out: None,
+            failed: false,
+        })
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl DeadLetters for DeadLetterFile {
+    fn put(&mut self, source: &str, position: u64, reason: &RecordError, record: &[u8]) {
+        if self.failed {
+            return;
+        }
+        if self.out.is_none() {
+            let opened = self
+                .path
+                .parent()
+                .map(std::fs::create_dir_all)
+                .unwrap_or(Ok(()))
+                .and_then(|_| {
+                    OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&self.path)
+                });
+            match opened {
+                Ok(f) => self.out = Some(BufWriter::new(f)),
+                Err(e) => {
+                    // The count in the status stays right; only the copy is lost, and we say so once.
+                    tracing::error!(path = %self.path.display(), error = %e, "cannot open the dead-letter file");
+                    self.failed = true;
+                    return;
+                }
+            }
+        }
+        let line = serde_json::json!({
+            "source": source,
+            "worker": self.worker,
+            "position": position,
+            "reason": reason.to_string(),
+            "record": String::from_utf8_lossy(record),
+        });
+        if let Some(out) = self.out.as_mut() {
+            let written = serde_json::to_writer(&mut *out, &line).is_ok()
+                && out.write_all(b"\n").is_ok()
+                && out.flush().is_ok();
+            if !written {
+                tracing::error!(path = %self.path.display(), "cannot write to the dead-letter file");
+                self.failed = true;
+            }
+        }
+    }
+}

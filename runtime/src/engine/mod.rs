@@ -1,0 +1,314 @@
+//! The engine: worker threads running the rendered dataflows, the epoch
+//! clock, query admission, and the counters the status endpoint reads.
+
+mod worker;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use statflow_dataflow::ingest::{RecordReader, SourceStats};
+use statflow_dataflow::query::{Answer, Query};
+use statflow_dsl::{Plan, SourcePlan};
+
+use crate::deadletter::DeadLetterFile;
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Worker threads.
+    pub workers: usize,
+    /// Close an epoch after this long.
+    pub epoch_interval: Duration,
+    /// Close an epoch once a worker has read this many records into it.
+    pub epoch_records: usize,
+    /// Most records one ingest operator reads per activation; bounds the
+    /// length of a worker step, so queries never wait behind a backlog.
+    pub batch: usize,
+    /// How long after an epoch completes the rollup may forget the
+    /// distinction between it and older epochs. Queries read at most this
+    /// far back; a query slower than this is retried at a newer epoch.
+    pub compaction_lag: Duration,
+    /// Where dead letters are written.
+    pub dead_letter_dir: std::path::PathBuf,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 1,
+            epoch_interval: Duration::from_millis(200),
+            epoch_records: 50_000,
+            batch: 1_000,
+            compaction_lag: Duration::from_secs(2),
+            dead_letter_dir: std::path::PathBuf::from(".statflow/dead-letters"),
+        }
+    }
+}
+
+/// Makes a worker's reader of a source: `(source, worker index, workers)`.
+pub type ReaderFactory =
+    Arc<dyn Fn(&SourcePlan, usize, usize) -> anyhow::Result<Box<dyn RecordReader>> + Send + Sync>;
+
+/// Why a query got no answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryFailure {
+    /// The engine is stopping or stopped.
+    #[error("statflow is shutting down")]
+    ShuttingDown,
+    /// The workers kept moving past the epoch chosen for the query.
+    #[error("the query could not be read at a consistent epoch after {0} tries")]
+    NoConsistentEpoch(usize),
+}
+
+/// A query on its way to a worker, with where to send the answer.
+pub struct QueryRequest {
+    /// The validated query.
+    pub query: Query,
+    /// Where the answer goes.
+    pub reply: tokio::sync::oneshot::Sender<Result<Answer, QueryFailure>>,
+}
+
+/// What one worker shares with the rest of the process.
+#[derive(Debug)]
+pub struct WorkerShared {
+    /// Counters per source (by index in the plan).
+    pub sources: Vec<Arc<SourceStats>>,
+    /// The epoch this worker is filling.
+    pub epoch: AtomicU64,
+    /// Every epoch before this one is complete on every worker.
+    pub complete: AtomicU64,
+    /// The epoch in which this worker's sources all finished; `u64::MAX` while not.
+    pub finished_at: AtomicU64,
+}
+
+/// State shared by the workers, the HTTP server and the CLI.
+pub struct Shared {
+    /// The running plan.
+    pub plan: Arc<Plan>,
+    /// One entry per worker.
+    pub workers: Vec<WorkerShared>,
+    /// Set to stop the workers.
+    pub shutdown: AtomicBool,
+    /// The first fatal error of a worker, if any.
+    pub error: Mutex<Option<String>>,
+    /// Queries answered.
+    pub queries: AtomicU64,
+}
+
+impl Shared {
+    /// Every epoch before this one is complete everywhere.
+    pub fn complete_epoch(&self) -> u64 {
+        self.workers
+            .iter()
+            .map(|w| w.complete.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// True when every worker's sources have finished and their last epoch is complete.
+    pub fn done(&self) -> bool {
+        let complete = self.complete_epoch();
+        self.workers.iter().all(|w| {
+            let at = w.finished_at.load(Ordering::Relaxed);
+            at != u64::MAX && complete > at
+        })
+    }
+
+    /// The lowest watermark of a source over all workers: the newest event
+    /// time seen minus the lateness bound. `None` before any event.
+    pub fn watermark(&self, source: usize) -> Option<i64> {
+        let late = self.plan.sources[source].late.millis() as i64;
+        self.workers
+            .iter()
+            .filter_map(|w| w.sources[source].max_event())
+            .min()
+            .map(|t| t - late)
+    }
+}
+
+/// A running engine.
+pub struct Engine {
+    shared: Arc<Shared>,
+    senders: Vec<crossbeam_channel::Sender<QueryRequest>>,
+    next: AtomicUsize,
+    guards: Mutex<Option<timely::communication::WorkerGuards<()>>>,
+}
+
+impl Engine {
+    /// Starts `config.workers` worker threads running `plan`.
+    pub fn start(
+        plan: Plan,
+        config: EngineConfig,
+        readers: ReaderFactory,
+    ) -> anyhow::Result<Engine> {
+        let plan = Arc::new(plan);
+        let workers = config.workers.max(1);
+        let shared = Arc::new(Shared {
+            plan: Arc::clone(&plan),
+            workers: (0..workers)
+                .map(|_| WorkerShared {
+                    sources: plan
+                        .sources
+                        .iter()
+                        .map(|_| Arc::new(SourceStats::default()))
+                        .collect(),
+                    epoch: AtomicU64::new(0),
+                    complete: AtomicU64::new(0),
+                    finished_at: AtomicU64::new(u64::MAX),
+                })
+                .collect(),
+            shutdown: AtomicBool::new(false),
+            error: Mutex::new(None),
+            queries: AtomicU64::new(0),
+        });
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..workers).map(|_| crossbeam_channel::unbounded()).unzip();
+        let receivers = Arc::new(receivers);
+        let worker_shared = Arc::clone(&shared);
+        let guards = timely::execute(timely::Config::process(workers), move |worker| {
+            let index = worker.index();
+            let result = worker::run(
+                worker,
+                &worker_shared,
+                &config,
+                &readers,
+                receivers[index].clone(),
+                &|source, w| DeadLetterFile::boxed(&config.dead_letter_dir, source, w),
+            );
+            if let Err(e) = result {
+                let mut slot = worker_shared
+                    .error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                slot.get_or_insert_with(|| format!("worker {index}: {e:#}"));
+                worker_shared.shutdown.store(true, Ordering::SeqCst);
+            }
+        })
+        .map_err(|e| anyhow::anyhow!("cannot start the workers: {e}"))?;
+        Ok(Engine {
+            shared,
+            senders,
+            next: AtomicUsize::new(0),
+            guards: Mutex::new(Some(guards)),
+        })
+    }
+
+    /// The state the workers share.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Runs a validated query on the next worker (round robin) and waits for the answer.
+    pub async fn query(&self, query: Query) -> Result<Answer, QueryFailure> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let worker = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
+        self.senders[worker]
+            .send(QueryRequest { query, reply })
+            .map_err(|_| QueryFailure::ShuttingDown)?;
+        let answer = answer.await.map_err(|_| QueryFailure::ShuttingDown)?;
+        self.shared.queries.fetch_add(1, Ordering::Relaxed);
+        answer
+    }
+
+    /// Runs a query from a thread that is not async (tests, benchmarks).
+    pub fn query_blocking(&self, query: Query) -> Result<Answer, QueryFailure> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let worker = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
+        self.senders[worker]
+            .send(QueryRequest { query, reply })
+            .map_err(|_| QueryFailure::ShuttingDown)?;
+        answer
+            .blocking_recv()
+            .map_err(|_| QueryFailure::ShuttingDown)?
+    }
+
+    /// Blocks until every source has finished and its data is queryable, or
+    /// the engine stopped. Returns the worker error, if one stopped it.
+    pub fn wait_until_done(&self) -> anyhow::Result<()> {
+        loop {
+            if let Some(e) = self.error() {
+                anyhow::bail!(e);
+            }
+            if self.shared.done() {
+                return Ok(());
+            }
+            if self.workers_died() {
+                self.shutdown();
+                anyhow::bail!(self
+                    .error()
+                    .unwrap_or_else(|| "a worker thread stopped unexpectedly".into()));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// True when a worker thread has ended while the engine is meant to run.
+    pub fn workers_died(&self) -> bool {
+        let guards = self.guards.lock().unwrap_or_else(|p| p.into_inner());
+        !self.shared.shutdown.load(Ordering::SeqCst)
+            && guards
+                .as_ref()
+                .is_some_and(|g| g.guards().iter().any(|h| h.is_finished()))
+    }
+
+    /// The first fatal worker error, if any.
+    pub fn error(&self) -> Option<String> {
+        self.shared
+            .error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Stops the workers and waits for them.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        let guards = self.guards.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(guards) = guards {
+            for result in guards.join() {
+                if let Err(e) = result {
+                    let mut slot = self.shared.error.lock().unwrap_or_else(|p| p.into_inner());
+                    slot.get_or_insert(e);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Remembers when epochs completed, to pick a compaction frontier that no
+/// query in flight can still be reading below.
+#[derive(Default)]
+struct CompletionHistory {
+    seen: VecDeque<(std::time::Instant, u64)>,
+}
+
+impl CompletionHistory {
+    fn observe(&mut self, now: std::time::Instant, complete: u64) {
+        if self.seen.back().is_none_or(|(_, c)| *c < complete) {
+            self.seen.push_back((now, complete));
+        }
+    }
+
+    /// The newest completion at least `lag` old: every query admitted since
+    /// then reads at an epoch at or after `complete - 1`.
+    fn frontier(&mut self, now: std::time::Instant, lag: Duration) -> Option<u64> {
+        let mut found = None;
+        while let Some((at, complete)) = self.seen.front().copied() {
+            if now.duration_since(at) < lag {
+                break;
+            }
+            found = Some(complete.saturating_sub(1));
+            self.seen.pop_front();
+        }
+        found
+    }
+}

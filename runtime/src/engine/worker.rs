@@ -1,0 +1,206 @@
+//! One worker's loop: advance epochs, admit queries, step the dataflows,
+//! hand answers back, and let the rollup compact.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use differential_dataflow::trace::TraceReader;
+use statflow_dataflow::ingest::{DeadLetters, EpochClock, IngestSpec};
+use statflow_dataflow::query::{Answer, Query};
+use statflow_dataflow::render::render_ingest;
+use statflow_dataflow::scan::{query_dataflow, Finished, Outcome, QueryMsg};
+use timely::progress::frontier::AntichainRef;
+use timely::worker::Worker;
+
+use super::{CompletionHistory, EngineConfig, QueryFailure, QueryRequest, ReaderFactory, Shared};
+
+/// How many times a query is re-read at a newer epoch before giving up.
+const MAX_RETRIES: usize = 20;
+
+struct Pending {
+    query: Query,
+    reply: tokio::sync::oneshot::Sender<Result<Answer, QueryFailure>>,
+    retries: usize,
+}
+
+/// Runs this worker until shutdown.
+pub(super) fn run(
+    worker: &mut Worker,
+    shared: &Arc<Shared>,
+    config: &EngineConfig,
+    readers: &ReaderFactory,
+    queries: crossbeam_channel::Receiver<QueryRequest>,
+    dead_letters: &dyn Fn(&str, usize) -> Box<dyn DeadLetters>,
+) -> anyhow::Result<()> {
+    let index = worker.index();
+    let peers = worker.peers();
+    let me = &shared.workers[index];
+    let plan = Arc::clone(&shared.plan);
+
+    let clock = EpochClock::new();
+    let mut specs = Vec::new();
+    let mut watched = Vec::new();
+    for (i, source) in plan.sources.iter().enumerate() {
+        if !plan
+            .metrics
+            .iter()
+            .any(|m| m.sources.contains(&source.name))
+        {
+            me.sources[i].finished.store(true, Ordering::Relaxed);
+            continue;
+        }
+        specs.push(IngestSpec {
+            plan: Arc::clone(&plan),
+            source: i,
+            reader: readers(source, index, peers)?,
+            dead_letters: dead_letters(&source.name, index),
+            stats: Arc::clone(&me.sources[i]),
+            batch: config.batch,
+        });
+        watched.push(i);
+    }
+    let rendered = render_ingest(worker, &plan, &clock, specs);
+    let trace = Rc::new(RefCell::new(rendered.trace));
+    let probe = rendered.probe;
+
+    let watermark: Rc<dyn Fn() -> Option<i64>> = {
+        let shared = Arc::clone(shared);
+        let watched = watched.clone();
+        Rc::new(move || {
+            let me = &shared.workers[index];
+            watched
+                .iter()
+                .filter_map(|i| {
+                    me.sources[*i]
+                        .max_event()
+                        .map(|t| t - shared.plan.sources[*i].late.millis() as i64)
+                })
+                .min()
+        })
+    };
+    let finished: Finished = Rc::default();
+    let mut query_input = query_dataflow(
+        worker,
+        Arc::clone(&plan),
+        Rc::clone(&trace),
+        watermark,
+        Rc::clone(&finished),
+    );
+
+    let mut next_id = 0u64;
+    let mut pending: HashMap<u64, Pending> = HashMap::new();
+    let mut waiting: Vec<QueryRequest> = Vec::new();
+    let mut history = CompletionHistory::default();
+    let mut compaction = 0u64;
+    let mut last_epoch = Instant::now();
+
+    while !shared.shutdown.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now.duration_since(last_epoch) >= config.epoch_interval
+            || clock.records() >= config.epoch_records
+        {
+            clock.advance();
+            last_epoch = now;
+            me.epoch.store(clock.current(), Ordering::Relaxed);
+        }
+
+        // Every epoch before `complete` is in every worker's shard.
+        let complete = probe
+            .with_frontier(|f| f.first().copied())
+            .unwrap_or(u64::MAX);
+        me.complete.store(complete, Ordering::Relaxed);
+        history.observe(now, complete);
+        if me.finished_at.load(Ordering::Relaxed) == u64::MAX
+            && watched
+                .iter()
+                .all(|i| me.sources[*i].finished.load(Ordering::Relaxed))
+        {
+            // Records read so far sit in the open epoch at the latest.
+            me.finished_at.store(clock.current(), Ordering::Relaxed);
+        }
+
+        waiting.extend(queries.try_iter());
+        if complete > 0 && !waiting.is_empty() {
+            for request in waiting.drain(..) {
+                next_id += 1;
+                query_input.send(QueryMsg {
+                    id: next_id,
+                    home: index,
+                    as_of: complete - 1,
+                    query: request.query.clone(),
+                });
+                pending.insert(
+                    next_id,
+                    Pending {
+                        query: request.query,
+                        reply: request.reply,
+                        retries: 0,
+                    },
+                );
+            }
+            query_input.flush();
+        }
+
+        if let Some(frontier) = history.frontier(now, config.compaction_lag) {
+            if frontier > compaction {
+                compaction = frontier;
+                let mut trace = trace.borrow_mut();
+                trace.set_logical_compaction(AntichainRef::new(&[compaction]));
+                trace.set_physical_compaction(AntichainRef::new(&[compaction]));
+            }
+        }
+
+        let until_epoch = config.epoch_interval.saturating_sub(last_epoch.elapsed());
+        worker.step_or_park(Some(until_epoch.min(Duration::from_millis(1))));
+
+        let done: Vec<(u64, Outcome)> = finished.borrow_mut().drain(..).collect();
+        for (id, outcome) in done {
+            let Some(mut p) = pending.remove(&id) else {
+                continue;
+            };
+            match outcome {
+                Outcome::Answer(answer) => {
+                    let _ = p.reply.send(Ok(answer));
+                }
+                Outcome::Retry if p.retries < MAX_RETRIES => {
+                    p.retries += 1;
+                    next_id += 1;
+                    let as_of = probe
+                        .with_frontier(|f| f.first().copied())
+                        .unwrap_or(u64::MAX)
+                        .saturating_sub(1);
+                    query_input.send(QueryMsg {
+                        id: next_id,
+                        home: index,
+                        as_of,
+                        query: p.query.clone(),
+                    });
+                    query_input.flush();
+                    pending.insert(next_id, p);
+                }
+                Outcome::Retry => {
+                    let _ = p
+                        .reply
+                        .send(Err(QueryFailure::NoConsistentEpoch(p.retries)));
+                }
+            }
+        }
+    }
+    for (_, p) in pending.drain() {
+        let _ = p.reply.send(Err(QueryFailure::ShuttingDown));
+    }
+    for request in waiting.drain(..).chain(queries.try_iter()) {
+        let _ = request.reply.send(Err(QueryFailure::ShuttingDown));
+    }
+    // The sources never finish on their own (their epochs keep advancing), so
+    // the dataflows are dropped rather than drained.
+    drop(query_input);
+    for dataflow in worker.installed_dataflows() {
+        worker.drop_dataflow(dataflow);
+    }
+    Ok(())
+}
