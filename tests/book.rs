@@ -22,6 +22,9 @@
 //! is printed by the command line rather than the language crate, so only
 //! its start is checked.
 //!
+//! The diagnostics index must show every code of the catalog, and links
+//! between pages must point at pages and headings that exist.
+//!
 //! Only `statflow_dsl` is used: the blocks are compiled in-process, exactly as
 //! `statflow check` compiles a file.
 
@@ -521,4 +524,87 @@ x
         odd[0].expect().is_err(),
         "a misspelt attribute is an error, not a clean block"
     );
+}
+
+/// The lines of a page outside its code blocks, with their line numbers.
+fn prose(markdown: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut fence: Option<(char, usize)> = None;
+    for (index, line) in markdown.lines().enumerate() {
+        let trimmed = line.trim_start();
+        let c = trimmed.chars().next().filter(|c| *c == '`' || *c == '~');
+        let run = c.map_or(0, |c| trimmed.chars().take_while(|x| *x == c).count());
+        match (fence, c) {
+            (None, Some(c)) if run >= 3 => fence = Some((c, run)),
+            (Some((f, n)), Some(c)) if c == f && run >= n && trimmed[run..].trim().is_empty() => {
+                fence = None
+            }
+            (None, _) => out.push((index + 1, line)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The anchors mdBook gives a page's headings: an explicit `{#id}`, or the
+/// heading's text in lower case, spaces as `-`, punctuation dropped.
+fn anchors(markdown: &str) -> Vec<String> {
+    prose(markdown)
+        .into_iter()
+        .filter_map(|(_, line)| line.strip_prefix('#'))
+        .map(|heading| heading.trim_start_matches('#').trim())
+        .map(|heading| match heading.rsplit_once("{#") {
+            Some((_, id)) => id.trim_end_matches('}').to_string(),
+            None => heading
+                .chars()
+                .filter_map(|c| match c {
+                    c if c.is_alphanumeric() || c == '_' || c == '-' => {
+                        Some(c.to_ascii_lowercase())
+                    }
+                    c if c.is_whitespace() => Some('-'),
+                    _ => None,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Links between pages point at pages and headings that exist, so that
+/// renaming a heading cannot silently break `diagnostics.md#e0203`.
+#[test]
+fn links_between_pages_resolve() {
+    let src = repo_root().join("book/src");
+    let mut broken = Vec::new();
+    for page in pages(&src) {
+        let markdown = std::fs::read_to_string(&page).expect("a page");
+        let name = page
+            .strip_prefix(repo_root())
+            .unwrap_or(&page)
+            .display()
+            .to_string();
+        for (line, text) in prose(&markdown) {
+            for link in text.split("](").skip(1) {
+                let Some(target) = link.split(')').next() else {
+                    continue;
+                };
+                if target.contains("://") || target.starts_with("mailto:") {
+                    continue;
+                }
+                let (path, anchor) = target.split_once('#').unwrap_or((target, ""));
+                let file = if path.is_empty() {
+                    page.clone()
+                } else {
+                    page.parent().expect("a folder").join(path)
+                };
+                let Ok(linked) = std::fs::read_to_string(&file) else {
+                    broken.push(format!("{name}:{line}: no page {path}"));
+                    continue;
+                };
+                if !anchor.is_empty() && !anchors(&linked).iter().any(|a| a == anchor) {
+                    broken.push(format!("{name}:{line}: no heading #{anchor} in {path}"));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
