@@ -20,12 +20,13 @@
 //! the block must be what statflow prints, so the book never shows stale
 //! output. The last line of human `check` output, the `1 file: ...` summary,
 //! is printed by the command line rather than the language crate, so only
-//! its start is checked.
+//! the counts it gives are checked.
 //!
 //! The diagnostics index must show every code of the catalog, and links
 //! between pages must point at pages and headings that exist.
 //!
-//! Only `statflow_dsl` is used: the blocks are compiled in-process, exactly as
+//! Only `statflow_dsl` is used (with `serde_json` to print diagnostics as
+//! `--format json` does): the blocks are compiled in-process, exactly as
 //! `statflow check` compiles a file.
 
 use std::fmt::Write as _;
