@@ -6,4 +6,5 @@ pub mod cli;
 pub mod deadletter;
 pub mod engine;
 pub mod query;
+pub mod server;
 pub mod source;

@@ -1,10 +1,128 @@
-//! `statflow run`.
+//! `statflow run`: workers, sources and the HTTP endpoint in this process.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
 
 use super::RunArgs;
+use crate::engine::{Engine, EngineConfig};
+use crate::server::{self, AppState};
 
-/// Runs a topology until interrupted.
-pub fn run(_args: RunArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`statflow run` is being built")
+/// Runs a topology until Ctrl-C (or until its sources finish, with `--exit-when-done`).
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let name = args.file.display().to_string();
+    let (text, compiled) =
+        super::check::load(&args.file).with_context(|| format!("cannot read {name}"))?;
+    let color = std::io::stderr().is_terminal();
+    for d in &compiled.diagnostics {
+        eprint!("{}", d.render(&name, &text, color));
+    }
+    let Some(plan) = compiled.plan else {
+        eprintln!(
+            "{name} has errors; fix them and run again (`statflow check {name}` lists them)."
+        );
+        return Ok(ExitCode::from(1));
+    };
+    let config = EngineConfig {
+        workers: args.workers.max(1),
+        epoch_interval: Duration::from_millis(args.epoch_ms.max(1)),
+        epoch_records: args.epoch_records.max(1),
+        dead_letter_dir: args.state_dir.join("dead-letters"),
+        ..EngineConfig::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the HTTP runtime")?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(args.http))
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; is another statflow running? (choose another with --http)",
+                args.http
+            )
+        })?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    let engine = Arc::new(Engine::start(
+        plan.clone(),
+        config,
+        crate::source::readers(),
+    )?);
+    let state = AppState {
+        engine: Arc::clone(&engine),
+        plan: Arc::new(plan.clone()),
+    };
+
+    tracing::info!(topology = %name, workers = args.workers, http = %address, "statflow is running");
+    eprintln!(
+        "statflow is serving http://{address} with {} worker(s)",
+        args.workers.max(1)
+    );
+    if let Some(metric) = plan.metrics.first() {
+        eprintln!(
+            "try: curl -s http://{address}/v1/query -d '{{\"metric\": \"{}\", \"time_window\": {{\"kind\": \"relative\", \"last\": \"1h\"}}}}'",
+            metric.name
+        );
+    }
+    eprintln!("press Ctrl-C to stop");
+
+    let exit_when_done = args.exit_when_done;
+    let watcher = Arc::clone(&engine);
+    let stop = async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        loop {
+            let sigterm = async {
+                match term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {
+                    tracing::info!("Ctrl-C: stopping");
+                    return;
+                }
+                _ = sigterm => {
+                    tracing::info!("SIGTERM: stopping");
+                    return;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if watcher.error().is_some() || watcher.workers_died() {
+                        return;
+                    }
+                    if exit_when_done && watcher.shared().done() {
+                        tracing::info!("every source has finished: stopping");
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    runtime.block_on(server::run(listener, state, stop));
+    engine.shutdown();
+    if let Some(e) = engine.error() {
+        anyhow::bail!(e);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Logs to stderr: human lines on a terminal, levels from `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }

@@ -1,0 +1,114 @@
+//! What each route does.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::reply::{self, Reply, Response};
+
+use super::AppState;
+use crate::engine::QueryFailure;
+use crate::query;
+
+fn with_type(body: String, content_type: &'static str, status: StatusCode) -> Response {
+    let mut response = reply::with_status(body, status).into_response();
+    if let Ok(value) = warp::http::HeaderValue::from_str(content_type) {
+        response
+            .headers_mut()
+            .insert(warp::http::header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+/// Validates, runs and renders one query.
+pub async fn query(
+    content_type: Option<String>,
+    accept: Option<String>,
+    body: Bytes,
+    state: AppState,
+) -> Result<Response, Infallible> {
+    let now = crate::source::paced::now_ms();
+    let q = match query::parse(&body, content_type.as_deref(), &state.plan, now) {
+        Ok(q) => q,
+        Err(errors) => {
+            let (body, ty) = query::render_errors_for(accept.as_deref(), &errors);
+            return Ok(with_type(body, ty, StatusCode::BAD_REQUEST));
+        }
+    };
+    let metric = query::metric_name(&state.plan, &q).to_string();
+    let tz = q.time_zone.clone();
+    match state.engine.query(q).await {
+        Ok(answer) => {
+            let (body, ty) = query::render_for(accept.as_deref(), &answer, &metric, tz.as_deref());
+            Ok(with_type(body, ty, StatusCode::OK))
+        }
+        Err(failure) => {
+            let code = match failure {
+                QueryFailure::ShuttingDown => "shutting_down",
+                QueryFailure::NoConsistentEpoch(_) => "no_consistent_epoch",
+            };
+            let error = query::QueryError::new(code, "", failure.to_string());
+            let (body, ty) = query::render_errors_for(accept.as_deref(), &[error]);
+            Ok(with_type(body, ty, StatusCode::SERVICE_UNAVAILABLE))
+        }
+    }
+}
+
+/// The catalog of the running plan.
+pub fn catalog(state: AppState) -> Response {
+    reply::json(&query::catalog(&state.plan)).into_response()
+}
+
+/// The status of workers and sources.
+pub fn status(state: AppState) -> Response {
+    reply::json(&super::status(&state.engine)).into_response()
+}
+
+/// The landing page.
+pub fn index() -> Response {
+    let page = "statflow is running.\n\n\
+                POST /v1/query    a JSON or EDN query (see the book's query reference)\n\
+                GET  /v1/catalog  metrics, dimensions, measures and the query schema\n\
+                GET  /v1/status   workers, sources, positions, errors and watermarks\n";
+    reply::with_header(page, "content-type", "text/plain; charset=utf-8").into_response()
+}
+
+/// Turns a rejection into a JSON error with the right status.
+pub async fn rejection(r: warp::Rejection) -> Result<Response, Infallible> {
+    let (status, code, message) = if r.is_not_found() {
+        (
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint; see GET / for the list".to_string(),
+        )
+    } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is larger than {} bytes", query::MAX_BODY_BYTES),
+        )
+    } else if r.find::<warp::reject::LengthRequired>().is_some() {
+        (
+            StatusCode::LENGTH_REQUIRED,
+            "length_required",
+            "send a Content-Length header with the body".to_string(),
+        )
+    } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this endpoint does not take that method".to_string(),
+        )
+    } else if let Some(e) = r.find::<warp::reject::InvalidHeader>() {
+        (StatusCode::BAD_REQUEST, "bad_header", e.to_string())
+    } else {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("unhandled rejection: {r:?}"),
+        )
+    };
+    let body = json!({ "error": { "code": code, "message": message, "path": "" } });
+    Ok(reply::with_status(reply::json(&body), status).into_response())
+}

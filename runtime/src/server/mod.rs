@@ -1,0 +1,41 @@
+//! The HTTP endpoint (warp): queries, the catalog and the status.
+//!
+//! `run(listener, state, shutdown)` serves on a listener the caller bound,
+//! so tests bind `127.0.0.1:0`; routes live in `filters`, their work in
+//! `handlers`, and every error leaves as JSON `{"error": {code, message, path}}`.
+
+mod filters;
+mod handlers;
+mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use statflow_dsl::Plan;
+
+use crate::engine::Engine;
+
+pub use filters::routes;
+pub use status::status;
+
+/// What every request handler may use.
+#[derive(Clone)]
+pub struct AppState {
+    /// The running engine.
+    pub engine: Arc<Engine>,
+    /// The running plan.
+    pub plan: Arc<Plan>,
+}
+
+/// Serves the routes on `listener` until `shutdown` completes.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    warp::serve(routes(state))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}
