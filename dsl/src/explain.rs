@@ -145,7 +145,7 @@ fn state_of(kind: &MeasureKind) -> &'static str {
         MeasureKind::Min { .. } | MeasureKind::Max { .. } => "one number",
         MeasureKind::Avg { .. } => "a sum and a count",
         MeasureKind::Distinct { .. } => {
-            "a HyperLogLog++ sketch (exact below 128 values, ~0.8% error above)"
+            "a HyperLogLog++ sketch (exact below 129 values, then 1.6% standard error)"
         }
         MeasureKind::Quantile { .. } => "a DDSketch (1% relative error)",
     }
