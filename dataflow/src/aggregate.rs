@@ -19,7 +19,8 @@ use statflow_dsl::MeasureKind;
 use crate::query::Cell;
 
 /// Sums are kept in billionths, as integers: exact and order-independent for
-/// inputs with up to nine decimal places, and good to about ±1.7e20.
+/// inputs with up to nine decimal places (and whole parts up to 2^53), and
+/// good to about ±1.7e29.
 pub const SUM_SCALE: f64 = 1e9;
 
 /// A quantile state keeps exact values up to this many, then becomes a DDSketch.
@@ -252,9 +253,11 @@ fn encoded<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-/// A number in billionths, rounded to the nearest.
+/// A number in billionths, rounded to the nearest. The whole part is
+/// converted on its own so that large values lose nothing to `v * 1e9`.
 pub fn to_fixed(v: f64) -> i128 {
-    (v * SUM_SCALE).round() as i128
+    let whole = v.trunc();
+    (whole as i128) * 1_000_000_000 + ((v - whole) * SUM_SCALE).round() as i128
 }
 
 /// Billionths back to a number.
@@ -389,6 +392,8 @@ mod tests {
         right.plus_equals(&row(&values[..300]));
         assert_eq!(finish(&whole), finish(&left));
         assert_eq!(finish(&left), finish(&right));
+        // Large values keep their cents.
+        assert_eq!(from_fixed(to_fixed(123_456_789_012.34)), 123_456_789_012.34);
         // Sums of decimals are exact: 0.1 + 0.2 is 0.3 here.
         let mut a = row(&[0.1]);
         a.plus_equals(&row(&[0.2]));

@@ -793,7 +793,7 @@ impl Checker<'_, '_> {
         }
 
         let dims = dimensions.map(|(d, _)| d).unwrap_or_default();
-        let Some((window, _)) = window else {
+        let Some((window, window_span)) = window else {
             if ok {
                 self.push(
                     Problem::MissingWindow {
@@ -877,7 +877,22 @@ impl Checker<'_, '_> {
                 }
                 d
             }
-            None => DEFAULT_RETAIN.max(window.size()),
+            None => {
+                // The default retention can keep too many buckets as well; point at the window.
+                let retain = DEFAULT_RETAIN.max(window.size());
+                let buckets = retain.millis() / window.step().millis().max(1);
+                if buckets > MANY_BUCKETS {
+                    self.push(
+                        Problem::ManyBuckets {
+                            buckets,
+                            step: window.step(),
+                            retain,
+                        },
+                        window_span,
+                    );
+                }
+                retain
+            }
         };
         if !ok {
             return None;
@@ -1343,6 +1358,15 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_default_retention_also_warns_about_many_buckets() {
+        let text = "source s = generator()\nmetric m from s {\n  window tumbling 1s\n  measures { n = count() }\n}\n";
+        let compiled = crate::compile(text, None);
+        let codes: Vec<_> = compiled.diagnostics.iter().map(|d| d.code()).collect();
+        assert_eq!(codes, ["W0001"]);
+        assert!(compiled.plan.is_some(), "a warning does not block the plan");
+    }
+
     use super::parse_rfc3339_millis;
     use crate::compile;
 
