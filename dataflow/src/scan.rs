@@ -33,17 +33,58 @@ use crate::value::Value;
 /// at the epoch it was ingested.
 pub type RollupTrace = TraceAgent<KeySpine<RollupKey, u64, Aggregates>>;
 
-/// A query on its way to every worker.
+/// A request on its way to every worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueryMsg {
     /// Unique on the home worker.
     pub id: u64,
-    /// The worker that took the query and merges the partials.
+    /// The worker that took the request and merges the partials.
     pub home: usize,
     /// Read every update at or before this epoch.
     pub as_of: u64,
-    /// The validated query.
-    pub query: Query,
+    /// What is asked.
+    pub request: Request,
+}
+
+/// What a request asks every worker for. (A query is large and a status
+/// request empty, but requests are few: boxing would buy nothing.)
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Rows of a validated query.
+    Query(Query),
+    /// Each worker's report: how this process learns about every other one.
+    Status,
+}
+
+/// What one worker reports about itself: its sources and its epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct WorkerReport {
+    /// The worker's index over the whole cluster.
+    pub worker: usize,
+    /// The process it runs in.
+    pub process: usize,
+    /// The epoch it is filling.
+    pub epoch: u64,
+    /// The epoch in which all its sources finished, if they have.
+    pub finished_at: Option<u64>,
+    /// One report per source of the plan, in plan order.
+    pub sources: Vec<SourceReport>,
+}
+
+/// One source on one worker.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SourceReport {
+    /// Records read, good or bad.
+    pub records: u64,
+    /// Records that could not be counted.
+    pub errors: u64,
+    /// Position after the last record read.
+    pub position: u64,
+    /// The reader has finished.
+    pub finished: bool,
+    /// The newest event time seen.
+    pub max_event_ms: Option<i64>,
 }
 
 /// One worker's part of an answer.
@@ -60,18 +101,27 @@ pub struct Partial {
     pub retry: bool,
     /// This worker's lowest source watermark.
     pub watermark_ms: Option<i64>,
-    /// The query, so that the home worker can shape the answer.
-    pub query: Query,
+    /// The request, so that the home worker can shape the answer.
+    pub request: Request,
+    /// The worker's report about itself.
+    pub report: WorkerReport,
     /// Groups: key values (dimensions, and `__time` as an integer) and the
     /// aggregates of the requested measures.
     pub groups: Vec<(Vec<Value>, Aggregates)>,
 }
 
-/// The end of a query on its home worker.
+/// The end of a request on its home worker.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// The answer.
     Answer(Answer),
+    /// Every worker's report, by worker index, read at `as_of`.
+    Status {
+        /// Every epoch up to this one was complete when the request was sent.
+        as_of: u64,
+        /// The reports.
+        reports: Vec<WorkerReport>,
+    },
     /// Some worker could not read at the chosen epoch; ask again at a newer one.
     Retry,
 }
@@ -79,8 +129,8 @@ pub enum Outcome {
 /// Finished queries, drained by the worker loop.
 pub type Finished = Rc<RefCell<Vec<(u64, Outcome)>>>;
 
-/// Builds the query dataflow on this worker. `watermark` reports the
-/// worker's lowest source watermark. `trace` is shared with the worker
+/// Builds the query dataflow on this worker. `report` describes the worker
+/// (its sources' counters and watermarks). `trace` is shared with the worker
 /// loop, which advances its compaction frontier. Returns the input to send queries into
 /// (never advanced: queries need no progress tracking, since the home worker
 /// counts one partial from every worker).
@@ -88,7 +138,7 @@ pub fn query_dataflow(
     worker: &mut Worker,
     plan: Arc<Plan>,
     trace: Rc<RefCell<RollupTrace>>,
-    watermark: Rc<dyn Fn() -> Option<i64>>,
+    report: Rc<dyn Fn() -> WorkerReport>,
     finished: Finished,
 ) -> InputHandleVec<u64, QueryMsg> {
     let mut input = InputHandleVec::new();
@@ -103,7 +153,7 @@ pub fn query_dataflow(
                     input.for_each(|cap, data| {
                         let mut session = output.session(&cap);
                         for msg in data.drain(..) {
-                            session.give(scan(&scan_plan, &mut trace.borrow_mut(), &msg, watermark()));
+                            session.give(scan(&scan_plan, &mut trace.borrow_mut(), &msg, report()));
                         }
                     });
                 }
@@ -129,21 +179,30 @@ pub fn query_dataflow(
     input
 }
 
-/// Reads this worker's shard for one query.
-fn scan(
-    plan: &Plan,
-    trace: &mut RollupTrace,
-    msg: &QueryMsg,
-    watermark_ms: Option<i64>,
-) -> Partial {
+/// The lowest watermark of a worker's sources: newest event time minus the lateness bound.
+pub fn watermark(plan: &Plan, report: &WorkerReport) -> Option<i64> {
+    report
+        .sources
+        .iter()
+        .zip(&plan.sources)
+        .filter_map(|(r, s)| r.max_event_ms.map(|t| t - s.late.millis() as i64))
+        .min()
+}
+
+/// Reads this worker's shard for one request.
+fn scan(plan: &Plan, trace: &mut RollupTrace, msg: &QueryMsg, report: WorkerReport) -> Partial {
     let mut partial = Partial {
         id: msg.id,
         home: msg.home,
         as_of: msg.as_of,
         retry: false,
-        watermark_ms,
-        query: msg.query.clone(),
+        watermark_ms: watermark(plan, &report),
+        request: msg.request.clone(),
+        report,
         groups: Vec::new(),
+    };
+    let Request::Query(q) = &msg.request else {
+        return partial;
     };
     let mut upper = Antichain::new();
     trace.read_upper(&mut upper);
@@ -159,7 +218,6 @@ fn scan(
         partial.retry = true;
         return partial;
     };
-    let q = &msg.query;
     let Some(metric) = plan.metrics.get(q.metric) else {
         return partial;
     };
@@ -396,8 +454,15 @@ pub fn merge(plan: &Plan, partials: Vec<Partial>) -> Outcome {
         return Outcome::Retry;
     };
     let as_of = first.as_of;
+    let query = match &first.request {
+        Request::Query(q) => q.clone(),
+        Request::Status => {
+            let mut reports: Vec<WorkerReport> = partials.into_iter().map(|p| p.report).collect();
+            reports.sort_by_key(|r| r.worker);
+            return Outcome::Status { as_of, reports };
+        }
+    };
     let watermark_ms = partials.iter().filter_map(|p| p.watermark_ms).min();
-    let query = first.query.clone();
     let mut groups: HashMap<Vec<Value>, Aggregates> = HashMap::new();
     for partial in partials {
         for (key, agg) in partial.groups {
@@ -521,5 +586,138 @@ fn compare_cells(a: &Cell, b: &Cell) -> std::cmp::Ordering {
             (Some(x), Some(y)) => x.total_cmp(&y),
             _ => Ordering::Equal,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::MeasureState;
+    use crate::query::{Column, OrderBy};
+
+    /// Every type that crosses a process boundary survives timely's encoding
+    /// (bincode through serde) unchanged: requests, partials with every kind
+    /// of measure state (small and large sketches), reports and rollup rows.
+    #[test]
+    fn what_crosses_processes_round_trips() {
+        fn round_trip<T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
+            value: &T,
+        ) {
+            let bytes = bincode::serialize(value).expect("serializes");
+            let back: T = bincode::deserialize(&bytes).expect("deserializes");
+            assert_eq!(&back, value);
+        }
+        let query = Query {
+            metric: 1,
+            from_ms: -5,
+            to_ms: 1_724_115_600_000,
+            filter: Some(Filter::And(vec![
+                Filter::Regex(0, "fuc|tax-up".into()),
+                Filter::Not(Box::new(Filter::In(
+                    1,
+                    vec![Value::Str("a".into()), Value::Int(3)],
+                ))),
+                Filter::Range {
+                    dimension: 2,
+                    gte: Some(1.5),
+                    gt: None,
+                    lt: Some(9.0),
+                    lte: None,
+                },
+                Filter::Or(vec![
+                    Filter::Eq(1, Value::Float(0.25)),
+                    Filter::Eq(1, Value::Bool(true)),
+                ]),
+            ])),
+            group_by: vec![GroupKey::Dimension(0), GroupKey::Time],
+            granularity_ms: Some(3_600_000),
+            time_zone: Some("Asia/Shanghai".into()),
+            measures: vec![0, 2],
+            order_by: vec![OrderBy {
+                column: Column::Measure(2),
+                desc: true,
+            }],
+            limit: Some(10),
+        };
+        round_trip(&QueryMsg {
+            id: 7,
+            home: 3,
+            as_of: 11,
+            request: Request::Query(query.clone()),
+        });
+        round_trip(&QueryMsg {
+            id: 8,
+            home: 0,
+            as_of: 0,
+            request: Request::Status,
+        });
+        let report = WorkerReport {
+            worker: 5,
+            process: 2,
+            epoch: 99,
+            finished_at: Some(42),
+            sources: vec![SourceReport {
+                records: 10,
+                errors: 1,
+                position: 1234,
+                finished: true,
+                max_event_ms: Some(-1),
+            }],
+        };
+        round_trip(&report);
+
+        let f = statflow_dsl::FieldPath::parse("x");
+        let kinds = [
+            statflow_dsl::MeasureKind::Count,
+            statflow_dsl::MeasureKind::Sum { field: f.clone() },
+            statflow_dsl::MeasureKind::Min { field: f.clone() },
+            statflow_dsl::MeasureKind::Max { field: f.clone() },
+            statflow_dsl::MeasureKind::Avg { field: f.clone() },
+            statflow_dsl::MeasureKind::Distinct { field: f.clone() },
+            statflow_dsl::MeasureKind::Quantile { field: f, q: 0.9 },
+        ];
+        for n in [1usize, 2, 3, 100, 129, 5_000] {
+            let mut agg = Aggregates::empty(&kinds);
+            for i in 0..n {
+                agg.count += 1;
+                for m in &mut agg.measures {
+                    m.add_number(i as f64 * 0.5);
+                    m.add_text(&format!("user-{i}"));
+                }
+            }
+            round_trip(&agg);
+            let key = RollupKey {
+                metric: 1,
+                bucket: 60_000,
+                dims: vec![Value::Str("g1".into()), Value::Null, Value::Int(2)],
+            };
+            round_trip(&(key.clone(), 4u64, agg.clone()));
+            let partial = Partial {
+                id: 1,
+                home: 2,
+                as_of: 3,
+                retry: false,
+                watermark_ms: Some(5),
+                request: Request::Query(query.clone()),
+                report: report.clone(),
+                groups: vec![(vec![Value::Int(60_000)], agg.clone())],
+            };
+            let bytes = bincode::serialize(&partial).unwrap();
+            let back: Partial = bincode::deserialize(&bytes).unwrap();
+            assert_eq!(back.groups, partial.groups);
+            assert_eq!(back.request, partial.request);
+            // The measures answer the same after the trip.
+            for (kind, (a, b)) in kinds
+                .iter()
+                .zip(agg.measures.iter().zip(&back.groups[0].1.measures))
+            {
+                assert_eq!(
+                    a.finish(kind, agg.count),
+                    b.finish(kind, agg.count),
+                    "{kind} with {n} values"
+                );
+            }
+            assert!(matches!(back.groups[0].1.measures[0], MeasureState::Count));
+        }
     }
 }

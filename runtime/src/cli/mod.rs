@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod check;
 mod generate;
+mod local;
 mod query;
 mod run;
 
@@ -47,7 +48,9 @@ pub enum Command {
     /// Run a topology: workers, sources and the HTTP query endpoint.
     #[command(
         after_help = "Examples:\n  statflow run examples/topologies/game_stats.topo\n  \
-        statflow run game.topo --workers 4 --http 127.0.0.1:9000"
+        statflow run game.topo --workers 4 --http 127.0.0.1:9000\n  \
+        statflow run game.topo --local-processes 2 --workers 2\n  \
+        statflow run game.topo --processes 3 --process 0 --hosts hosts.txt --http 0.0.0.0:8080"
     )]
     Run(RunArgs),
     /// Send a query (JSON or EDN) to a running statflow and print the answer.
@@ -139,6 +142,21 @@ pub struct RunArgs {
     /// Exit once every source has finished (file sources, bounded generators).
     #[arg(long)]
     pub exit_when_done: bool,
+    /// How many processes the cluster has (with --process and --hosts).
+    #[arg(long, requires_all = ["process", "hosts"])]
+    pub processes: Option<usize>,
+    /// This process's index in the cluster, from 0 (with --processes and --hosts).
+    #[arg(long, requires_all = ["processes", "hosts"])]
+    pub process: Option<usize>,
+    /// A file with one `host:port` per line, one line per process, in process
+    /// order: where the processes find each other (not the HTTP addresses).
+    #[arg(long, requires_all = ["processes", "process"])]
+    pub hosts: Option<PathBuf>,
+    /// Run a single-node cluster of this many processes on loopback ports:
+    /// statflow starts and supervises them; process I serves HTTP on the
+    /// --http port plus I.
+    #[arg(long, conflicts_with_all = ["processes", "process", "hosts"])]
+    pub local_processes: Option<usize>,
 }
 
 /// Arguments of `statflow query`.

@@ -14,6 +14,13 @@ use crate::server::{self, AppState};
 /// Runs a topology until Ctrl-C (or until its sources finish, with `--exit-when-done`).
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     init_logging();
+    if let Some(processes) = args.local_processes {
+        return super::local::run(&args, processes);
+    }
+    let cluster = cluster_config(&args)?;
+    if cluster.is_some() {
+        stop_when_a_peer_is_lost();
+    }
     let name = args.file.display().to_string();
     let (text, compiled) =
         super::check::load(&args.file).with_context(|| format!("cannot read {name}"))?;
@@ -32,6 +39,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         epoch_interval: Duration::from_millis(args.epoch_ms.max(1)),
         epoch_records: args.epoch_records.max(1),
         dead_letter_dir: args.state_dir.join("dead-letters"),
+        cluster: cluster.clone(),
         ..EngineConfig::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -61,10 +69,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
 
     tracing::info!(topology = %name, workers = args.workers, http = %address, "statflow is running");
-    eprintln!(
-        "statflow is serving http://{address} with {} worker(s)",
-        args.workers.max(1)
-    );
+    match &cluster {
+        Some(c) => eprintln!(
+            "statflow process {} of {} is serving http://{address} with {} worker(s)",
+            c.process,
+            c.addresses.len(),
+            args.workers.max(1)
+        ),
+        None => eprintln!(
+            "statflow is serving http://{address} with {} worker(s)",
+            args.workers.max(1)
+        ),
+    }
     if let Some(metric) = plan.metrics.first() {
         eprintln!(
             "try: curl -s http://{address}/v1/query -d '{{\"metric\": \"{}\", \"time_window\": {{\"kind\": \"relative\", \"last\": \"1h\"}}}}'",
@@ -100,7 +116,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     if watcher.error().is_some() || watcher.workers_died() {
                         return;
                     }
-                    if exit_when_done && watcher.shared().done() {
+                    if exit_when_done && watcher.status().await.is_ok_and(|s| s.done()) {
                         tracing::info!("every source has finished: stopping");
                         return;
                     }
@@ -109,6 +125,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     runtime.block_on(server::run(listener, state, stop));
+    // Workers of a cluster may wait on a peer that is gone; do not hang for them.
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(10));
+        eprintln!("statflow: the workers did not stop within 10s; exiting");
+        std::process::exit(3);
+    });
     engine.shutdown();
     if let Some(e) = engine.error() {
         anyhow::bail!(e);
@@ -125,4 +147,54 @@ pub fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
+}
+
+/// The cluster this process belongs to, from `--processes`, `--process` and `--hosts`.
+fn cluster_config(args: &RunArgs) -> anyhow::Result<Option<crate::engine::ClusterConfig>> {
+    let (Some(processes), Some(process), Some(hosts)) = (args.processes, args.process, &args.hosts)
+    else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(hosts)
+        .with_context(|| format!("cannot read the host file {}", hosts.display()))?;
+    let addresses: Vec<String> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    anyhow::ensure!(
+        addresses.len() == processes,
+        "the host file {} lists {} host(s) but --processes is {processes}: write one host:port per process",
+        hosts.display(),
+        addresses.len()
+    );
+    anyhow::ensure!(
+        process < processes,
+        "--process {process} must be less than --processes {processes}"
+    );
+    Ok(Some(crate::engine::ClusterConfig { process, addresses }))
+}
+
+/// In a cluster, timely's network threads panic when a peer process goes
+/// away. Rather than leave the workers waiting forever, say what happened and
+/// exit, so a supervisor (or `--local-processes`) can act.
+fn stop_when_a_peer_is_lost() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current().name().unwrap_or("").to_string();
+        let message = info.to_string();
+        if thread.starts_with("timely") || message.contains("timely communication") {
+            let reason = format!("a peer process stopped or cannot be reached ({message})");
+            eprintln!("statflow: the cluster is degraded: {reason}; exiting in 2s");
+            crate::server::mark_degraded(reason);
+            // Leave a moment for /v1/status to say so, then stop.
+            std::thread::spawn(|| {
+                std::thread::sleep(Duration::from_secs(2));
+                std::process::exit(3);
+            });
+            return;
+        }
+        default(info);
+    }));
 }

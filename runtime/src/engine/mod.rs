@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use statflow_dataflow::ingest::{RecordReader, SourceStats};
 use statflow_dataflow::query::{Answer, Query};
+use statflow_dataflow::scan::{Outcome, Request, WorkerReport};
 use statflow_dsl::{Plan, SourcePlan};
 
 use crate::deadletter::DeadLetterFile;
@@ -32,6 +33,18 @@ pub struct EngineConfig {
     pub compaction_lag: Duration,
     /// Where dead letters are written.
     pub dead_letter_dir: std::path::PathBuf,
+    /// This process's place in a cluster of processes; `None` runs alone.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// One process of a cluster: every process runs the same plan with the same
+/// number of workers, and finds the others at `addresses`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// This process's index into `addresses`.
+    pub process: usize,
+    /// `host:port` of every process, in process order.
+    pub addresses: Vec<String>,
 }
 
 impl Default for EngineConfig {
@@ -43,6 +56,7 @@ impl Default for EngineConfig {
             batch: 1_000,
             compaction_lag: Duration::from_secs(2),
             dead_letter_dir: std::path::PathBuf::from(".statflow/dead-letters"),
+            cluster: None,
         }
     }
 }
@@ -63,12 +77,31 @@ pub enum QueryFailure {
     NoConsistentEpoch(usize),
 }
 
-/// A query on its way to a worker, with where to send the answer.
+/// A request on its way to a worker, with where to send the outcome.
 pub struct QueryRequest {
-    /// The validated query.
-    pub query: Query,
-    /// Where the answer goes.
-    pub reply: tokio::sync::oneshot::Sender<Result<Answer, QueryFailure>>,
+    /// A validated query, or a status request.
+    pub request: Request,
+    /// Where the outcome goes.
+    pub reply: tokio::sync::oneshot::Sender<Result<Outcome, QueryFailure>>,
+}
+
+/// Every worker's report, over every process, read at one epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterStatus {
+    /// Every epoch up to this one was complete everywhere when asked.
+    pub as_of: u64,
+    /// One report per worker, by worker index.
+    pub reports: Vec<WorkerReport>,
+}
+
+impl ClusterStatus {
+    /// True when every source on every worker has finished and what they
+    /// read is queryable.
+    pub fn done(&self) -> bool {
+        self.reports
+            .iter()
+            .all(|r| r.finished_at.is_some_and(|at| self.as_of >= at))
+    }
 }
 
 /// What one worker shares with the rest of the process.
@@ -96,6 +129,12 @@ pub struct Shared {
     pub error: Mutex<Option<String>>,
     /// Queries answered.
     pub queries: AtomicU64,
+    /// This process's index in the cluster (0 when alone).
+    pub process: usize,
+    /// Processes in the cluster (1 when alone).
+    pub processes: usize,
+    /// Worker threads per process.
+    pub threads: usize,
 }
 
 impl Shared {
@@ -163,19 +202,48 @@ impl Engine {
             shutdown: AtomicBool::new(false),
             error: Mutex::new(None),
             queries: AtomicU64::new(0),
+            process: config.cluster.as_ref().map_or(0, |c| c.process),
+            processes: config
+                .cluster
+                .as_ref()
+                .map_or(1, |c| c.addresses.len().max(1)),
+            threads: workers,
         });
+        let timely_config = match &config.cluster {
+            None => timely::Config::process(workers),
+            Some(cluster) => {
+                anyhow::ensure!(
+                    cluster.process < cluster.addresses.len(),
+                    "process {} is not among the {} hosts",
+                    cluster.process,
+                    cluster.addresses.len()
+                );
+                timely::Config {
+                    communication: timely::CommunicationConfig::Cluster {
+                        threads: workers,
+                        process: cluster.process,
+                        addresses: cluster.addresses.clone(),
+                        report: false,
+                        zerocopy: false,
+                    },
+                    worker: timely::WorkerConfig::default(),
+                }
+            }
+        };
+        let first_local = shared.process * workers;
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| crossbeam_channel::unbounded()).unzip();
         let receivers = Arc::new(receivers);
         let worker_shared = Arc::clone(&shared);
-        let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        let guards = timely::execute(timely_config, move |worker| {
             let index = worker.index();
+            let local = index - first_local;
             let result = worker::run(
                 worker,
                 &worker_shared,
                 &config,
                 &readers,
-                receivers[index].clone(),
+                receivers[local].clone(),
                 &|source, w| DeadLetterFile::boxed(&config.dead_letter_dir, source, w),
             );
             if let Err(e) = result {
@@ -201,28 +269,64 @@ impl Engine {
         &self.shared
     }
 
-    /// Runs a validated query on the next worker (round robin) and waits for the answer.
-    pub async fn query(&self, query: Query) -> Result<Answer, QueryFailure> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
+    fn send(
+        &self,
+        request: Request,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<Outcome, QueryFailure>>, QueryFailure> {
+        let (reply, outcome) = tokio::sync::oneshot::channel();
         let worker = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
         self.senders[worker]
-            .send(QueryRequest { query, reply })
+            .send(QueryRequest { request, reply })
             .map_err(|_| QueryFailure::ShuttingDown)?;
-        let answer = answer.await.map_err(|_| QueryFailure::ShuttingDown)?;
+        Ok(outcome)
+    }
+
+    fn answer(outcome: Outcome) -> Result<Answer, QueryFailure> {
+        match outcome {
+            Outcome::Answer(a) => Ok(a),
+            _ => Err(QueryFailure::ShuttingDown),
+        }
+    }
+
+    fn status_of(outcome: Outcome) -> Result<ClusterStatus, QueryFailure> {
+        match outcome {
+            Outcome::Status { as_of, reports } => Ok(ClusterStatus { as_of, reports }),
+            _ => Err(QueryFailure::ShuttingDown),
+        }
+    }
+
+    /// Runs a validated query on the next worker (round robin) and waits for the answer.
+    pub async fn query(&self, query: Query) -> Result<Answer, QueryFailure> {
+        let outcome = self.send(Request::Query(query))?;
+        let answer = outcome.await.map_err(|_| QueryFailure::ShuttingDown)??;
         self.shared.queries.fetch_add(1, Ordering::Relaxed);
-        answer
+        Self::answer(answer)
     }
 
     /// Runs a query from a thread that is not async (tests, benchmarks).
     pub fn query_blocking(&self, query: Query) -> Result<Answer, QueryFailure> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let worker = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
-        self.senders[worker]
-            .send(QueryRequest { query, reply })
-            .map_err(|_| QueryFailure::ShuttingDown)?;
-        answer
-            .blocking_recv()
-            .map_err(|_| QueryFailure::ShuttingDown)?
+        let outcome = self.send(Request::Query(query))?;
+        Self::answer(
+            outcome
+                .blocking_recv()
+                .map_err(|_| QueryFailure::ShuttingDown)??,
+        )
+    }
+
+    /// Every worker's report, from every process.
+    pub async fn status(&self) -> Result<ClusterStatus, QueryFailure> {
+        let outcome = self.send(Request::Status)?;
+        Self::status_of(outcome.await.map_err(|_| QueryFailure::ShuttingDown)??)
+    }
+
+    /// `status` from a thread that is not async.
+    pub fn status_blocking(&self) -> Result<ClusterStatus, QueryFailure> {
+        let outcome = self.send(Request::Status)?;
+        Self::status_of(
+            outcome
+                .blocking_recv()
+                .map_err(|_| QueryFailure::ShuttingDown)??,
+        )
     }
 
     /// Blocks until every source has finished and its data is queryable, or
@@ -232,7 +336,12 @@ impl Engine {
             if let Some(e) = self.error() {
                 anyhow::bail!(e);
             }
-            if self.shared.done() {
+            let done = if self.shared.processes == 1 {
+                self.shared.done()
+            } else {
+                self.status_blocking().is_ok_and(|s| s.done())
+            };
+            if done {
                 return Ok(());
             }
             if self.workers_died() {

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use differential_dataflow::trace::TraceReader;
 use statflow_dataflow::ingest::{DeadLetters, EpochClock, IngestSpec};
-use statflow_dataflow::query::{Answer, Query};
 use statflow_dataflow::render::render_ingest;
-use statflow_dataflow::scan::{query_dataflow, Finished, Outcome, QueryMsg};
+use statflow_dataflow::scan::{
+    query_dataflow, Finished, Outcome, QueryMsg, Request, SourceReport, WorkerReport,
+};
 use timely::progress::frontier::AntichainRef;
 use timely::worker::Worker;
 
@@ -22,8 +23,8 @@ use super::{CompletionHistory, EngineConfig, QueryFailure, QueryRequest, ReaderF
 const MAX_RETRIES: usize = 20;
 
 struct Pending {
-    query: Query,
-    reply: tokio::sync::oneshot::Sender<Result<Answer, QueryFailure>>,
+    request: Request,
+    reply: tokio::sync::oneshot::Sender<Result<Outcome, QueryFailure>>,
     retries: usize,
 }
 
@@ -38,7 +39,8 @@ pub(super) fn run(
 ) -> anyhow::Result<()> {
     let index = worker.index();
     let peers = worker.peers();
-    let me = &shared.workers[index];
+    let local = index - shared.process * shared.threads;
+    let me = &shared.workers[local];
     let plan = Arc::clone(&shared.plan);
 
     let clock = EpochClock::new();
@@ -67,19 +69,29 @@ pub(super) fn run(
     let trace = Rc::new(RefCell::new(rendered.trace));
     let probe = rendered.probe;
 
-    let watermark: Rc<dyn Fn() -> Option<i64>> = {
+    // What this worker tells the others about itself, with every answer.
+    let report: Rc<dyn Fn() -> WorkerReport> = {
         let shared = Arc::clone(shared);
-        let watched = watched.clone();
         Rc::new(move || {
-            let me = &shared.workers[index];
-            watched
-                .iter()
-                .filter_map(|i| {
-                    me.sources[*i]
-                        .max_event()
-                        .map(|t| t - shared.plan.sources[*i].late.millis() as i64)
-                })
-                .min()
+            let me = &shared.workers[local];
+            let finished_at = me.finished_at.load(Ordering::Relaxed);
+            WorkerReport {
+                worker: index,
+                process: shared.process,
+                epoch: me.epoch.load(Ordering::Relaxed),
+                finished_at: (finished_at != u64::MAX).then_some(finished_at),
+                sources: me
+                    .sources
+                    .iter()
+                    .map(|s| SourceReport {
+                        records: s.records.load(Ordering::Relaxed),
+                        errors: s.errors.load(Ordering::Relaxed),
+                        position: s.position.load(Ordering::Relaxed),
+                        finished: s.finished.load(Ordering::Relaxed),
+                        max_event_ms: s.max_event(),
+                    })
+                    .collect(),
+            }
         })
     };
     let finished: Finished = Rc::default();
@@ -87,7 +99,7 @@ pub(super) fn run(
         worker,
         Arc::clone(&plan),
         Rc::clone(&trace),
-        watermark,
+        report,
         Rc::clone(&finished),
     );
 
@@ -131,12 +143,12 @@ pub(super) fn run(
                     id: next_id,
                     home: index,
                     as_of: complete - 1,
-                    query: request.query.clone(),
+                    request: request.request.clone(),
                 });
                 pending.insert(
                     next_id,
                     Pending {
-                        query: request.query,
+                        request: request.request,
                         reply: request.reply,
                         retries: 0,
                     },
@@ -163,8 +175,8 @@ pub(super) fn run(
                 continue;
             };
             match outcome {
-                Outcome::Answer(answer) => {
-                    let _ = p.reply.send(Ok(answer));
+                Outcome::Answer(_) | Outcome::Status { .. } => {
+                    let _ = p.reply.send(Ok(outcome));
                 }
                 Outcome::Retry if p.retries < MAX_RETRIES => {
                     p.retries += 1;
@@ -177,7 +189,7 @@ pub(super) fn run(
                         id: next_id,
                         home: index,
                         as_of,
-                        query: p.query.clone(),
+                        request: p.request.clone(),
                     });
                     query_input.flush();
                     pending.insert(next_id, p);

@@ -54,7 +54,7 @@ pub fn status(
     warp::path!("v1" / "status")
         .and(warp::get())
         .and(with_state(state))
-        .map(handlers::status)
+        .and_then(handlers::status)
 }
 
 /// GET / — a short page naming the endpoints.

@@ -60,9 +60,9 @@ pub fn catalog(state: AppState) -> Response {
     reply::json(&query::catalog(&state.plan)).into_response()
 }
 
-/// The status of workers and sources.
-pub fn status(state: AppState) -> Response {
-    reply::json(&super::status(&state.engine)).into_response()
+/// The status of every process, worker and source.
+pub async fn status(state: AppState) -> Result<Response, Infallible> {
+    Ok(reply::json(&super::status(&state.engine).await).into_response())
 }
 
 /// The landing page.

@@ -17,6 +17,7 @@ use crate::engine::Engine;
 
 pub use filters::routes;
 pub use status::status;
+pub use status::{degraded, mark_degraded};
 
 /// What every request handler may use.
 #[derive(Clone)]

@@ -1,11 +1,12 @@
-//! `GET /v1/status`: what every worker and source is doing.
-
-use std::sync::atomic::Ordering;
+//! `GET /v1/status`: what every process, worker and source is doing. The
+//! reports travel through the query dataflow, so any process can answer for
+//! the whole cluster.
 
 use serde_json::{json, Value as Json};
-use statflow_dsl::SourceKind;
+use statflow_dataflow::scan::WorkerReport;
+use statflow_dsl::{Plan, SourceKind};
 
-use crate::engine::Engine;
+use crate::engine::{ClusterStatus, Engine};
 
 fn rfc3339(ms: i64) -> Json {
     jiff::Timestamp::from_millisecond(ms)
@@ -13,64 +14,105 @@ fn rfc3339(ms: i64) -> Json {
         .unwrap_or(Json::Null)
 }
 
-/// The status document.
-pub fn status(engine: &Engine) -> Json {
+static DEGRADED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Records that the cluster lost a process; `/v1/status` says so from then on.
+pub fn mark_degraded(reason: String) {
+    let _ = DEGRADED.set(reason);
+}
+
+/// Why the cluster is degraded, if it is.
+pub fn degraded() -> Option<&'static str> {
+    DEGRADED.get().map(String::as_str)
+}
+
+/// The status document, or the reason the workers could not be asked.
+pub async fn status(engine: &Engine) -> Json {
     let shared = engine.shared();
-    let complete = shared.complete_epoch();
-    let sources: Vec<Json> = shared
-        .plan
+    if let Some(reason) = degraded() {
+        return json!({ "degraded": true, "error": reason, "processes": shared.processes });
+    }
+    // A worker waiting on a lost peer never answers; do not wait for it forever.
+    let asked = tokio::time::timeout(std::time::Duration::from_secs(5), engine.status()).await;
+    let Ok(asked) = asked else {
+        return json!({ "degraded": true, "error": "the workers did not answer within 5s", "processes": shared.processes });
+    };
+    match asked {
+        Ok(cluster) => document(
+            &shared.plan,
+            &cluster,
+            shared.queries.load(std::sync::atomic::Ordering::Relaxed),
+            shared.processes,
+            engine.error(),
+        ),
+        Err(e) => json!({
+            "error": e.to_string(),
+            "degraded": true,
+        }),
+    }
+}
+
+/// Builds the status document from every worker's report.
+pub fn document(
+    plan: &Plan,
+    cluster: &ClusterStatus,
+    queries: u64,
+    processes: usize,
+    error: Option<String>,
+) -> Json {
+    let reports = &cluster.reports;
+    let sources: Vec<Json> = plan
         .sources
         .iter()
         .enumerate()
         .map(|(i, source)| {
-            let per_worker: Vec<Json> = shared
-                .workers
+            let of = |r: &WorkerReport| r.sources.get(i).cloned().unwrap_or_default();
+            let watermark = reports
                 .iter()
-                .enumerate()
-                .map(|(w, ws)| {
-                    let s = &ws.sources[i];
-                    json!({
-                        "worker": w,
-                        "records": s.records.load(Ordering::Relaxed),
-                        "errors": s.errors.load(Ordering::Relaxed),
-                        "position": s.position.load(Ordering::Relaxed),
-                        "finished": s.finished.load(Ordering::Relaxed),
-                        "newest_event": s.max_event().map(rfc3339).unwrap_or(Json::Null),
-                    })
-                })
-                .collect();
-            let sum = |f: fn(&statflow_dataflow::ingest::SourceStats) -> u64| -> u64 {
-                shared.workers.iter().map(|w| f(&w.sources[i])).sum()
-            };
-            let watermark = shared.watermark(i);
+                .filter_map(|r| of(r).max_event_ms)
+                .min()
+                .map(|t| t - source.late.millis() as i64);
             json!({
                 "name": source.name,
                 "kind": source.kind.keyword(),
                 "path": match &source.kind { SourceKind::File(f) => Json::String(f.path.clone()), _ => Json::Null },
-                "records": sum(|s| s.records.load(Ordering::Relaxed)),
-                "errors": sum(|s| s.errors.load(Ordering::Relaxed)),
-                "finished": shared.workers.iter().all(|w| w.sources[i].finished.load(Ordering::Relaxed)),
+                "records": reports.iter().map(|r| of(r).records).sum::<u64>(),
+                "errors": reports.iter().map(|r| of(r).errors).sum::<u64>(),
+                "finished": reports.iter().all(|r| of(r).finished),
                 "watermark": watermark.map(rfc3339).unwrap_or(Json::Null),
                 "watermark_ms": watermark,
-                "workers": per_worker,
+                "workers": reports.iter().map(|r| {
+                    let s = of(r);
+                    json!({
+                        "worker": r.worker,
+                        "process": r.process,
+                        "records": s.records,
+                        "errors": s.errors,
+                        "position": s.position,
+                        "finished": s.finished,
+                        "newest_event": s.max_event_ms.map(rfc3339).unwrap_or(Json::Null),
+                    })
+                }).collect::<Vec<_>>(),
             })
         })
         .collect();
-    let workers: Vec<Json> = shared
-        .workers
+    let workers: Vec<Json> = reports
         .iter()
-        .enumerate()
-        .map(|(w, ws)| json!({ "worker": w, "epoch": ws.epoch.load(Ordering::Relaxed) }))
+        .map(|r| json!({ "worker": r.worker, "process": r.process, "epoch": r.epoch, "finished_at": r.finished_at }))
         .collect();
+    let processes_seen: std::collections::BTreeSet<usize> =
+        reports.iter().map(|r| r.process).collect();
     json!({
+        "processes": processes,
+        "degraded": processes_seen.len() != processes,
         "workers": workers,
         "epoch": {
-            "complete": complete.checked_sub(1),
-            "open": shared.workers.iter().map(|w| w.epoch.load(Ordering::Relaxed)).max(),
+            "complete": cluster.as_of,
+            "open": reports.iter().map(|r| r.epoch).max(),
         },
         "sources": sources,
-        "queries": shared.queries.load(Ordering::Relaxed),
-        "error": engine.error(),
-        "done": shared.done(),
+        "queries": queries,
+        "error": error,
+        "done": cluster.done(),
     })
 }
