@@ -145,6 +145,16 @@ impl Lexer<'_, '_> {
         Some(c)
     }
 
+    /// Moves past characters up to (not including) the first for which `stop` holds.
+    fn bump_until(&mut self, stop: impl Fn(char) -> bool) {
+        while let Some(c) = self.peek() {
+            if stop(c) {
+                break;
+            }
+            self.bump();
+        }
+    }
+
     fn push(&mut self, tok: Tok, start: usize) {
         self.tokens.push(Token {
             tok,
@@ -160,20 +170,10 @@ impl Lexer<'_, '_> {
                     self.bump();
                 }
                 '#' => {
-                    while let Some(c) = self.peek() {
-                        if c == '\n' {
-                            break;
-                        }
-                        self.bump();
-                    }
+                    self.bump_until(|c| c == '\n');
                 }
                 '/' if self.peek2() == Some('/') => {
-                    while let Some(c) = self.peek() {
-                        if c == '\n' {
-                            break;
-                        }
-                        self.bump();
-                    }
+                    self.bump_until(|c| c == '\n');
                 }
                 '"' => self.string(),
                 '\'' => self.single_quoted(),
@@ -378,12 +378,7 @@ impl Lexer<'_, '_> {
         let start = self.pos;
         self.bump();
         let body_start = self.pos;
-        while let Some(c) = self.peek() {
-            if c == '\'' || c == '\n' {
-                break;
-            }
-            self.bump();
-        }
+        self.bump_until(|c| c == '\'' || c == '\n');
         if self.peek() != Some('\'') {
             // A lone quote (an apostrophe in a stray word): report only the quote.
             self.pos = body_start;
@@ -406,12 +401,7 @@ impl Lexer<'_, '_> {
         let start = self.pos;
         self.bump();
         let name_start = self.pos;
-        while let Some(c) = self.peek() {
-            if c == '`' || c == '\n' {
-                break;
-            }
-            self.bump();
-        }
+        self.bump_until(|c| c == '`' || c == '\n');
         if self.peek() == Some('`') && self.pos > name_start {
             let name = self.text[name_start..self.pos].to_string();
             self.bump();
