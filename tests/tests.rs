@@ -17,3 +17,10 @@ mod examples;
 /// measure, filter form, group-by, granularity and time zone, under 1, 2 and
 /// 4 workers, with out-of-order, late and malformed records.
 mod oracle;
+
+/// The HTTP endpoint through its routes, answers checked against the
+/// events a file source read: the EDN query and its JSON twin,
+/// every validation error code with its path, 404/405/411/413, the catalog,
+/// the status with malformed lines, a property test that no input makes
+/// the server fail, and `server::run` on a real socket.
+mod http;
