@@ -24,3 +24,7 @@ mod oracle;
 /// the status with malformed lines, a property test that no input makes
 /// the server fail, and `server::run` on a real socket.
 mod http;
+
+/// Clusters of processes on loopback, started through the real binary:
+/// identical answers under every shape, and a killed process stops the rest.
+mod cluster;

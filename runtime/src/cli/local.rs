@@ -75,7 +75,11 @@ pub fn run(args: &RunArgs, processes: usize) -> anyhow::Result<ExitCode> {
         let child = command
             .spawn()
             .with_context(|| format!("cannot start process {i}"))?;
-        eprintln!("started process {i} (pid {}), HTTP on {http}", child.id());
+        // One write per line: the processes share this stderr.
+        eprint!(
+            "{}",
+            format!("started process {i} (pid {}), HTTP on {http}\n", child.id())
+        );
         children.push(child);
     }
 

@@ -69,18 +69,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
 
     tracing::info!(topology = %name, workers = args.workers, http = %address, "statflow is running");
-    match &cluster {
-        Some(c) => eprintln!(
-            "statflow process {} of {} is serving http://{address} with {} worker(s)",
+    // One write per line: the processes of a local cluster share one stderr.
+    let serving = match &cluster {
+        Some(c) => format!(
+            "statflow process {} of {} is serving http://{address} with {} worker(s)\n",
             c.process,
             c.addresses.len(),
             args.workers.max(1)
         ),
-        None => eprintln!(
-            "statflow is serving http://{address} with {} worker(s)",
+        None => format!(
+            "statflow is serving http://{address} with {} worker(s)\n",
             args.workers.max(1)
         ),
-    }
+    };
+    eprint!("{serving}");
     if let Some(metric) = plan.metrics.first() {
         eprintln!(
             "try: curl -s http://{address}/v1/query -d '{{\"metric\": \"{}\", \"time_window\": {{\"kind\": \"relative\", \"last\": \"1h\"}}}}'",

@@ -1,0 +1,325 @@
+//! Clusters of processes on loopback: the same input gives identical answers
+//! under 1×1, 1×4, 2×2 and 3×2 (processes × workers), whichever process is
+//! asked; and a killed process makes the others stop within a bounded time.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value as Json};
+
+const TOPOLOGY: &str = r#"
+source events = file("events.jsonl") {
+  time = ts as epoch_millis
+  late = 5m
+}
+
+metric rewards from events {
+  where      kind = "reward"
+  dimensions game_id, reward_type
+  window     tumbling 1m
+  measures {
+    n       = count()
+    amount  = sum(amount)
+    low     = min(amount)
+    high    = max(amount)
+    mean    = avg(amount)
+    players = distinct(user_id)
+    p90     = quantile(amount, 0.9)
+  }
+}
+
+metric sliding from events {
+  dimensions kind
+  window     hopping 10m every 2m
+  measures {
+    n       = count()
+    players = distinct(user_id)
+  }
+}
+"#;
+
+/// 2024-08-20T00:00:00Z
+const T0: i64 = 1_724_112_000_000;
+
+fn write_input(dir: &Path) {
+    let mut out = String::new();
+    let mut state: u64 = 12345;
+    let mut next = || {
+        // A small LCG: the test needs varied but reproducible events, not randomness.
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as i64
+    };
+    for i in 0..12_000i64 {
+        let late = if next() % 20 == 0 {
+            next() % 600_000
+        } else {
+            0
+        };
+        let ts = T0 + i * 5_000 - late;
+        let kind = ["reward", "reward", "bet", "login"][(next() % 4) as usize];
+        let types = ["task", "bonus", "jackpot", "daily", "fuc", "tax-up"];
+        out.push_str(&format!(
+            "{{\"ts\": {ts}, \"kind\": \"{kind}\", \"game_id\": \"g{}\", \"reward_type\": \"{}\", \"user_id\": \"u{}\", \"amount\": {}.{:02}}}\n",
+            next() % 9,
+            types[(next() % 6) as usize],
+            next() % 700,
+            next() % 500,
+            next() % 100
+        ));
+        if i % 1000 == 0 {
+            out.push_str("{not json\n");
+        }
+    }
+    std::fs::write(dir.join("events.jsonl"), out).unwrap();
+    std::fs::write(dir.join("cluster.topo"), TOPOLOGY).unwrap();
+}
+
+/// A minimal HTTP/1.1 client: one request per connection.
+fn http(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    // Chunked bodies: keep it simple by taking the JSON between the first `{` and the last `}`.
+    let body = match (body.find('{'), body.rfind('}')) {
+        (Some(a), Some(b)) if b >= a => body[a..=b].to_string(),
+        _ => body,
+    };
+    Ok((status, body))
+}
+
+/// A running cluster: the supervising process and where each process serves HTTP.
+struct Cluster {
+    child: Child,
+    addresses: Vec<String>,
+    pids: Vec<u32>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Cluster {
+    fn start(dir: &Path, processes: usize, workers: usize) -> Cluster {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_statflow"));
+        command.arg("run").arg(dir.join("cluster.topo"));
+        if processes > 1 {
+            command.args(["--local-processes", &processes.to_string()]);
+        }
+        command
+            .args([
+                "--workers",
+                &workers.to_string(),
+                "--http",
+                "127.0.0.1:0",
+                "--epoch-ms",
+                "20",
+            ])
+            .arg("--state-dir")
+            .arg(dir.join(format!("state-{processes}x{workers}")))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("statflow starts");
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut cluster = Cluster {
+            child,
+            addresses: vec![String::new(); processes],
+            pids: Vec::new(),
+            lines,
+        };
+        let started = regex::Regex::new(r"started process \d+ \(pid (\d+)\)").unwrap();
+        let serving =
+            regex::Regex::new(r"statflow (?:process (\d+) of \d+ )?is serving http://(\S+)")
+                .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while cluster.addresses.iter().any(String::is_empty) {
+            let line = cluster
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("every process says where it serves");
+            // Processes share one stderr, so look for the messages anywhere in a line.
+            if let Some(c) = started.captures(&line) {
+                cluster.pids.push(c[1].parse().unwrap());
+            }
+            if let Some(c) = serving.captures(&line) {
+                let process = c.get(1).map_or(0, |p| p.as_str().parse::<usize>().unwrap());
+                cluster.addresses[process] = c[2].to_string();
+            }
+        }
+        cluster
+    }
+
+    fn wait_until_done(&self) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let (status, body) = http(&self.addresses[0], "GET", "/v1/status", "").unwrap();
+            if status == 200 {
+                let doc: Json = serde_json::from_str(&body).unwrap();
+                if doc["done"] == json!(true) {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not finish its input: {body}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("statflow did not stop within 20s of SIGTERM");
+    }
+}
+
+fn queries() -> Vec<Json> {
+    let window =
+        json!({"kind": "absolute", "from": "2024-08-19T23:00:00Z", "to": "2024-08-21T00:00:00Z"});
+    vec![
+        json!({"metric": "rewards", "time_window": window}),
+        json!({"metric": "rewards", "time_window": window, "group_by": ["game_id", "reward_type"]}),
+        json!({"metric": "rewards", "time_window": window, "group_by": ["__time"], "granularity": "1h", "time_zone": "+08:00"}),
+        json!({"metric": "rewards", "time_window": window, "group_by": ["reward_type", "__time"], "granularity": "1d", "time_zone": "Asia/Shanghai",
+               "filters": {"game_id": "g[1-4]", "reward_type": ["task", "fuc", "tax-up"]}}),
+        json!({"metric": "rewards", "time_window": window, "group_by": ["game_id"], "order_by": [{"field": "amount", "desc": true}], "limit": 3}),
+        json!({"metric": "sliding", "time_window": window, "group_by": ["__time", "kind"]}),
+        json!({"metric": "sliding", "time_window": window, "group_by": ["kind"]}),
+    ]
+}
+
+/// Every query's columns and rows (not `as_of`, which differs between runs).
+fn answers(addr: &str) -> Vec<Json> {
+    queries()
+        .iter()
+        .map(|q| {
+            let (status, body) = http(addr, "POST", "/v1/query", &q.to_string()).unwrap();
+            assert_eq!(status, 200, "{q}: {body}");
+            let doc: Json = serde_json::from_str(&body).unwrap();
+            assert!(
+                doc["rows"].as_array().is_some_and(|r| !r.is_empty()),
+                "{q} has rows: {body}"
+            );
+            json!({"columns": doc["columns"], "rows": doc["rows"]})
+        })
+        .collect()
+}
+
+#[test]
+fn every_shape_gives_the_same_answers_from_every_process() {
+    let dir = tempfile::tempdir().unwrap();
+    write_input(dir.path());
+    let mut reference: Option<Vec<Json>> = None;
+    for (processes, workers) in [(1, 1), (1, 4), (2, 2), (3, 2)] {
+        let cluster = Cluster::start(dir.path(), processes, workers);
+        cluster.wait_until_done();
+        let (_, status) = http(&cluster.addresses[0], "GET", "/v1/status", "").unwrap();
+        let status: Json = serde_json::from_str(&status).unwrap();
+        assert_eq!(
+            status["workers"].as_array().unwrap().len(),
+            processes * workers,
+            "{status}"
+        );
+        assert_eq!(
+            status["sources"][0]["errors"],
+            json!(12),
+            "bad lines are counted once: {status}"
+        );
+        for addr in &cluster.addresses {
+            let got = answers(addr);
+            match &reference {
+                None => reference = Some(got),
+                Some(want) => {
+                    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                        assert_eq!(
+                            g,
+                            w,
+                            "{processes}×{workers}, asking {addr}, query {i}: {}",
+                            queries()[i]
+                        );
+                    }
+                }
+            }
+        }
+        cluster.stop();
+    }
+}
+
+#[test]
+fn a_killed_process_stops_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    write_input(dir.path());
+    let mut cluster = Cluster::start(dir.path(), 3, 1);
+    cluster.wait_until_done();
+    assert_eq!(cluster.pids.len(), 3);
+    let victim = cluster.pids[1];
+    Command::new("kill")
+        .arg("-9")
+        .arg(victim.to_string())
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Ok(Some(status)) = cluster.child.try_wait() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cluster did not stop within 30s of losing a process"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        !status.success(),
+        "the supervisor reports the failure with its exit status"
+    );
+    let said: Vec<String> = cluster.lines.try_iter().collect();
+    assert!(
+        said.iter()
+            .any(|l| l.contains("degraded") || l.contains("exited with")),
+        "the processes say what happened: {said:?}"
+    );
+    for pid in &cluster.pids {
+        let alive = Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z");
+        assert!(!alive, "process {pid} still runs");
+    }
+}
