@@ -120,7 +120,7 @@ mod tests {
 
     #[test]
     fn total_order_across_kinds() {
-        let mut values = vec![
+        let mut values = [
             Value::Str("b".into()),
             Value::Float(1.5),
             Value::Null,

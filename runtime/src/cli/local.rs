@@ -76,10 +76,8 @@ pub fn run(args: &RunArgs, processes: usize) -> anyhow::Result<ExitCode> {
             .spawn()
             .with_context(|| format!("cannot start process {i}"))?;
         // One write per line: the processes share this stderr.
-        eprint!(
-            "{}",
-            format!("started process {i} (pid {}), HTTP on {http}\n", child.id())
-        );
+        let line = format!("started process {i} (pid {}), HTTP on {http}\n", child.id());
+        eprint!("{line}");
         children.push(child);
     }
 
