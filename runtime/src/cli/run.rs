@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,13 @@ use anyhow::Context;
 use super::RunArgs;
 use crate::engine::{Engine, EngineConfig};
 use crate::server::{self, AppState};
+
+/// Set once this process has decided to stop: a peer closing its connection
+/// after that is a peer stopping too, not a failure.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// How long a cluster process keeps serving its peers after deciding to stop.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// Runs a topology until Ctrl-C (or until its sources finish, with `--exit-when-done`).
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -83,15 +91,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
     };
     eprint!("{serving}");
+    let mut hint = String::new();
     if let Some(metric) = plan.metrics.first() {
-        eprintln!(
-            "try: curl -s http://{address}/v1/query -d '{{\"metric\": \"{}\", \"time_window\": {{\"kind\": \"relative\", \"last\": \"1h\"}}}}'",
+        hint = format!(
+            "try: curl -s http://{address}/v1/query -d '{{\"metric\": \"{}\", \"time_window\": {{\"kind\": \"relative\", \"last\": \"1h\"}}}}'\n",
             metric.name
         );
     }
-    eprintln!("press Ctrl-C to stop");
+    let text = format!("{hint}press Ctrl-C to stop\n");
+    eprint!("{text}");
 
     let exit_when_done = args.exit_when_done;
+    let in_cluster = cluster.is_some();
     let watcher = Arc::clone(&engine);
     let stop = async move {
         let mut term =
@@ -108,31 +119,47 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {
                     tracing::info!("Ctrl-C: stopping");
-                    return;
+                    break;
                 }
                 _ = sigterm => {
                     tracing::info!("SIGTERM: stopping");
-                    return;
+                    break;
                 }
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {
                     if watcher.error().is_some() || watcher.workers_died() {
-                        return;
+                        break;
                     }
-                    if exit_when_done && watcher.status().await.is_ok_and(|s| s.done()) {
-                        tracing::info!("every source has finished: stopping");
-                        return;
+                    if exit_when_done {
+                        let asked = tokio::time::timeout(Duration::from_secs(2), watcher.status()).await;
+                        if asked.is_ok_and(|s| s.is_ok_and(|s| s.done())) {
+                            tracing::info!("every source has finished: stopping");
+                            break;
+                        }
                     }
                 }
             }
         }
+        STOPPING.store(true, Ordering::SeqCst);
+        if in_cluster {
+            // The other processes stop for the same reason within a poll or
+            // two; keep answering them until they know, so that nobody takes
+            // our leaving for a failure.
+            tokio::time::sleep(LINGER).await;
+        }
     };
     runtime.block_on(server::run(listener, state, stop));
-    // Workers of a cluster may wait on a peer that is gone; do not hang for them.
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(10));
-        eprintln!("statflow: the workers did not stop within 10s; exiting");
-        std::process::exit(3);
-    });
+    if in_cluster {
+        // Tearing down timely's network with peers that are leaving at the
+        // same moment can block; nothing is left to save (there are no
+        // checkpoints yet), so a cluster process leaves without waiting.
+        engine.shared().shutdown.store(true, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(200));
+        let code = if engine.error().is_some() { 1 } else { 0 };
+        if let Some(e) = engine.error() {
+            eprintln!("error: {e}");
+        }
+        std::process::exit(code);
+    }
     engine.shutdown();
     if let Some(e) = engine.error() {
         anyhow::bail!(e);
@@ -187,6 +214,10 @@ fn stop_when_a_peer_is_lost() {
         let thread = std::thread::current().name().unwrap_or("").to_string();
         let message = info.to_string();
         if thread.starts_with("timely") || message.contains("timely communication") {
+            if STOPPING.load(Ordering::SeqCst) {
+                // A peer closed its connection because it is stopping too.
+                std::process::exit(0);
+            }
             let reason = format!("a peer process stopped or cannot be reached ({message})");
             eprintln!("statflow: the cluster is degraded: {reason}; exiting in 2s");
             crate::server::mark_degraded(reason);
