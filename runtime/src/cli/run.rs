@@ -16,6 +16,9 @@ use crate::server::{self, AppState};
 /// after that is a peer stopping too, not a failure.
 static STOPPING: AtomicBool = AtomicBool::new(false);
 
+/// Set when the workers stopped on their own (a lost peer, a worker error).
+static FAILED: AtomicBool = AtomicBool::new(false);
+
 /// How long a cluster process keeps serving its peers after deciding to stop.
 const LINGER: Duration = Duration::from_secs(1);
 
@@ -127,6 +130,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 }
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {
                     if watcher.error().is_some() || watcher.workers_died() {
+                        FAILED.store(true, Ordering::SeqCst);
                         break;
                     }
                     if exit_when_done {
@@ -138,6 +142,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+        }
+        if FAILED.load(Ordering::SeqCst) {
+            return;
         }
         STOPPING.store(true, Ordering::SeqCst);
         if in_cluster {
@@ -154,11 +161,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         // checkpoints yet), so a cluster process leaves without waiting.
         engine.shared().shutdown.store(true, Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(200));
-        let code = if engine.error().is_some() { 1 } else { 0 };
+        if FAILED.load(Ordering::SeqCst) {
+            let why = engine
+                .error()
+                .or_else(|| crate::server::degraded().map(str::to_string))
+                .unwrap_or_else(|| "a worker stopped".into());
+            eprintln!("statflow: the cluster is degraded ({why}); exiting");
+            std::process::exit(3);
+        }
         if let Some(e) = engine.error() {
             eprintln!("error: {e}");
+            std::process::exit(1);
         }
-        std::process::exit(code);
+        std::process::exit(0);
     }
     engine.shutdown();
     if let Some(e) = engine.error() {
@@ -218,8 +233,16 @@ fn stop_when_a_peer_is_lost() {
                 // A peer closed its connection because it is stopping too.
                 std::process::exit(0);
             }
-            let reason = format!("a peer process stopped or cannot be reached ({message})");
-            eprintln!("statflow: the cluster is degraded: {reason}; exiting in 2s");
+            let detail = info
+                .payload()
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            let reason = format!("a peer process stopped or cannot be reached ({detail})");
+            if crate::server::degraded().is_none() {
+                eprintln!("statflow: the cluster is degraded: {reason}; exiting");
+            }
             crate::server::mark_degraded(reason);
             // Leave a moment for /v1/status to say so, then stop.
             std::thread::spawn(|| {
