@@ -28,3 +28,8 @@ mod http;
 /// Clusters of processes on loopback, started through the real binary:
 /// identical answers under every shape, and a killed process stops the rest.
 mod cluster;
+
+/// `GET /metrics` read with a Prometheus text parser: the source counters
+/// equal the lines and malformed lines of the file, the engine's gauges are
+/// there, and the query, duration and response counters move as queries flow.
+mod metrics;

@@ -1,20 +1,35 @@
 //! The routes: one function per route, verb and path in its doc line.
 
+use std::sync::Arc;
+
 use warp::Filter;
 
 use super::handlers;
+use super::metrics::Metrics;
 use super::AppState;
 use crate::query::MAX_BODY_BYTES;
 
-/// Every route, with errors turned into JSON.
+/// Every route, with errors turned into JSON and every response counted.
 pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
-    query(state.clone())
+    let recorder = Arc::new(Metrics::new());
+    let responses = Arc::clone(&recorder);
+    query(state.clone(), Arc::clone(&recorder))
         .or(catalog(state.clone()))
-        .or(status(state))
+        .or(status(state.clone()))
+        .or(metrics(state, recorder))
         .or(index())
         .recover(handlers::rejection)
+        .with(warp::log::custom(move |info| {
+            responses.response(info.status().as_u16())
+        }))
+}
+
+fn with_metrics(
+    metrics: Arc<Metrics>,
+) -> impl Filter<Extract = (Arc<Metrics>,), Error = std::convert::Infallible> + Clone {
+    warp::any().map(move || Arc::clone(&metrics))
 }
 
 fn with_state(
@@ -26,6 +41,7 @@ fn with_state(
 /// POST /v1/query — a JSON or EDN query; the answer in JSON or EDN (`Accept`).
 pub fn query(
     state: AppState,
+    metrics: Arc<Metrics>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
     warp::path!("v1" / "query")
         .and(warp::post())
@@ -34,6 +50,7 @@ pub fn query(
         .and(warp::header::optional::<String>("accept"))
         .and(warp::body::bytes())
         .and(with_state(state))
+        .and(with_metrics(metrics))
         .and_then(handlers::query)
 }
 
@@ -55,6 +72,18 @@ pub fn status(
         .and(warp::get())
         .and(with_state(state))
         .and_then(handlers::status)
+}
+
+/// GET /metrics — sources, watermarks, epochs, queries and responses in the Prometheus text format.
+pub fn metrics(
+    state: AppState,
+    metrics: Arc<Metrics>,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
+    warp::path!("metrics")
+        .and(warp::get())
+        .and(with_state(state))
+        .and(with_metrics(metrics))
+        .map(handlers::metrics)
 }
 
 /// GET / — a short page naming the endpoints.

@@ -1,12 +1,15 @@
 //! What each route does.
 
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::{self, Reply, Response};
 
+use super::metrics::Metrics;
 use super::AppState;
 use crate::engine::QueryFailure;
 use crate::query;
@@ -21,17 +24,21 @@ fn with_type(body: String, content_type: &'static str, status: StatusCode) -> Re
     response
 }
 
-/// Validates, runs and renders one query.
+/// Validates, runs and renders one query, and records its outcome.
 pub async fn query(
     content_type: Option<String>,
     accept: Option<String>,
     body: Bytes,
     state: AppState,
+    metrics: Arc<Metrics>,
 ) -> Result<Response, Infallible> {
+    let started = Instant::now();
     let now = crate::source::paced::now_ms();
     let q = match query::parse(&body, content_type.as_deref(), &state.plan, now) {
         Ok(q) => q,
         Err(errors) => {
+            let code = errors.first().map_or("invalid_query", |e| e.code);
+            metrics.query(code, started.elapsed());
             let (body, ty) = query::render_errors_for(accept.as_deref(), &errors);
             return Ok(with_type(body, ty, StatusCode::BAD_REQUEST));
         }
@@ -41,6 +48,7 @@ pub async fn query(
     match state.engine.query(q).await {
         Ok(answer) => {
             let (body, ty) = query::render_for(accept.as_deref(), &answer, &metric, tz.as_deref());
+            metrics.query("ok", started.elapsed());
             Ok(with_type(body, ty, StatusCode::OK))
         }
         Err(failure) => {
@@ -48,6 +56,7 @@ pub async fn query(
                 QueryFailure::ShuttingDown => "shutting_down",
                 QueryFailure::NoConsistentEpoch(_) => "no_consistent_epoch",
             };
+            metrics.query(code, started.elapsed());
             let error = query::QueryError::new(code, "", failure.to_string());
             let (body, ty) = query::render_errors_for(accept.as_deref(), &[error]);
             Ok(with_type(body, ty, StatusCode::SERVICE_UNAVAILABLE))
@@ -63,6 +72,19 @@ pub fn catalog(state: AppState) -> Response {
 /// The status of every process, worker and source.
 pub async fn status(state: AppState) -> Result<Response, Infallible> {
     Ok(reply::json(&super::status(&state.engine).await).into_response())
+}
+
+/// The Prometheus scrape: the engine's state now and what the routes recorded.
+pub fn metrics(state: AppState, metrics: Arc<Metrics>) -> Response {
+    let now = crate::source::paced::now_ms();
+    match metrics.render(state.engine.shared(), now) {
+        Ok(text) => with_type(text, super::metrics::CONTENT_TYPE, StatusCode::OK),
+        Err(e) => with_type(
+            format!("cannot render the metrics: {e}\n"),
+            "text/plain; charset=utf-8",
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ),
+    }
 }
 
 /// The landing page.

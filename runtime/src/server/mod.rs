@@ -1,4 +1,5 @@
-//! The HTTP endpoint (warp): queries, the catalog and the status.
+//! The HTTP endpoint (warp): queries, the catalog, the status and the
+//! Prometheus metrics.
 //!
 //! `run(listener, state, shutdown)` serves on a listener the caller bound,
 //! so tests bind `127.0.0.1:0`; routes live in `filters`, their work in
@@ -6,6 +7,7 @@
 
 mod filters;
 mod handlers;
+mod metrics;
 mod status;
 
 use std::future::Future;
@@ -16,6 +18,7 @@ use statflow_dsl::Plan;
 use crate::engine::Engine;
 
 pub use filters::routes;
+pub use metrics::Metrics;
 pub use status::status;
 pub use status::{degraded, mark_degraded};
 
