@@ -68,7 +68,17 @@ struct Child {
 
 impl Node {
     fn find(&self, key: &str) -> Option<&Child> {
-        self.children.iter().find(|(k, _)| k == key).map(|(_, c)| c)
+        // Runs for every key of every record. Field names of one length are
+        // common (`game_id`, `user_id`, `seed_id`), so the first byte is
+        // compared before the whole name, which is a call to `memcmp`.
+        let key = key.as_bytes();
+        self.children
+            .iter()
+            .find(|(k, _)| {
+                let k = k.as_bytes();
+                k.len() == key.len() && k.first() == key.first() && k == key
+            })
+            .map(|(_, c)| c)
     }
 
     fn child_mut(&mut self, key: &str) -> &mut Child {

@@ -3,7 +3,6 @@
 //! exchanged between workers.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,7 +15,7 @@ use timely::dataflow::Scope;
 use timely::scheduling::Activator;
 
 use crate::aggregate::Aggregates;
-use crate::rollup::{RecordError, RollupKey, SourceDecoder};
+use crate::rollup::{EpochRows, RecordError, RollupKey, Scratch, SourceDecoder};
 
 /// What a reader did in one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,8 +157,8 @@ pub fn ingest<'scope>(
         let decoder = SourceDecoder::new(&plan, &plan.sources[source]);
         let source_name = plan.sources[source].name.clone();
         let mut capability = Some(capability);
-        let mut rows: HashMap<RollupKey, Aggregates> = HashMap::new();
-        let mut scratch = Vec::new();
+        let mut rows = EpochRows::default();
+        let mut scratch = Scratch::default();
         let mut finished = false;
         move |output| {
             let Some(cap) = capability.as_mut() else {

@@ -2,6 +2,7 @@
 //! against its field selector — filters, dimensions, measure inputs, panes.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -17,7 +18,7 @@ use crate::value::Value;
 /// The key of one rollup row: a metric, a pane start and the group's
 /// dimension values. Ordered by metric, then time, so that a query's time
 /// range is one contiguous run of keys.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RollupKey {
     /// Index of the metric in the plan.
     pub metric: u32,
@@ -25,6 +26,29 @@ pub struct RollupKey {
     pub bucket: i64,
     /// The dimension values, in the metric's order.
     pub dims: Vec<Value>,
+}
+
+/// One epoch's rows on one worker, before they are handed to the arrangement.
+///
+/// Hashed with foldhash rather than SipHash: every counted event looks its
+/// row up here, and foldhash is several times cheaper on short keys. Its
+/// per-map random seed means colliding keys cannot be chosen in advance,
+/// and a map lives for one epoch only.
+pub type EpochRows = HashMap<RollupKey, Aggregates, foldhash::fast::RandomState>;
+
+/// Buffers [`SourceDecoder::decode_into`] reuses from one record to the
+/// next, so that counting an event into an existing row allocates nothing.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// The decoded fields by slot; always left empty between records,
+    /// because while full they borrow the record's bytes.
+    slots: Vec<Option<Scalar<'static>>>,
+    /// The key of the row an event counts in, rebuilt in place for every
+    /// event and metric: its strings keep their allocations, and it is
+    /// cloned only when it starts a new row.
+    key: RollupKey,
+    /// A number given to `distinct`, as text (the sketch hashes text).
+    text: String,
 }
 
 /// Why a record could not be counted. The record is dead-lettered with it.
@@ -125,17 +149,20 @@ impl SourceDecoder {
     pub fn decode_into(
         &self,
         record: &[u8],
-        scratch: &mut Vec<Option<Scalar<'static>>>,
-        rows: &mut HashMap<RollupKey, Aggregates>,
+        scratch: &mut Scratch,
+        rows: &mut EpochRows,
         plan: &Plan,
     ) -> Result<i64, RecordError> {
-        // `scratch` is reused across records to avoid an allocation per record;
-        // its borrowed strings never outlive this call.
-        let mut slots: Vec<Option<Scalar<'_>>> =
-            std::mem::take(scratch).into_iter().map(|_| None).collect();
-        let result = self.decode_slots(record, &mut slots, rows, plan);
+        // The slot vector is reused across records to avoid an allocation per
+        // record; it is empty whenever it is put back, so its borrowed strings
+        // never outlive this call (the collects reuse the allocation in place).
+        let mut slots: Vec<Option<Scalar<'_>>> = std::mem::take(&mut scratch.slots)
+            .into_iter()
+            .map(|_| None)
+            .collect();
+        let result = self.decode_slots(record, &mut slots, scratch, rows, plan);
         slots.clear();
-        *scratch = slots.into_iter().map(|_| None).collect();
+        scratch.slots = slots.into_iter().map(|_| None).collect();
         result
     }
 
@@ -143,7 +170,8 @@ impl SourceDecoder {
         &self,
         record: &'a [u8],
         slots: &mut Vec<Option<Scalar<'a>>>,
-        rows: &mut HashMap<RollupKey, Aggregates>,
+        scratch: &mut Scratch,
+        rows: &mut EpochRows,
         plan: &Plan,
     ) -> Result<i64, RecordError> {
         self.selector
@@ -180,38 +208,26 @@ impl SourceDecoder {
                     continue;
                 }
             }
-            let key = RollupKey {
-                metric: metric.index,
-                bucket: ts.div_euclid(metric.step) * metric.step,
-                dims: metric
-                    .dims
-                    .iter()
-                    .map(|slot| to_value(slots[*slot].as_ref()))
-                    .collect(),
-            };
-            let row = rows.entry(key).or_insert_with(|| {
-                Aggregates::empty(
-                    plan.metrics[metric.index as usize]
-                        .measures
-                        .iter()
-                        .map(|m| &m.kind),
-                )
-            });
-            row.count += 1;
-            for ((_, slot), state) in metric.measures.iter().zip(row.measures.iter_mut()) {
-                let Some(slot) = slot else { continue };
-                match &slots[*slot] {
-                    None | Some(Scalar::Null) | Some(Scalar::Complex) => {}
-                    Some(Scalar::Str(s)) => state.add_text(s),
-                    Some(Scalar::Int(i)) => {
-                        state.add_number(*i as f64);
-                        state.add_text(itoa_buf(*i).as_str());
-                    }
-                    Some(Scalar::Float(f)) => {
-                        state.add_number(*f);
-                        state.add_text(&f.to_string());
-                    }
-                    Some(Scalar::Bool(b)) => state.add_text(if *b { "true" } else { "false" }),
+            // The row is looked up with a key built in the scratch buffer and
+            // copied only when the row is new (most events land in an existing row).
+            let key = &mut scratch.key;
+            key.metric = metric.index;
+            key.bucket = ts.div_euclid(metric.step) * metric.step;
+            key.dims.resize(metric.dims.len(), Value::Null);
+            for (value, slot) in key.dims.iter_mut().zip(&metric.dims) {
+                set_value(value, slots[*slot].as_ref());
+            }
+            match rows.get_mut(&*key) {
+                Some(row) => metric.add(row, slots, &mut scratch.text),
+                None => {
+                    let mut row = Aggregates::empty(
+                        plan.metrics[metric.index as usize]
+                            .measures
+                            .iter()
+                            .map(|m| &m.kind),
+                    );
+                    metric.add(&mut row, slots, &mut scratch.text);
+                    rows.insert(key.clone(), row);
                 }
             }
         }
@@ -254,10 +270,6 @@ impl SourceDecoder {
     }
 }
 
-fn itoa_buf(i: i64) -> String {
-    i.to_string()
-}
-
 fn check_type(value: &Scalar<'_>, ty: FieldType, path: &FieldPath) -> Result<(), RecordError> {
     let ok = matches!(
         (ty, value),
@@ -284,6 +296,26 @@ fn check_type(value: &Scalar<'_>, ty: FieldType, path: &FieldPath) -> Result<(),
             },
         })
     }
+}
+
+/// Overwrites `target` with the dimension value of a decoded field, reusing
+/// its string's allocation when both are text.
+fn set_value(target: &mut Value, scalar: Option<&Scalar<'_>>) {
+    if let (Value::Str(text), Some(Scalar::Str(s))) = (&mut *target, scalar) {
+        text.clear();
+        text.push_str(s);
+        return;
+    }
+    *target = to_value(scalar);
+}
+
+/// `value` as its `Display` writes it, in `buf`: the text `distinct` counts
+/// for a number, the same as `value.to_string()` without a new allocation.
+fn text_of(buf: &mut String, value: impl std::fmt::Display) -> &str {
+    buf.clear();
+    // Writing to a String cannot fail.
+    let _ = write!(buf, "{value}");
+    buf
 }
 
 /// A dimension value from a decoded field; absent, null and nested values are `Null`.
@@ -313,6 +345,36 @@ impl CompiledMetric {
                 .iter()
                 .map(|m| (m.kind.clone(), m.kind.field().map(|f| selector.add(f))))
                 .collect(),
+        }
+    }
+}
+
+impl CompiledMetric {
+    /// Counts one event, whose fields are `slots`, into `row`.
+    fn add(&self, row: &mut Aggregates, slots: &[Option<Scalar<'_>>], text: &mut String) {
+        row.count += 1;
+        for ((kind, slot), state) in self.measures.iter().zip(row.measures.iter_mut()) {
+            let Some(slot) = slot else { continue };
+            // Only `distinct` reads text; formatting a number for the others
+            // would cost an allocation per event for nothing.
+            let distinct = matches!(kind, MeasureKind::Distinct { .. });
+            match &slots[*slot] {
+                None | Some(Scalar::Null) | Some(Scalar::Complex) => {}
+                Some(Scalar::Str(s)) => state.add_text(s),
+                Some(Scalar::Int(i)) => {
+                    state.add_number(*i as f64);
+                    if distinct {
+                        state.add_text(text_of(text, i));
+                    }
+                }
+                Some(Scalar::Float(f)) => {
+                    state.add_number(*f);
+                    if distinct {
+                        state.add_text(text_of(text, f));
+                    }
+                }
+                Some(Scalar::Bool(b)) => state.add_text(if *b { "true" } else { "false" }),
+            }
         }
     }
 }
@@ -421,8 +483,8 @@ mod tests {
     #[test]
     fn decodes_filters_and_keys_events() {
         let (plan, d) = decoder(TOPO);
-        let mut rows = HashMap::new();
-        let mut scratch = Vec::new();
+        let mut rows = EpochRows::default();
+        let mut scratch = Scratch::default();
         let records: [&[u8]; 5] = [
             br#"{"ts": 60001, "kind": "reward", "amount": 12.5, "game": "g1", "user": {"id": "u1"}}"#,
             br#"{"ts": 61000, "kind": "reward", "amount": 1, "tag": "vip", "game": "g1", "user": {"id": "u2"}}"#,
@@ -445,8 +507,8 @@ mod tests {
     #[test]
     fn reports_bad_records_without_counting_them() {
         let (plan, d) = decoder(TOPO);
-        let mut rows = HashMap::new();
-        let mut scratch = Vec::new();
+        let mut rows = EpochRows::default();
+        let mut scratch = Scratch::default();
         let bad: [(&[u8], &str); 4] = [
             (b"{not json", "not a JSON object"),
             (br#"{"kind": "reward"}"#, "missing time field `ts`"),

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use differential_dataflow::difference::Semigroup;
 use differential_dataflow::operators::arrange::TraceAgent;
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
 use differential_dataflow::trace::implementations::KeySpine;
@@ -23,7 +22,7 @@ use timely::dataflow::InputHandleVec;
 use timely::progress::Antichain;
 use timely::worker::Worker;
 
-use crate::aggregate::Aggregates;
+use crate::aggregate::{Aggregates, MeasureState};
 use crate::query::{Answer, AsOf, Cell, Column, Filter, GroupKey, Query};
 use crate::rollup::RollupKey;
 use crate::timebucket;
@@ -230,59 +229,107 @@ fn scan(plan: &Plan, trace: &mut RollupTrace, msg: &QueryMsg, report: WorkerRepo
         dims: Vec::new(),
     };
     cursor.seek_key(&storage, &start);
-    let mut groups: HashMap<Vec<Value>, Aggregates> = HashMap::new();
+    // A query reads every row of its time range, often hundreds of thousands,
+    // so the loop below copies nothing per row: group keys borrow dimension
+    // values from the batches (which outlive the scan), a group is found with
+    // one hash lookup, and a row's updates are merged straight into its group.
+    let mut index: HashMap<Vec<GroupPart<'_>>, usize, foldhash::fast::RandomState> =
+        HashMap::default();
+    let mut accumulators: Vec<Aggregates> = Vec::new();
+    let mut group: Vec<GroupPart<'_>> = Vec::new();
     let mut times = Vec::new();
+    // Rows come in pane order, so the time buckets of a pane are worked out once.
+    let mut pane = None;
     while let Some(key) = cursor.get_key(&storage) {
         if key.metric != q.metric as u32 || key.bucket >= shape.scan_to {
             break;
         }
         if filter.as_ref().is_none_or(|f| f.eval(&key.dims)) {
-            let mut row: Option<Aggregates> = None;
+            // Events of the row up to the query's epoch; none means the row
+            // does not exist yet at that epoch.
+            let mut count = 0;
             while cursor.val_valid(&storage) {
                 cursor.map_times(&storage, |time, diff| {
                     if *time <= msg.as_of {
-                        match &mut row {
-                            Some(r) => r.plus_equals(diff),
-                            None => row = Some(diff.clone()),
-                        }
+                        count += diff.count;
                     }
                 });
                 cursor.step_val(&storage);
             }
-            if let Some(row) = row.filter(|r| r.count != 0) {
-                shape.buckets(key.bucket, &mut times);
-                let selected = Aggregates {
-                    count: row.count,
-                    measures: q
-                        .measures
-                        .iter()
-                        .map(|i| row.measures[*i].clone())
-                        .collect(),
-                };
+            if count != 0 {
+                if pane != Some(key.bucket) {
+                    shape.buckets(key.bucket, &mut times);
+                    pane = Some(key.bucket);
+                }
                 for t in &times {
-                    let group: Vec<Value> = q
-                        .group_by
-                        .iter()
-                        .map(|g| match g {
-                            GroupKey::Dimension(i) => {
-                                key.dims.get(*i).cloned().unwrap_or(Value::Null)
-                            }
-                            GroupKey::Time => Value::Int(*t),
-                        })
-                        .collect();
-                    match groups.get_mut(&group) {
-                        Some(acc) => acc.merge(&selected),
-                        None => {
-                            groups.insert(group, selected.clone());
+                    group.clear();
+                    group.extend(q.group_by.iter().map(|g| match g {
+                        GroupKey::Dimension(i) => {
+                            GroupPart::Value(key.dims.get(*i).unwrap_or(&NULL))
                         }
+                        GroupKey::Time => GroupPart::Time(*t),
+                    }));
+                    let at = match index.get(group.as_slice()) {
+                        Some(at) => *at,
+                        None => {
+                            index.insert(group.clone(), accumulators.len());
+                            accumulators.push(Aggregates {
+                                count: 0,
+                                measures: q
+                                    .measures
+                                    .iter()
+                                    .map(|i| MeasureState::empty(&metric.measures[*i].kind))
+                                    .collect(),
+                            });
+                            accumulators.len() - 1
+                        }
+                    };
+                    let acc = &mut accumulators[at];
+                    cursor.rewind_vals(&storage);
+                    while cursor.val_valid(&storage) {
+                        cursor.map_times(&storage, |time, diff| {
+                            if *time <= msg.as_of {
+                                acc.count += diff.count;
+                                for (state, i) in acc.measures.iter_mut().zip(&q.measures) {
+                                    state.merge(&diff.measures[*i]);
+                                }
+                            }
+                        });
+                        cursor.step_val(&storage);
                     }
                 }
             }
         }
         cursor.step_key(&storage);
     }
-    partial.groups = groups.into_iter().collect();
+    // Every group has one accumulator, at the position the index gives it.
+    let mut keys: Vec<Vec<Value>> = vec![Vec::new(); accumulators.len()];
+    for (group, at) in index {
+        keys[at] = group.into_iter().map(GroupPart::to_value).collect();
+    }
+    partial.groups = keys.into_iter().zip(accumulators).collect();
     partial
+}
+
+/// One part of a group's key while a shard is scanned: a dimension value
+/// borrowed from the rollup, or a time bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum GroupPart<'a> {
+    Value(&'a Value),
+    Time(i64),
+}
+
+/// The value of a dimension a row does not have.
+static NULL: Value = Value::Null;
+
+impl GroupPart<'_> {
+    /// The part as the value it stands for in an answer.
+    fn to_value(self) -> Value {
+        match self {
+            GroupPart::Value(v) => v.clone(),
+            GroupPart::Time(t) => Value::Int(t),
+        }
+    }
 }
 
 /// Which panes a query reads and which time buckets each pane feeds.

@@ -1,0 +1,788 @@
+//! End to end: generator events as JSON lines, read from a file by the
+//! engine with 1 and 2 workers, against a plain single-threaded loop over
+//! the same file, measured in the same run.
+//!
+//! The metric is "1-minute tumbling windows by (game_id, reward_type):
+//! count, sum(amount), distinct(user_id)". The plain loop parses each line
+//! with serde_json and keeps exact sets of users in a hash map; the engine
+//! runs the topology in [`TOPOLOGY`]. Each variant runs in its own child
+//! process (this binary again, with `--variant`), so that the peak resident
+//! memory each reports (`VmHWM`) is its own and no variant warms another's
+//! allocator. After ingest, the engine child also times 200 runs of a 24 h
+//! query grouped by `reward_type` at 1 h granularity.
+//!
+//! ```text
+//! cargo bench --bench e2e                                # 5,000,000 events
+//! STATFLOW_BENCH_EVENTS=200000 cargo bench --bench e2e   # small and quick
+//! ```
+//!
+//! Settings, all optional:
+//!
+//! - `STATFLOW_BENCH_EVENTS`: events in the generated file (5,000,000).
+//! - `STATFLOW_BENCH_FILE`: use this file of JSON lines instead of generating one.
+//! - `STATFLOW_BENCH_WORKERS`: engine worker counts to run, comma-separated (`1,2`).
+//! - `STATFLOW_BENCH_RUNS`: runs of every variant; the table shows the median (3).
+//! - `STATFLOW_BENCH_BATCH`, `STATFLOW_BENCH_EPOCH_RECORDS`,
+//!   `STATFLOW_BENCH_EPOCH_MS`: the engine's `batch`, `epoch_records` and
+//!   `epoch_interval` (10,000, 100,000 and 200 ms, the engine's default).
+//! - `STATFLOW_BENCH_QUERY_RUNS`: timed runs of the latency query (200);
+//!   0 skips them, to profile ingest alone.
+//!
+//! This is a benchmark, not a test: it prints figures and targets, and
+//! fails only when the engine's counts disagree with the plain loop's.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use statflow::dataflow::query::{Cell, GroupKey, Query};
+use statflow::dsl::GeneratorSource;
+use statflow::runtime::engine::{Engine, EngineConfig};
+use statflow::runtime::source::generator::Generator;
+
+/// The metric under test, on a file source; `{path}` is replaced.
+const TOPOLOGY: &str = r#"
+source s = file("{path}") {
+  time = ts as epoch_millis
+  late = 5m
+}
+
+metric reward_stats from s {
+  where kind = "reward"
+  dimensions game_id, reward_type
+  window tumbling 1m
+  retain 30d
+  measures {
+    rewards = count()
+    amount  = sum(amount)
+    players = distinct(user_id)
+  }
+}
+"#;
+
+/// Events in the generated file unless `STATFLOW_BENCH_EVENTS` says otherwise.
+const DEFAULT_EVENTS: u64 = 5_000_000;
+
+/// Event time covered by the generated file.
+const SPAN_MS: i64 = 24 * HOUR_MS;
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// The generated file ends at 2025-01-02T00:00:00Z, so that the same
+/// settings always write the same bytes (`statflow generate` ends at "now").
+const FILE_END_MS: i64 = 1_735_776_000_000;
+
+/// Runs of every variant unless `STATFLOW_BENCH_RUNS` says otherwise; the
+/// table shows the median run of each, as other work on the machine can
+/// slow any single run.
+const DEFAULT_RUNS: u64 = 3;
+
+/// Runs of the latency query that are timed, after a few untimed ones.
+const QUERY_RUNS: u64 = 200;
+const QUERY_WARMUP: usize = 5;
+
+/// One variant's figures, printed by the child as one JSON line after
+/// [`RESULT_MARK`] and read back by the parent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Measured {
+    /// `plain` or `engine`.
+    variant: String,
+    workers: usize,
+    /// From opening the file (plain) or `Engine::start` (engine) until every
+    /// event is counted and queryable.
+    seconds: f64,
+    /// CPU time (user and system, every thread) over the same interval: on
+    /// a shared machine it moves less with other load than `seconds` does.
+    cpu_seconds: f64,
+    /// Lines read.
+    events: u64,
+    /// Peak resident set (`VmHWM`) after ingest (and, for the engine, the
+    /// latency runs), in KiB.
+    peak_rss_kib: u64,
+    /// Reward events counted.
+    rewards: u64,
+    /// (minute, game_id, reward_type) groups.
+    groups: u64,
+    /// Sum of `amount` over all reward events.
+    amount: f64,
+    /// Sum over groups of the distinct users in each (estimated by the engine).
+    players: u64,
+    /// Latency of the 24 h query in milliseconds, p50 and p99 (engine only).
+    latency_ms: Option<(f64, f64)>,
+    /// Records the engine could not count.
+    errors: u64,
+}
+
+const RESULT_MARK: &str = "E2E-RESULT ";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = if args.iter().any(|a| a == "--variant") {
+        child::run(&args)
+    } else {
+        parent::run()
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The parent: makes the file, runs every variant in a child, prints the table.
+mod parent {
+    use super::*;
+
+    pub fn run() -> anyhow::Result<ExitCode> {
+        let events = env_number("STATFLOW_BENCH_EVENTS", DEFAULT_EVENTS)?;
+        let workers: Vec<usize> = match std::env::var("STATFLOW_BENCH_WORKERS") {
+            Ok(list) => list
+                .split(',')
+                .map(|w| w.trim().parse())
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("STATFLOW_BENCH_WORKERS={list}: {e}"))?,
+            Err(_) => vec![1, 2],
+        };
+        machine::print();
+
+        let file = match std::env::var_os("STATFLOW_BENCH_FILE") {
+            Some(path) => PathBuf::from(path),
+            None => data::ensure(events)?,
+        };
+        let bytes = warm_page_cache(&file)?;
+        println!(
+            "file:    {} ({:.0} MiB, read once beforehand so that every variant finds it in the page cache)",
+            file.display(),
+            bytes as f64 / (1024.0 * 1024.0)
+        );
+        println!(
+            "engine:  batch {}, epoch_records {}, epoch_interval {} ms",
+            env_number("STATFLOW_BENCH_BATCH", child::DEFAULT_BATCH)?,
+            env_number("STATFLOW_BENCH_EPOCH_RECORDS", child::DEFAULT_EPOCH_RECORDS)?,
+            env_number("STATFLOW_BENCH_EPOCH_MS", child::DEFAULT_EPOCH_MS)?
+        );
+        println!();
+
+        // Rounds of every variant in turn, so that a burst of other load on
+        // the machine hits one run of each rather than every run of one.
+        let runs = env_number("STATFLOW_BENCH_RUNS", DEFAULT_RUNS)?.max(1);
+        let mut all: Vec<Vec<Measured>> = vec![Vec::new(); 1 + workers.len()];
+        for _ in 0..runs {
+            all[0].push(spawn(&["--variant", "plain", "--workers", "1"], &file)?);
+            for (i, w) in workers.iter().enumerate() {
+                all[i + 1].push(spawn(
+                    &["--variant", "engine", "--workers", &w.to_string()],
+                    &file,
+                )?);
+            }
+        }
+        report(&all)
+    }
+
+    /// The run with the median wall time (the slower middle one of an even count).
+    fn median(runs: &[Measured]) -> Measured {
+        let mut sorted = runs.to_vec();
+        sorted.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+        sorted[sorted.len() / 2].clone()
+    }
+
+    /// Runs this binary again as one variant and reads its result line.
+    fn spawn(args: &[&str], file: &Path) -> anyhow::Result<Measured> {
+        println!(
+            "{} (load average before: {})",
+            args.join(" "),
+            machine::load()
+        );
+        let exe = std::env::current_exe()?;
+        let output = Command::new(exe)
+            .args(args)
+            .arg("--file")
+            .arg(file)
+            .stderr(std::process::Stdio::inherit())
+            .output()?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        for line in stdout.lines().filter(|l| !l.starts_with(RESULT_MARK)) {
+            println!("  {line}");
+        }
+        if !output.status.success() {
+            anyhow::bail!("variant {args:?} failed: {}", output.status);
+        }
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(RESULT_MARK))
+            .ok_or_else(|| anyhow::anyhow!("variant {args:?} printed no result"))?;
+        Ok(serde_json::from_str(line)?)
+    }
+
+    /// Prints the median run of each variant (`all[0]` is the plain loop),
+    /// the cross-check of every run, and the targets.
+    fn report(all: &[Vec<Measured>]) -> anyhow::Result<ExitCode> {
+        let results: Vec<Measured> = all.iter().map(|runs| median(runs)).collect();
+        let plain = &results[0];
+        let plain_rate = plain.events as f64 / plain.seconds;
+        let plain_cpu_rate = plain.events as f64 / plain.cpu_seconds;
+        println!();
+        println!(
+            "| variant | workers | seconds | events/s | vs plain | CPU s | events/CPU-s | vs plain | peak RSS MiB | vs plain | query p50 ms | query p99 ms |"
+        );
+        println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+        for r in &results {
+            let rate = r.events as f64 / r.seconds;
+            let cpu_rate = r.events as f64 / r.cpu_seconds;
+            let (p50, p99) = match r.latency_ms {
+                Some((p50, p99)) => (format!("{p50:.1}"), format!("{p99:.1}")),
+                None => ("–".into(), "–".into()),
+            };
+            println!(
+                "| {} | {} | {:.2} | {} | {:.2}× | {:.2} | {} | {:.2}× | {:.0} | {:.2}× | {} | {} |",
+                r.variant,
+                r.workers,
+                r.seconds,
+                thousands(rate as u64),
+                rate / plain_rate,
+                r.cpu_seconds,
+                thousands(cpu_rate as u64),
+                cpu_rate / plain_cpu_rate,
+                r.peak_rss_kib as f64 / 1024.0,
+                r.peak_rss_kib as f64 / plain.peak_rss_kib as f64,
+                p50,
+                p99,
+            );
+        }
+        println!();
+        if all[0].len() > 1 {
+            println!(
+                "each row is the run with the median wall time of {}; every run's seconds:",
+                all[0].len()
+            );
+            for runs in all {
+                let seconds: Vec<String> =
+                    runs.iter().map(|r| format!("{:.2}", r.seconds)).collect();
+                println!(
+                    "  {} {}: {}",
+                    runs[0].variant,
+                    runs[0].workers,
+                    seconds.join(" ")
+                );
+            }
+            println!();
+        }
+
+        let mut agree = true;
+        println!(
+            "plain loop: {} reward events in {} groups, amount {:.2}, {} players summed over groups",
+            plain.rewards, plain.groups, plain.amount, plain.players
+        );
+        for (r, runs) in results[1..].iter().zip(&all[1..]) {
+            // Every run must agree, not only the median one.
+            let same = runs
+                .iter()
+                .all(|r| r.rewards == plain.rewards && r.groups == plain.groups && r.errors == 0);
+            agree &= same;
+            println!(
+                "engine, {} worker(s): {} reward events in {} groups, amount {:.2}, {} players (estimated), {} bad records: {}",
+                r.workers,
+                r.rewards,
+                r.groups,
+                r.amount,
+                r.players,
+                r.errors,
+                if same { "counts agree" } else { "COUNTS DISAGREE" }
+            );
+        }
+        println!();
+
+        if let Some(two) = results[1..].iter().find(|r| r.workers == 2) {
+            let speed = (two.events as f64 / two.seconds) / plain_rate;
+            let memory = two.peak_rss_kib as f64 / plain.peak_rss_kib as f64;
+            println!(
+                "target, 2 workers at least 2× the plain loop's events/s: {:.2}× ({})",
+                speed,
+                met(speed >= 2.0)
+            );
+            println!(
+                "target, 2 workers' peak memory at most the plain loop's: {:.2}× ({})",
+                memory,
+                met(memory <= 1.0)
+            );
+        }
+        for r in &results[1..] {
+            if let Some((_, p99)) = r.latency_ms {
+                println!(
+                    "target, query p99 at most 50 ms with {} worker(s): {p99:.2} ms ({})",
+                    r.workers,
+                    met(p99 <= 50.0)
+                );
+            }
+        }
+        Ok(if agree {
+            ExitCode::SUCCESS
+        } else {
+            eprintln!("error: the engine's counts differ from the plain loop's");
+            ExitCode::FAILURE
+        })
+    }
+
+    fn met(ok: bool) -> &'static str {
+        if ok {
+            "met"
+        } else {
+            "missed"
+        }
+    }
+
+    /// Reads the whole file once, so that the first variant does not pay
+    /// for the disk and the others do not get it for free.
+    fn warm_page_cache(path: &Path) -> anyhow::Result<u64> {
+        let mut file =
+            File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n as u64;
+        }
+    }
+
+    fn thousands(n: u64) -> String {
+        let digits = n.to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    }
+}
+
+/// The machine the figures come from.
+mod machine {
+    pub fn print() {
+        let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let model = field(&cpuinfo, "model name").unwrap_or("unknown");
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory = field(&meminfo, "MemTotal").unwrap_or("unknown");
+        println!("machine: {cpus} CPUs (nproc), {model}, {memory} memory");
+    }
+
+    /// The 1, 5 and 15 minute load averages: other work on the machine
+    /// slows every variant, so the figures say how busy it was.
+    pub fn load() -> String {
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim())
+    }
+}
+
+/// The input file.
+mod data {
+    use super::*;
+
+    /// The generated file for `events` events, written if absent: seed 42,
+    /// 200 games, 1,000,000 users, 24 h of event time ending at [`FILE_END_MS`].
+    pub fn ensure(events: u64) -> anyhow::Result<PathBuf> {
+        let dir = target_dir().join("bench-data");
+        let path = dir.join(format!("events-{events}.jsonl"));
+        if path.exists() {
+            return Ok(path);
+        }
+        std::fs::create_dir_all(&dir)?;
+        let started = Instant::now();
+        // Written under another name and renamed, so that an interrupted run
+        // never leaves a short file behind to be mistaken for a whole one.
+        let partial = dir.join(format!("events-{events}.jsonl.partial"));
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(&partial)?);
+        let config = GeneratorSource {
+            rate: 0,
+            seed: 42,
+            events: None,
+            games: 200,
+            users: 1_000_000,
+        };
+        let mut generator = Generator::new(&config, 0, 1);
+        let start_ms = FILE_END_MS - SPAN_MS;
+        let mut line = Vec::with_capacity(256);
+        for i in 0..events {
+            // As `statflow generate` does: line i at start + span·i/(n−1).
+            let nominal = start_ms
+                + (i128::from(SPAN_MS) * i128::from(i) / i128::from(events.max(2) - 1)) as i64;
+            line.clear();
+            generator
+                .next_into(nominal, &mut line)
+                .ok_or_else(|| anyhow::anyhow!("the unbounded generator stopped"))?;
+            line.push(b'\n');
+            out.write_all(&line)?;
+        }
+        out.flush()?;
+        drop(out);
+        std::fs::rename(&partial, &path)?;
+        println!(
+            "generated {events} events into {} in {:.1} s",
+            path.display(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(path)
+    }
+
+    /// Cargo's target directory: `CARGO_TARGET_DIR` when set, else `target/` of the workspace.
+    fn target_dir() -> PathBuf {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+    }
+}
+
+/// A child: one variant, one JSON line of results.
+mod child {
+    use super::*;
+
+    /// The engine's `batch`: records read per activation of the ingest
+    /// operator. Large enough that the per-activation cost (a timely step,
+    /// counters, the activator) disappears next to decoding, small enough
+    /// that a query waits only a few milliseconds behind a batch.
+    pub const DEFAULT_BATCH: u64 = 10_000;
+
+    /// The engine's `epoch_records`: an epoch closes after this many
+    /// records on a worker (or 200 ms). Every epoch costs one flush of the
+    /// per-epoch combiner, one exchanged batch and one merge in the
+    /// arrangement, so fewer, larger epochs are cheaper; 100,000 records is
+    /// a fraction of a second of ingest, which keeps answers fresh.
+    pub const DEFAULT_EPOCH_RECORDS: u64 = 100_000;
+
+    /// The engine's `epoch_interval`, in milliseconds: its default.
+    pub const DEFAULT_EPOCH_MS: u64 = 200;
+
+    pub fn run(args: &[String]) -> anyhow::Result<ExitCode> {
+        let arg = |name: &str| {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|i| args.get(i + 1))
+                .ok_or_else(|| anyhow::anyhow!("missing {name}"))
+        };
+        let variant = arg("--variant")?.as_str();
+        let workers: usize = arg("--workers")?.parse()?;
+        let file = PathBuf::from(arg("--file")?);
+        let measured = match variant {
+            "plain" => plain::run(&file)?,
+            "engine" => engine::run(&file, workers)?,
+            other => anyhow::bail!("unknown variant {other}"),
+        };
+        println!("{RESULT_MARK}{}", serde_json::to_string(&measured)?);
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// CPU time this process has used so far (user and system, all
+    /// threads), in seconds, from `/proc/self/stat` (in clock ticks of 10 ms).
+    pub fn cpu_seconds() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the parenthesized command name: state is field 3,
+        // utime and stime are fields 14 and 15.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        (ticks(11) + ticks(12)) as f64 / 100.0
+    }
+
+    /// This process's peak resident set so far, in KiB.
+    pub fn peak_rss_kib() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// The baseline: one thread, serde_json, a hash map of exact sets.
+mod plain {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    /// The fields the metric reads, borrowed from the line where the JSON
+    /// has no escapes (all of the generator's strings).
+    #[derive(Deserialize)]
+    struct Event<'a> {
+        #[serde(borrow)]
+        kind: Cow<'a, str>,
+        ts: i64,
+        #[serde(borrow, default)]
+        game_id: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        reward_type: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        user_id: Option<Cow<'a, str>>,
+        #[serde(default)]
+        amount: Option<f64>,
+    }
+
+    /// Hash maps and sets with foldhash, the hasher of the engine's
+    /// per-epoch rows, so that the comparison is between the two designs
+    /// rather than between SipHash and foldhash.
+    type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+    type Set<T> = HashSet<T, foldhash::fast::RandomState>;
+
+    /// One group's state: exact, as a program without sketches would keep it.
+    #[derive(Default)]
+    struct Group {
+        count: u64,
+        amount: f64,
+        users: Set<Box<str>>,
+    }
+
+    /// Game ids and reward types are few, so they are interned to small
+    /// numbers and a group key is three integers: no string is allocated
+    /// per event except a user seen for the first time in its group.
+    #[derive(Default)]
+    struct Interner {
+        ids: Map<Box<str>, u32>,
+    }
+
+    impl Interner {
+        fn id(&mut self, name: Option<&str>) -> u32 {
+            let name = name.unwrap_or("");
+            if let Some(id) = self.ids.get(name) {
+                return *id;
+            }
+            let id = self.ids.len() as u32;
+            self.ids.insert(name.into(), id);
+            id
+        }
+    }
+
+    pub fn run(file: &Path) -> anyhow::Result<Measured> {
+        let started = Instant::now();
+        let cpu_started = child::cpu_seconds();
+        let mut reader = BufReader::with_capacity(1 << 20, File::open(file)?);
+        let mut games = Interner::default();
+        let mut types = Interner::default();
+        let mut groups: Map<(i64, u32, u32), Group> = Map::default();
+        let mut line = Vec::with_capacity(512);
+        let (mut events, mut bad) = (0u64, 0u64);
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            events += 1;
+            let Ok(event) = serde_json::from_slice::<Event<'_>>(&line) else {
+                bad += 1;
+                continue;
+            };
+            if event.kind != "reward" {
+                continue;
+            }
+            let minute = event.ts.div_euclid(60_000) * 60_000;
+            let key = (
+                minute,
+                games.id(event.game_id.as_deref()),
+                types.id(event.reward_type.as_deref()),
+            );
+            let group = groups.entry(key).or_default();
+            group.count += 1;
+            group.amount += event.amount.unwrap_or(0.0);
+            if let Some(user) = event.user_id.as_deref() {
+                if !group.users.contains(user) {
+                    group.users.insert(user.into());
+                }
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let cpu_seconds = child::cpu_seconds() - cpu_started;
+        let peak_rss_kib = child::peak_rss_kib();
+        // Use the whole state, so that none of the work can be optimized away.
+        let rewards = groups.values().map(|g| g.count).sum();
+        let amount = groups.values().map(|g| g.amount).sum();
+        let players = groups.values().map(|g| g.users.len() as u64).sum();
+        println!(
+            "plain: {events} lines, {bad} unreadable, {} groups, {} game ids, {} reward types",
+            groups.len(),
+            games.ids.len(),
+            types.ids.len()
+        );
+        Ok(Measured {
+            variant: "plain".into(),
+            workers: 1,
+            seconds,
+            cpu_seconds,
+            events,
+            peak_rss_kib,
+            rewards,
+            groups: groups.len() as u64,
+            amount,
+            players,
+            latency_ms: None,
+            errors: bad,
+        })
+    }
+}
+
+/// The engine on a file source.
+mod engine {
+    use super::*;
+
+    pub fn run(file: &Path, workers: usize) -> anyhow::Result<Measured> {
+        let path = file
+            .canonicalize()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let text = TOPOLOGY.replace("{path}", &path.to_string_lossy());
+        let compiled = statflow::dsl::compile(&text, None);
+        let errors = compiled.has_errors();
+        let Some(plan) = compiled.plan.filter(|_| !errors) else {
+            anyhow::bail!("the topology does not compile: {:?}", compiled.diagnostics);
+        };
+        let dead_letters =
+            std::env::temp_dir().join(format!("statflow-e2e-{}", std::process::id()));
+        let config = EngineConfig {
+            workers,
+            batch: env_number("STATFLOW_BENCH_BATCH", child::DEFAULT_BATCH)? as usize,
+            epoch_records: env_number("STATFLOW_BENCH_EPOCH_RECORDS", child::DEFAULT_EPOCH_RECORDS)?
+                as usize,
+            epoch_interval: Duration::from_millis(env_number(
+                "STATFLOW_BENCH_EPOCH_MS",
+                child::DEFAULT_EPOCH_MS,
+            )?),
+            dead_letter_dir: dead_letters.clone(),
+            ..EngineConfig::default()
+        };
+
+        let started = Instant::now();
+        let cpu_started = child::cpu_seconds();
+        let engine = Engine::start(plan, config, statflow::runtime::source::readers())?;
+        engine.wait_until_done()?;
+        let seconds = started.elapsed().as_secs_f64();
+        let cpu_seconds = child::cpu_seconds() - cpu_started;
+
+        let shared = engine.shared();
+        let stat = |f: fn(&statflow::dataflow::ingest::SourceStats) -> u64| -> u64 {
+            shared.workers.iter().map(|w| f(&w.sources[0])).sum()
+        };
+        let events = stat(|s| s.records.load(std::sync::atomic::Ordering::Relaxed));
+        let errors = stat(|s| s.errors.load(std::sync::atomic::Ordering::Relaxed));
+        let newest = shared
+            .workers
+            .iter()
+            .filter_map(|w| w.sources[0].max_event())
+            .max()
+            .ok_or_else(|| anyhow::anyhow!("the engine saw no event"))?;
+
+        // The last 24 whole hours of the data, grouped by reward type and hour.
+        let to_ms = (newest.div_euclid(HOUR_MS) + 1) * HOUR_MS;
+        let latency_query = Query {
+            metric: 0,
+            from_ms: to_ms - 24 * HOUR_MS,
+            to_ms,
+            filter: None,
+            group_by: vec![GroupKey::Dimension(1), GroupKey::Time],
+            granularity_ms: Some(HOUR_MS as u64),
+            time_zone: None,
+            measures: vec![0, 1, 2],
+            order_by: Vec::new(),
+            limit: None,
+        };
+        let mut rows = 0;
+        for _ in 0..QUERY_WARMUP {
+            rows = engine.query_blocking(latency_query.clone())?.rows.len();
+        }
+        let runs = env_number("STATFLOW_BENCH_QUERY_RUNS", QUERY_RUNS)?;
+        let mut times: Vec<Duration> = (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                engine
+                    .query_blocking(latency_query.clone())
+                    .map(|_| t.elapsed())
+            })
+            .collect::<Result<_, _>>()?;
+        times.sort();
+        let percentile = |q: f64| {
+            // Nearest rank: the smallest time at or above a fraction q of the runs.
+            let rank = ((q * times.len() as f64).ceil() as usize).clamp(1, times.len());
+            times[rank - 1].as_secs_f64() * 1e3
+        };
+        let latency = (!times.is_empty()).then(|| (percentile(0.50), percentile(0.99)));
+        // Read before the cross-check below, whose one-off answer of every
+        // group is not part of the engine's working state.
+        let peak_rss_kib = child::peak_rss_kib();
+
+        // Cross-check: every (minute, game, type) group over all time.
+        let everything = Query {
+            from_ms: 0,
+            to_ms: 1 << 50,
+            group_by: vec![
+                GroupKey::Time,
+                GroupKey::Dimension(0),
+                GroupKey::Dimension(1),
+            ],
+            granularity_ms: None,
+            ..latency_query
+        };
+        let answer = engine.query_blocking(everything)?;
+        let (mut rewards, mut amount, mut players) = (0u64, 0f64, 0u64);
+        for row in &answer.rows {
+            if let [_, _, _, Cell::Int(n), Cell::Float(a), Cell::Int(p)] = row.as_slice() {
+                rewards += *n as u64;
+                amount += a;
+                players += *p as u64;
+            }
+        }
+        println!(
+            "engine, {workers} worker(s): {events} records, {errors} bad, 24 h query answers {rows} rows, as of epoch {}",
+            answer.as_of.epoch
+        );
+        engine.shutdown();
+        let _ = std::fs::remove_dir_all(&dead_letters);
+        Ok(Measured {
+            variant: "engine".into(),
+            workers,
+            seconds,
+            cpu_seconds,
+            events,
+            peak_rss_kib,
+            rewards,
+            groups: answer.rows.len() as u64,
+            amount,
+            players,
+            latency_ms: latency,
+            errors,
+        })
+    }
+}
+
+/// A number from the environment, or `default` when unset.
+fn env_number(name: &str, default: u64) -> anyhow::Result<u64> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .replace(['_', ','], "")
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{name}={v}: {e}")),
+        Err(_) => Ok(default),
+    }
+}
