@@ -25,6 +25,9 @@ mod oracle;
 /// the server fail, and `server::run` on a real socket.
 mod http;
 
+/// `"epoch": N` in a query: read at exactly that epoch, or a clear refusal.
+mod epoch;
+
 /// Clusters of processes on loopback, started through the real binary:
 /// identical answers under every shape, and a killed process stops the rest.
 mod cluster;

@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use differential_dataflow::{AsCollection, VecCollection};
@@ -28,18 +28,73 @@ pub enum ReadState {
     Finished,
 }
 
+/// Where a record was read: the partition it belongs to (an index into the
+/// reader's [`RecordReader::partitions`]) and its position there (a byte
+/// offset, a sequence number, a Kafka offset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordAt {
+    /// Index into the reader's partitions.
+    pub partition: usize,
+    /// Position of the record in its partition.
+    pub position: u64,
+}
+
+/// Positions to resume from, by partition name: each is the position of the
+/// first record not yet counted. A partition missing from the map starts
+/// from its beginning (or the source's configured start).
+pub type Resume = std::collections::BTreeMap<String, u64>;
+
 /// Reads raw records of one source on one worker. Implemented by the
 /// runtime for files, the generator and Kafka.
+///
+/// A source is made of *partitions*: units whose records come in position
+/// order (a Kafka partition, a slice of a file, a stream of the generator).
+/// Partition names do not depend on the number of workers, so a checkpoint's
+/// positions can be handed to a different number of workers on restart.
 pub trait RecordReader: 'static {
-    /// Hands at most `max` records to `record`, each with its position
-    /// (a byte offset, a sequence number, a Kafka offset).
-    fn read(&mut self, max: usize, record: &mut dyn FnMut(&[u8], u64)) -> ReadState;
+    /// Hands at most `max` records to `record`, each with where it was read.
+    fn read(&mut self, max: usize, record: &mut dyn FnMut(&[u8], RecordAt)) -> ReadState;
+
+    /// The names of the partitions this reader owns, in a fixed order.
+    fn partitions(&self) -> &[String];
+
+    /// For each partition (same order as [`partitions`](Self::partitions)),
+    /// the position of the first record not handed out yet.
+    fn positions(&self) -> Vec<u64>;
+
+    /// For each partition, the position its input ends at now, when the
+    /// reader knows (a Kafka high watermark, a file slice's end); the lag is
+    /// the distance from [`positions`](Self::positions).
+    fn ends(&self) -> Vec<Option<u64>> {
+        vec![None; self.partitions().len()]
+    }
+}
+
+/// One partition of a source on one worker, as the status endpoint shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct PartitionStatus {
+    /// The partition's name (`topic/3`, `slice-05`, `stream-2`).
+    pub name: String,
+    /// The position of the first record not read yet.
+    pub position: u64,
+    /// Where its input ends now, when known.
+    pub end: Option<u64>,
+    /// The newest event time read from it, in milliseconds.
+    pub max_event_ms: Option<i64>,
 }
 
 /// Where records that could not be counted go, with their reason.
 pub trait DeadLetters: 'static {
-    /// Keeps `record`, read at `position` of `source`, which failed with `reason`.
-    fn put(&mut self, source: &str, position: u64, reason: &RecordError, record: &[u8]);
+    /// Keeps `record`, read from `partition` at `position` of `source`, which
+    /// failed with `reason`.
+    fn put(
+        &mut self,
+        source: &str,
+        partition: &str,
+        position: u64,
+        reason: &RecordError,
+        record: &[u8],
+    );
 }
 
 /// Counters of one source on one worker, shared with the status endpoint.
@@ -51,8 +106,8 @@ pub struct SourceStats {
     pub errors: AtomicU64,
     /// The newest event time seen, in milliseconds; `i64::MIN` before any.
     pub max_event_ms: AtomicI64,
-    /// The position after the last record read.
-    pub position: AtomicU64,
+    /// Every partition this worker reads, refreshed after each read.
+    pub partitions: Mutex<Vec<PartitionStatus>>,
     /// The reader said it is finished.
     pub finished: AtomicBool,
 }
@@ -63,7 +118,7 @@ impl Default for SourceStats {
             records: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             max_event_ms: AtomicI64::new(i64::MIN),
-            position: AtomicU64::new(0),
+            partitions: Mutex::new(Vec::new()),
             finished: AtomicBool::new(false),
         }
     }
@@ -74,6 +129,33 @@ impl SourceStats {
     pub fn max_event(&self) -> Option<i64> {
         let ms = self.max_event_ms.load(Ordering::Relaxed);
         (ms != i64::MIN).then_some(ms)
+    }
+
+    /// A copy of the partitions' status.
+    pub fn partitions(&self) -> Vec<PartitionStatus> {
+        self.partitions
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+    }
+
+    fn refresh(&self, reader: &dyn RecordReader, max_event: &[i64]) {
+        let positions = reader.positions();
+        let ends = reader.ends();
+        let status = reader
+            .partitions()
+            .iter()
+            .enumerate()
+            .map(|(i, name)| PartitionStatus {
+                name: name.clone(),
+                position: positions.get(i).copied().unwrap_or(0),
+                end: ends.get(i).copied().flatten(),
+                max_event_ms: max_event.get(i).copied().filter(|t| *t != i64::MIN),
+            })
+            .collect();
+        if let Ok(mut partitions) = self.partitions.lock() {
+            *partitions = status;
+        }
     }
 }
 
@@ -160,6 +242,9 @@ pub fn ingest<'scope>(
         let mut rows = EpochRows::default();
         let mut scratch = Scratch::default();
         let mut finished = false;
+        let mut rejected: Vec<(RecordAt, RecordError, Vec<u8>)> = Vec::new();
+        // The newest event time per partition (by the reader's index).
+        let mut partition_max: Vec<i64> = Vec::new();
         move |output| {
             let Some(cap) = capability.as_mut() else {
                 return;
@@ -181,24 +266,35 @@ pub fn ingest<'scope>(
             }
             let mut read = 0usize;
             let mut max_event = i64::MIN;
-            let mut last_position = None;
-            let state = reader.read(batch, &mut |record, position| {
+            let state = reader.read(batch, &mut |record, at| {
                 read += 1;
-                last_position = Some(position);
                 match decoder.decode_into(record, &mut scratch, &mut rows, &plan) {
-                    Ok(ts) => max_event = max_event.max(ts),
+                    Ok(ts) => {
+                        max_event = max_event.max(ts);
+                        if partition_max.len() <= at.partition {
+                            partition_max.resize(at.partition + 1, i64::MIN);
+                        }
+                        partition_max[at.partition] = partition_max[at.partition].max(ts);
+                    }
                     Err(reason) => {
                         stats.errors.fetch_add(1, Ordering::Relaxed);
-                        dead_letters.put(&source_name, position, &reason, record);
+                        rejected.push((at, reason, record.to_vec()));
                     }
                 }
             });
+            // The reader is borrowed while it reads, so bad records (rare)
+            // are named and kept once it returns.
+            for (at, reason, record) in rejected.drain(..) {
+                let partition = reader
+                    .partitions()
+                    .get(at.partition)
+                    .map_or("", String::as_str);
+                dead_letters.put(&source_name, partition, at.position, &reason, &record);
+            }
             clock.count(read);
             stats.records.fetch_add(read as u64, Ordering::Relaxed);
             stats.max_event_ms.fetch_max(max_event, Ordering::Relaxed);
-            if let Some(p) = last_position {
-                stats.position.store(p, Ordering::Relaxed);
-            }
+            stats.refresh(&*reader, &partition_max);
             match state {
                 ReadState::Busy => activator.activate(),
                 ReadState::Idle(wait) => activator.activate_after(wait),

@@ -78,8 +78,8 @@ pub struct SourceReport {
     pub records: u64,
     /// Records that could not be counted.
     pub errors: u64,
-    /// Position after the last record read.
-    pub position: u64,
+    /// Every partition it reads: position, end, newest event.
+    pub partitions: Vec<crate::ingest::PartitionStatus>,
     /// The reader has finished.
     pub finished: bool,
     /// The newest event time seen.
@@ -706,7 +706,12 @@ mod tests {
             sources: vec![SourceReport {
                 records: 10,
                 errors: 1,
-                position: 1234,
+                partitions: vec![crate::ingest::PartitionStatus {
+                    name: "rewards/3".into(),
+                    position: 1234,
+                    end: Some(2000),
+                    max_event_ms: Some(7),
+                }],
                 finished: true,
                 max_event_ms: Some(-1),
             }],

@@ -1,5 +1,5 @@
 //! Dead letters: records that could not be counted, kept as JSON lines with
-//! their source, worker, position and reason.
+//! their source, worker, partition, position and reason.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -35,7 +35,14 @@ impl DeadLetterFile {
 }
 
 impl DeadLetters for DeadLetterFile {
-    fn put(&mut self, source: &str, position: u64, reason: &RecordError, record: &[u8]) {
+    fn put(
+        &mut self,
+        source: &str,
+        partition: &str,
+        position: u64,
+        reason: &RecordError,
+        record: &[u8],
+    ) {
         if self.failed {
             return;
         }
@@ -64,6 +71,7 @@ impl DeadLetters for DeadLetterFile {
         let line = serde_json::json!({
             "source": source,
             "worker": self.worker,
+            "partition": partition,
             "position": position,
             "reason": reason.to_string(),
             "record": String::from_utf8_lossy(record),

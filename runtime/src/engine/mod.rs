@@ -75,12 +75,19 @@ pub enum QueryFailure {
     /// The workers kept moving past the epoch chosen for the query.
     #[error("the query could not be read at a consistent epoch after {0} tries")]
     NoConsistentEpoch(usize),
+    /// The query asked for an epoch the rollup has already compacted away.
+    #[error("epoch {0} is no longer readable; ask again without epoch")]
+    EpochNotReadable(u64),
 }
 
 /// A request on its way to a worker, with where to send the outcome.
 pub struct QueryRequest {
     /// A validated query, or a status request.
     pub request: Request,
+    /// Read at exactly this completed epoch, or at the newest complete one
+    /// when `None`. A pinned request waits until its epoch completes and is
+    /// never retried at another epoch.
+    pub epoch: Option<u64>,
     /// Where the outcome goes.
     pub reply: tokio::sync::oneshot::Sender<Result<Outcome, QueryFailure>>,
 }
@@ -144,6 +151,16 @@ impl Shared {
             .iter()
             .map(|w| w.complete.load(Ordering::Relaxed))
             .min()
+            .unwrap_or(0)
+    }
+
+    /// The newest epoch any worker of this process has opened: an epoch
+    /// above it has not started anywhere here yet.
+    pub fn open_epoch(&self) -> u64 {
+        self.workers
+            .iter()
+            .map(|w| w.epoch.load(Ordering::Relaxed))
+            .max()
             .unwrap_or(0)
     }
 
@@ -273,10 +290,22 @@ impl Engine {
         &self,
         request: Request,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<Outcome, QueryFailure>>, QueryFailure> {
+        self.send_at(request, None)
+    }
+
+    fn send_at(
+        &self,
+        request: Request,
+        epoch: Option<u64>,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<Outcome, QueryFailure>>, QueryFailure> {
         let (reply, outcome) = tokio::sync::oneshot::channel();
         let worker = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
         self.senders[worker]
-            .send(QueryRequest { request, reply })
+            .send(QueryRequest {
+                request,
+                epoch,
+                reply,
+            })
             .map_err(|_| QueryFailure::ShuttingDown)?;
         Ok(outcome)
     }
@@ -298,6 +327,17 @@ impl Engine {
     /// Runs a validated query on the next worker (round robin) and waits for the answer.
     pub async fn query(&self, query: Query) -> Result<Answer, QueryFailure> {
         let outcome = self.send(Request::Query(query))?;
+        let answer = outcome.await.map_err(|_| QueryFailure::ShuttingDown)??;
+        self.shared.queries.fetch_add(1, Ordering::Relaxed);
+        Self::answer(answer)
+    }
+
+    /// Runs a validated query at exactly `epoch` (waiting until that epoch
+    /// completes), or at the newest complete epoch when `None`: how every
+    /// panel of one dashboard refresh reads the same cut. The caller makes
+    /// sure `epoch` is not far in the future (see [`Shared::open_epoch`]).
+    pub async fn query_at(&self, query: Query, epoch: Option<u64>) -> Result<Answer, QueryFailure> {
+        let outcome = self.send_at(Request::Query(query), epoch)?;
         let answer = outcome.await.map_err(|_| QueryFailure::ShuttingDown)??;
         self.shared.queries.fetch_add(1, Ordering::Relaxed);
         Self::answer(answer)

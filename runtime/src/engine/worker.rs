@@ -26,6 +26,8 @@ struct Pending {
     request: Request,
     reply: tokio::sync::oneshot::Sender<Result<Outcome, QueryFailure>>,
     retries: usize,
+    /// The epoch the client asked for; such a query is never moved to another.
+    pinned: Option<u64>,
 }
 
 /// Runs this worker until shutdown.
@@ -137,12 +139,17 @@ pub(super) fn run(
 
         waiting.extend(queries.try_iter());
         if complete > 0 && !waiting.is_empty() {
-            for request in waiting.drain(..) {
+            // A query pinned to an epoch waits until that epoch is complete.
+            let (ready, later): (Vec<_>, Vec<_>) = waiting
+                .drain(..)
+                .partition(|r| r.epoch.is_none_or(|e| e < complete));
+            waiting = later;
+            for request in ready {
                 next_id += 1;
                 query_input.send(QueryMsg {
                     id: next_id,
                     home: index,
-                    as_of: complete - 1,
+                    as_of: request.epoch.unwrap_or(complete - 1),
                     request: request.request.clone(),
                 });
                 pending.insert(
@@ -151,6 +158,7 @@ pub(super) fn run(
                         request: request.request,
                         reply: request.reply,
                         retries: 0,
+                        pinned: request.epoch,
                     },
                 );
             }
@@ -177,6 +185,12 @@ pub(super) fn run(
             match outcome {
                 Outcome::Answer(_) | Outcome::Status { .. } => {
                     let _ = p.reply.send(Ok(outcome));
+                }
+                // A pinned epoch that some shard compacted away: reading
+                // another epoch would break the caller's consistent cut.
+                Outcome::Retry if p.pinned.is_some() => {
+                    let epoch = p.pinned.unwrap_or_default();
+                    let _ = p.reply.send(Err(QueryFailure::EpochNotReadable(epoch)));
                 }
                 Outcome::Retry if p.retries < MAX_RETRIES => {
                     p.retries += 1;

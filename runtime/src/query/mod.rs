@@ -38,6 +38,7 @@ use statflow_dataflow::query::{Answer, Query};
 use statflow_dsl::Plan;
 
 pub mod decode;
+pub mod epoch;
 mod filter;
 pub mod render;
 pub mod schema;
@@ -103,6 +104,36 @@ pub fn parse(
 ) -> Result<Query, Vec<QueryError>> {
     let value = decode(body, content_type).map_err(|e| vec![e])?;
     validate(&value, plan, now_ms)
+}
+
+/// A validated query and the epoch it asks to be read at, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Asked {
+    /// What the engine runs.
+    pub query: Query,
+    /// `epoch` from the body: read at exactly this completed epoch.
+    pub epoch: Option<u64>,
+}
+
+/// [`parse`], also reading the optional `epoch` field: every problem with
+/// the body, the epoch's included, comes back at once.
+pub fn parse_asked(
+    body: &[u8],
+    content_type: Option<&str>,
+    plan: &Plan,
+    now_ms: i64,
+) -> Result<Asked, Vec<QueryError>> {
+    let value = decode(body, content_type).map_err(|e| vec![e])?;
+    let epoch = epoch::requested(&value);
+    match (validate(&value, plan, now_ms), epoch) {
+        (Ok(query), Ok(epoch)) => Ok(Asked { query, epoch }),
+        (Ok(_), Err(e)) => Err(vec![e]),
+        (Err(errors), Ok(_)) => Err(errors),
+        (Err(mut errors), Err(e)) => {
+            errors.push(e);
+            Err(errors)
+        }
+    }
 }
 
 /// The name of the metric a validated query reads, for rendering its answer.

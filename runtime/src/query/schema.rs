@@ -299,6 +299,9 @@ pub fn query_schema(plan: &Plan) -> Json {
             "measures" => names_array(json!({"type": "string"})),
             "order_by" => json!({"type": "array", "items": sort_key}),
             "limit" => json!({"type": "integer", "minimum": 1, "maximum": MAX_ROWS}),
+            "epoch" => {
+                json!({"type": "integer", "minimum": 0, "description": "Read at exactly this completed epoch (an answer's `as_of.epoch`), so that several queries see one cut."})
+            }
             _ => json!({}),
         };
         properties.insert(field.to_string(), schema);

@@ -14,6 +14,7 @@
 //! | `measures` | measure names | all, in plan order |
 //! | `order_by` | `[{"field": column, "desc": bool}]` or column names | group keys ascending |
 //! | `limit` | 1 to [`MAX_ROWS`] | [`MAX_ROWS`] |
+//! | `epoch` | a completed epoch to read at exactly (see [`super::epoch`]) | the newest complete one |
 //!
 //! Decisions the issue left open, written down here:
 //!
@@ -57,7 +58,7 @@ pub use super::time::{granularities, MAX_GRANULARITY};
 pub const TIME_KEY: &str = "__time";
 
 /// Every top-level field of a query.
-pub const FIELDS: [&str; 10] = [
+pub const FIELDS: [&str; 11] = [
     "metric",
     "time_window",
     "filters",
@@ -68,6 +69,7 @@ pub const FIELDS: [&str; 10] = [
     "measures",
     "order_by",
     "limit",
+    "epoch",
 ];
 
 /// Checks a decoded query against the plan. `now_ms` anchors relative time

@@ -24,6 +24,9 @@ fn with_type(body: String, content_type: &'static str, status: StatusCode) -> Re
     response
 }
 
+/// How many epochs past this process's newest a pinned query may name.
+const EPOCH_SLACK: u64 = 16;
+
 /// Validates, runs and renders one query, and records its outcome.
 pub async fn query(
     content_type: Option<String>,
@@ -34,8 +37,8 @@ pub async fn query(
 ) -> Result<Response, Infallible> {
     let started = Instant::now();
     let now = crate::source::paced::now_ms();
-    let q = match query::parse(&body, content_type.as_deref(), &state.plan, now) {
-        Ok(q) => q,
+    let asked = match query::parse_asked(&body, content_type.as_deref(), &state.plan, now) {
+        Ok(asked) => asked,
         Err(errors) => {
             let code = errors.first().map_or("invalid_query", |e| e.code);
             metrics.query(code, started.elapsed());
@@ -43,18 +46,36 @@ pub async fn query(
             return Ok(with_type(body, ty, StatusCode::BAD_REQUEST));
         }
     };
+    if let Some(epoch) = asked.epoch {
+        // Epochs a little ahead of this process's newest may be open on
+        // another process of a cluster; anything further would wait forever.
+        let open = state.engine.shared().open_epoch();
+        if epoch > open.saturating_add(EPOCH_SLACK) {
+            let error = query::epoch::in_future(epoch, open);
+            metrics.query(error.code, started.elapsed());
+            let (body, ty) = query::render_errors_for(accept.as_deref(), &[error]);
+            return Ok(with_type(body, ty, StatusCode::BAD_REQUEST));
+        }
+    }
+    let q = asked.query;
     let metric = query::metric_name(&state.plan, &q).to_string();
     let tz = q.time_zone.clone();
-    match state.engine.query(q).await {
+    match state.engine.query_at(q, asked.epoch).await {
         Ok(answer) => {
             let (body, ty) = query::render_for(accept.as_deref(), &answer, &metric, tz.as_deref());
             metrics.query("ok", started.elapsed());
             Ok(with_type(body, ty, StatusCode::OK))
         }
+        Err(QueryFailure::EpochNotReadable(epoch)) => {
+            let error = query::epoch::not_readable(epoch);
+            metrics.query(error.code, started.elapsed());
+            let (body, ty) = query::render_errors_for(accept.as_deref(), &[error]);
+            Ok(with_type(body, ty, StatusCode::CONFLICT))
+        }
         Err(failure) => {
             let code = match failure {
-                QueryFailure::ShuttingDown => "shutting_down",
                 QueryFailure::NoConsistentEpoch(_) => "no_consistent_epoch",
+                _ => "shutting_down",
             };
             metrics.query(code, started.elapsed());
             let error = query::QueryError::new(code, "", failure.to_string());

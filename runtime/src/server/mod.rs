@@ -31,6 +31,13 @@ pub struct AppState {
     pub plan: Arc<Plan>,
 }
 
+impl AppState {
+    /// State for `engine` running `plan`.
+    pub fn open(engine: Arc<Engine>, plan: Arc<Plan>) -> AppState {
+        AppState { engine, plan }
+    }
+}
+
 /// Serves the routes on `listener` until `shutdown` completes.
 pub async fn run(
     listener: tokio::net::TcpListener,

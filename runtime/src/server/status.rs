@@ -88,7 +88,13 @@ pub fn document(
                         "process": r.process,
                         "records": s.records,
                         "errors": s.errors,
-                        "position": s.position,
+                        "partitions": s.partitions.iter().map(|p| json!({
+                            "partition": p.name,
+                            "position": p.position,
+                            "end": p.end,
+                            "lag": p.end.map(|e| e.saturating_sub(p.position)),
+                            "newest_event": p.max_event_ms.map(rfc3339).unwrap_or(Json::Null),
+                        })).collect::<Vec<_>>(),
                         "finished": s.finished,
                         "newest_event": s.max_event_ms.map(rfc3339).unwrap_or(Json::Null),
                     })

@@ -1,86 +1,190 @@
-//! The file source: JSON lines, split between workers by byte range.
+//! The file source: JSON lines, cut into a fixed number of slices by byte
+//! range, the slices dealt out to workers.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::Path;
 
-use statflow_dataflow::ingest::{ReadState, RecordReader};
+use statflow_dataflow::ingest::{ReadState, RecordAt, RecordReader, Resume};
 
-/// Reads the lines of one file that start in this worker's byte range
-/// `[len·w/n, len·(w+1)/n)`. A line belongs to the worker whose range holds
-/// its first byte, so every line is read by exactly one worker.
+/// Every file is cut into this many slices, whatever the number of workers,
+/// so that a checkpoint's positions (one per slice) can be handed to any
+/// number of workers on restart. Worker `w` of `n` reads slices `w, w+n, …`.
+pub const SLICES: u64 = 64;
+
+/// The name of slice `i`, as checkpoints and the status endpoint show it.
+pub fn slice_name(i: u64) -> String {
+    format!("slice-{i:02}")
+}
+
+/// The slice holding the line that starts at byte `offset` of a file of `len` bytes.
+pub fn slice_of(offset: u64, len: u64) -> u64 {
+    (0..SLICES)
+        .rev()
+        .find(|i| offset >= slice_start(*i, len))
+        .unwrap_or(0)
+}
+
+fn slice_start(i: u64, len: u64) -> u64 {
+    (u128::from(len) * u128::from(i) / u128::from(SLICES)) as u64
+}
+
+struct Slice {
+    /// Reading starts at the first line starting at or after this: the
+    /// slice's first byte, or a checkpointed position.
+    from: u64,
+    /// Lines starting at or after this belong to the next slice.
+    end: u64,
+    /// Offset of the next line to read; `None` until the slice's first line is found.
+    position: Option<u64>,
+}
+
+/// Reads the lines of one file that start in this worker's slices. A line
+/// belongs to the slice whose byte range holds its first byte, so every line
+/// is read by exactly one worker.
 pub struct FileReader {
     reader: BufReader<File>,
-    /// Offset of the next line to read.
-    position: u64,
-    /// Lines starting at or after this belong to the next worker.
-    end: u64,
+    names: Vec<String>,
+    slices: Vec<Slice>,
+    /// The slice being read.
+    current: usize,
+    /// Where `reader` stands, when known.
+    at: Option<u64>,
     line: Vec<u8>,
-    done: bool,
 }
 
 impl FileReader {
-    /// Opens `path` for worker `worker` of `workers`.
-    pub fn open(path: &Path, worker: usize, workers: usize) -> std::io::Result<FileReader> {
+    /// Opens `path` for worker `worker` of `workers`, resuming each slice at
+    /// its position in `resume` (a line start), if it has one.
+    pub fn open(
+        path: &Path,
+        worker: usize,
+        workers: usize,
+        resume: &Resume,
+    ) -> std::io::Result<FileReader> {
         let file = File::open(path)?;
         let len = file.metadata()?.len();
         let workers = workers.max(1) as u64;
-        let start = len * worker as u64 / workers;
-        let end = len * (worker as u64 + 1) / workers;
-        let mut reader = BufReader::with_capacity(1 << 20, file);
-        let mut position = 0;
-        if start > 0 {
-            // Skip the tail of the line that started in the previous range.
-            reader.seek(SeekFrom::Start(start - 1))?;
-            let mut skipped = Vec::new();
-            let n = reader.read_until(b'\n', &mut skipped)?;
-            position = start - 1 + n as u64;
+        let mut names = Vec::new();
+        let mut slices = Vec::new();
+        for i in (worker as u64..SLICES).step_by(workers as usize) {
+            let name = slice_name(i);
+            let (start, end) = (slice_start(i, len), slice_start(i + 1, len));
+            let from = resume.get(&name).map_or(start, |p| (*p).clamp(start, end));
+            names.push(name);
+            slices.push(Slice {
+                from,
+                end,
+                position: (from == 0).then_some(0),
+            });
         }
         Ok(FileReader {
-            reader,
-            position,
-            end,
+            reader: BufReader::with_capacity(1 << 20, file),
+            names,
+            slices,
+            current: 0,
+            at: None,
             line: Vec::new(),
-            done: false,
         })
+    }
+
+    /// Puts the reader at the current slice's next line; false when the slice is done.
+    fn seek_slice(&mut self) -> std::io::Result<bool> {
+        let slice = &mut self.slices[self.current];
+        let position = match slice.position {
+            Some(p) => p,
+            None => {
+                // Skip the tail of a line that started before `from`; a line
+                // starting right at `from` follows a newline and is kept.
+                self.reader.seek(SeekFrom::Start(slice.from - 1))?;
+                let mut skipped = Vec::new();
+                let n = self.reader.read_until(b'\n', &mut skipped)?;
+                let p = slice.from - 1 + n as u64;
+                slice.position = Some(p);
+                self.at = Some(p);
+                p
+            }
+        };
+        if position >= slice.end {
+            return Ok(false);
+        }
+        if self.at != Some(position) {
+            self.reader.seek(SeekFrom::Start(position))?;
+            self.at = Some(position);
+        }
+        Ok(true)
     }
 }
 
 impl RecordReader for FileReader {
-    fn read(&mut self, max: usize, record: &mut dyn FnMut(&[u8], u64)) -> ReadState {
-        if self.done {
-            return ReadState::Finished;
-        }
-        for _ in 0..max {
-            if self.position >= self.end {
-                self.done = true;
-                return ReadState::Finished;
+    fn read(&mut self, max: usize, record: &mut dyn FnMut(&[u8], RecordAt)) -> ReadState {
+        let mut left = max;
+        while self.current < self.slices.len() {
+            match self.seek_slice() {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.current += 1;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the file source; stopping it");
+                    self.current = self.slices.len();
+                    break;
+                }
             }
+            if left == 0 {
+                return ReadState::Busy;
+            }
+            left -= 1;
             self.line.clear();
+            let at = self.at.unwrap_or(0);
             match self.reader.read_until(b'\n', &mut self.line) {
                 Ok(0) => {
-                    self.done = true;
-                    return ReadState::Finished;
+                    // The file is shorter than when it was opened.
+                    self.slices[self.current].position = Some(self.slices[self.current].end);
+                    self.current += 1;
                 }
                 Ok(n) => {
-                    let at = self.position;
-                    self.position += n as u64;
+                    let next = at + n as u64;
+                    self.at = Some(next);
+                    self.slices[self.current].position = Some(next);
                     let mut line = self.line.as_slice();
                     while let [rest @ .., b'\n' | b'\r'] = line {
                         line = rest;
                     }
                     if !line.iter().all(u8::is_ascii_whitespace) {
-                        record(line, at);
+                        let partition = self.current;
+                        record(
+                            line,
+                            RecordAt {
+                                partition,
+                                position: at,
+                            },
+                        );
                     }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the file source; stopping it");
-                    self.done = true;
-                    return ReadState::Finished;
+                    self.current = self.slices.len();
                 }
             }
         }
-        ReadState::Busy
+        ReadState::Finished
+    }
+
+    fn partitions(&self) -> &[String] {
+        &self.names
+    }
+
+    fn positions(&self) -> Vec<u64> {
+        self.slices
+            .iter()
+            .map(|s| s.position.unwrap_or(s.from))
+            .collect()
+    }
+
+    fn ends(&self) -> Vec<Option<u64>> {
+        self.slices.iter().map(|s| Some(s.end)).collect()
     }
 }
 
@@ -89,32 +193,36 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn read_all(path: &Path, worker: usize, workers: usize) -> Vec<(String, u64)> {
-        let mut reader = FileReader::open(path, worker, workers).unwrap();
+    fn read_all(path: &Path, worker: usize, workers: usize, resume: &Resume) -> Vec<(String, u64)> {
+        let mut reader = FileReader::open(path, worker, workers, resume).unwrap();
         let mut lines = Vec::new();
         while reader.read(3, &mut |l, at| {
-            lines.push((String::from_utf8_lossy(l).into_owned(), at))
+            lines.push((String::from_utf8_lossy(l).into_owned(), at.position))
         }) != ReadState::Finished
         {}
         lines
+    }
+
+    fn write_lines(path: &Path, n: usize) -> Vec<String> {
+        let mut f = File::create(path).unwrap();
+        let mut expected = Vec::new();
+        for i in 0..n {
+            let line = format!("{{\"i\": {i}, \"pad\": \"{}\"}}", "x".repeat(i % 13));
+            writeln!(f, "{line}\r").unwrap();
+            expected.push(line);
+        }
+        writeln!(f).unwrap();
+        expected
     }
 
     #[test]
     fn every_line_is_read_by_exactly_one_worker() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.jsonl");
-        let mut f = File::create(&path).unwrap();
-        let mut expected = Vec::new();
-        for i in 0..97 {
-            let line = format!("{{\"i\": {i}, \"pad\": \"{}\"}}", "x".repeat(i % 13));
-            writeln!(f, "{line}\r").unwrap();
-            expected.push(line);
-        }
-        writeln!(f).unwrap();
-        drop(f);
-        for workers in [1, 2, 3, 4, 7] {
+        let expected = write_lines(&path, 297);
+        for workers in [1, 2, 3, 4, 7, 100] {
             let mut seen: Vec<String> = (0..workers)
-                .flat_map(|w| read_all(&path, w, workers))
+                .flat_map(|w| read_all(&path, w, workers, &Resume::new()))
                 .map(|(l, _)| l)
                 .collect();
             seen.sort();
@@ -123,8 +231,46 @@ mod tests {
             assert_eq!(seen, want, "{workers} workers");
         }
         // Positions are the byte offsets of the lines.
-        let lines = read_all(&path, 0, 1);
+        let lines = read_all(&path, 0, 1, &Resume::new());
         assert_eq!(lines[0].1, 0);
         assert_eq!(lines[1].1, lines[0].0.len() as u64 + 2);
+    }
+
+    #[test]
+    fn positions_resume_on_any_number_of_workers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let expected = write_lines(&path, 500);
+        // Three workers read a little, and their positions are kept.
+        let mut first: Vec<String> = Vec::new();
+        let mut resume = Resume::new();
+        for w in 0..3 {
+            let mut reader = FileReader::open(&path, w, 3, &Resume::new()).unwrap();
+            for _ in 0..(w + 1) * 7 {
+                reader.read(5, &mut |l, _| {
+                    first.push(String::from_utf8_lossy(l).into_owned())
+                });
+            }
+            let names = reader.partitions().to_vec();
+            resume.extend(names.into_iter().zip(reader.positions()));
+        }
+        assert!(!first.is_empty() && first.len() < expected.len());
+        // Five workers go on from there: nothing is read twice or missed.
+        let mut seen = first;
+        for w in 0..5 {
+            seen.extend(read_all(&path, w, 5, &resume).into_iter().map(|(l, _)| l));
+        }
+        seen.sort();
+        let mut want = expected;
+        want.sort();
+        assert_eq!(seen, want);
+    }
+
+    #[test]
+    fn slice_of_names_the_slice_a_line_belongs_to() {
+        assert_eq!(slice_of(0, 6400), 0);
+        assert_eq!(slice_of(99, 6400), 0);
+        assert_eq!(slice_of(100, 6400), 1);
+        assert_eq!(slice_of(6399, 6400), 63);
     }
 }
