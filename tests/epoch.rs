@@ -87,7 +87,7 @@ async fn a_pinned_epoch_is_read_exactly_or_refused() {
     let message = gone["error"]["message"].as_str().unwrap_or("");
     assert!(message.contains(&format!("{epoch}")) && message.contains("without epoch"));
 
-    let (status, future) = post(&state, query(json!({"epoch": 1_000_000_000u64}))).await;
+    let (status, future) = post(&state, query(json!({"epoch": epoch + 1_000_000_000}))).await;
     assert_eq!(status, 400, "{future}");
     assert_eq!(future["error"]["code"], "epoch_in_future", "{future}");
 

@@ -160,12 +160,13 @@ impl SourceStats {
 }
 
 /// The worker's epoch: every ingest operator of a worker stamps its updates
-/// with it. The worker loop advances it on a timer or when an epoch holds
-/// enough records, and wakes the operators so they flush.
+/// with it. The worker loop advances it with the wall clock (epoch `n` is
+/// the interval starting at `n × interval` since the Unix epoch), so the
+/// workers of every process agree on epoch numbers and a worker reading a
+/// backlog cannot run ahead of the others.
 #[derive(Clone, Default)]
 pub struct EpochClock {
     epoch: Rc<Cell<u64>>,
-    records: Rc<Cell<usize>>,
     activators: Rc<RefCell<Vec<Activator>>>,
 }
 
@@ -180,22 +181,16 @@ impl EpochClock {
         self.epoch.get()
     }
 
-    /// Records read into the open epoch so far.
-    pub fn records(&self) -> usize {
-        self.records.get()
-    }
-
-    /// Closes the open epoch and opens the next.
-    pub fn advance(&self) {
-        self.epoch.set(self.epoch.get() + 1);
-        self.records.set(0);
+    /// Closes the open epoch and opens `epoch`, if it is newer; wakes the
+    /// operators so they flush.
+    pub fn advance_to(&self, epoch: u64) {
+        if epoch <= self.epoch.get() {
+            return;
+        }
+        self.epoch.set(epoch);
         for a in self.activators.borrow().iter() {
             a.activate();
         }
-    }
-
-    fn count(&self, n: usize) {
-        self.records.set(self.records.get() + n);
     }
 }
 
@@ -214,6 +209,9 @@ pub struct IngestSpec {
     /// Most records read in one activation, which bounds how long a worker
     /// step takes (so queries do not wait behind a backlog).
     pub batch: usize,
+    /// The combined rows are handed on after this many records even when
+    /// the epoch is still open, which bounds the combiner's memory.
+    pub flush_records: usize,
 }
 
 /// Builds the ingest operator for one source: a collection of rollup updates,
@@ -235,6 +233,7 @@ pub fn ingest<'scope>(
             mut dead_letters,
             stats,
             batch,
+            flush_records,
         } = spec;
         let decoder = SourceDecoder::new(&plan, &plan.sources[source]);
         let source_name = plan.sources[source].name.clone();
@@ -242,6 +241,7 @@ pub fn ingest<'scope>(
         let mut rows = EpochRows::default();
         let mut scratch = Scratch::default();
         let mut finished = false;
+        let mut unflushed = 0usize;
         let mut rejected: Vec<(RecordAt, RecordError, Vec<u8>)> = Vec::new();
         // The newest event time per partition (by the reader's index).
         let mut partition_max: Vec<i64> = Vec::new();
@@ -251,7 +251,7 @@ pub fn ingest<'scope>(
             };
             let epoch = clock.current();
             // Flush what the closed epoch gathered, then move to the open one.
-            if *cap.time() < epoch {
+            if *cap.time() < epoch || unflushed >= flush_records {
                 if !rows.is_empty() {
                     let time = *cap.time();
                     let mut session = output.session(&*cap);
@@ -259,7 +259,10 @@ pub fn ingest<'scope>(
                         session.give((key, time, agg));
                     }
                 }
-                cap.downgrade(&epoch);
+                unflushed = 0;
+                if *cap.time() < epoch {
+                    cap.downgrade(&epoch);
+                }
             }
             if finished {
                 return;
@@ -291,7 +294,10 @@ pub fn ingest<'scope>(
                     .map_or("", String::as_str);
                 dead_letters.put(&source_name, partition, at.position, &reason, &record);
             }
-            clock.count(read);
+            unflushed += read;
+            if unflushed >= flush_records {
+                activator.activate();
+            }
             stats.records.fetch_add(read as u64, Ordering::Relaxed);
             stats.max_event_ms.fetch_max(max_event, Ordering::Relaxed);
             stats.refresh(&*reader, &partition_max);

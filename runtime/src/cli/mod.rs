@@ -133,7 +133,8 @@ pub struct RunArgs {
     /// Close an epoch after this many milliseconds.
     #[arg(long, default_value_t = 200)]
     pub epoch_ms: u64,
-    /// Close an epoch after this many records per worker.
+    /// Hand a worker's combined rows on after this many records, even
+    /// within an epoch (bounds the combiner's memory).
     #[arg(long, default_value_t = 50_000)]
     pub epoch_records: usize,
     /// Folder for dead letters (and, later, checkpoints).

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use statflow_dataflow::ingest::{RecordReader, SourceStats};
+use statflow_dataflow::ingest::{RecordReader, Resume, SourceStats};
 use statflow_dataflow::query::{Answer, Query};
 use statflow_dataflow::scan::{Outcome, Request, WorkerReport};
 use statflow_dsl::{Plan, SourcePlan};
@@ -22,7 +22,8 @@ pub struct EngineConfig {
     pub workers: usize,
     /// Close an epoch after this long.
     pub epoch_interval: Duration,
-    /// Close an epoch once a worker has read this many records into it.
+    /// A worker hands its combined rows on once it has read this many
+    /// records into the open epoch (epochs themselves follow the clock).
     pub epoch_records: usize,
     /// Most records one ingest operator reads per activation; bounds the
     /// length of a worker step, so queries never wait behind a backlog.
@@ -61,9 +62,14 @@ impl Default for EngineConfig {
     }
 }
 
-/// Makes a worker's reader of a source: `(source, worker index, workers)`.
-pub type ReaderFactory =
-    Arc<dyn Fn(&SourcePlan, usize, usize) -> anyhow::Result<Box<dyn RecordReader>> + Send + Sync>;
+/// Makes a worker's reader of a source: `(source, worker index, workers,
+/// positions to resume from)`. The reader picks its own partitions' positions
+/// out of the resume map, which holds every partition's.
+pub type ReaderFactory = Arc<
+    dyn Fn(&SourcePlan, usize, usize, &Resume) -> anyhow::Result<Box<dyn RecordReader>>
+        + Send
+        + Sync,
+>;
 
 /// Why a query got no answer.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use differential_dataflow::trace::TraceReader;
-use statflow_dataflow::ingest::{DeadLetters, EpochClock, IngestSpec};
+use statflow_dataflow::ingest::{DeadLetters, EpochClock, IngestSpec, Resume};
 use statflow_dataflow::render::render_ingest;
 use statflow_dataflow::scan::{
     query_dataflow, Finished, Outcome, QueryMsg, Request, SourceReport, WorkerReport,
@@ -60,10 +60,11 @@ pub(super) fn run(
         specs.push(IngestSpec {
             plan: Arc::clone(&plan),
             source: i,
-            reader: readers(source, index, peers)?,
+            reader: readers(source, index, peers, &Resume::new())?,
             dead_letters: dead_letters(&source.name, index),
             stats: Arc::clone(&me.sources[i]),
             batch: config.batch,
+            flush_records: config.epoch_records,
         });
         watched.push(i);
     }
@@ -88,7 +89,7 @@ pub(super) fn run(
                     .map(|s| SourceReport {
                         records: s.records.load(Ordering::Relaxed),
                         errors: s.errors.load(Ordering::Relaxed),
-                        position: s.position.load(Ordering::Relaxed),
+                        partitions: s.partitions(),
                         finished: s.finished.load(Ordering::Relaxed),
                         max_event_ms: s.max_event(),
                     })
@@ -110,17 +111,13 @@ pub(super) fn run(
     let mut waiting: Vec<QueryRequest> = Vec::new();
     let mut history = CompletionHistory::default();
     let mut compaction = 0u64;
-    let mut last_epoch = Instant::now();
+    let epoch_ms = config.epoch_interval.as_millis().max(1) as u64;
+    let wall_epoch = || crate::source::paced::now_ms().max(0) as u64 / epoch_ms;
 
     while !shared.shutdown.load(Ordering::Relaxed) {
         let now = Instant::now();
-        if now.duration_since(last_epoch) >= config.epoch_interval
-            || clock.records() >= config.epoch_records
-        {
-            clock.advance();
-            last_epoch = now;
-            me.epoch.store(clock.current(), Ordering::Relaxed);
-        }
+        clock.advance_to(wall_epoch());
+        me.epoch.store(clock.current(), Ordering::Relaxed);
 
         // Every epoch before `complete` is in every worker's shard.
         let complete = probe
@@ -174,8 +171,7 @@ pub(super) fn run(
             }
         }
 
-        let until_epoch = config.epoch_interval.saturating_sub(last_epoch.elapsed());
-        worker.step_or_park(Some(until_epoch.min(Duration::from_millis(1))));
+        worker.step_or_park(Some(Duration::from_millis(1)));
 
         let done: Vec<(u64, Outcome)> = finished.borrow_mut().drain(..).collect();
         for (id, outcome) in done {
