@@ -45,7 +45,7 @@ metric sliding from events {
 /// 2024-08-20T00:00:00Z
 const T0: i64 = 1_724_112_000_000;
 
-fn write_input(dir: &Path) {
+pub(crate) fn write_input(dir: &Path) {
     let mut out = String::new();
     let mut state: u64 = 12345;
     let mut next = || {
@@ -81,7 +81,12 @@ fn write_input(dir: &Path) {
 }
 
 /// A minimal HTTP/1.1 client: one request per connection.
-fn http(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+pub(crate) fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
@@ -108,15 +113,32 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u1
 }
 
 /// A running cluster: the supervising process and where each process serves HTTP.
-struct Cluster {
-    child: Child,
-    addresses: Vec<String>,
-    pids: Vec<u32>,
-    lines: mpsc::Receiver<String>,
+pub(crate) struct Cluster {
+    pub(crate) child: Child,
+    pub(crate) addresses: Vec<String>,
+    pub(crate) pids: Vec<u32>,
+    pub(crate) lines: mpsc::Receiver<String>,
 }
 
 impl Cluster {
-    fn start(dir: &Path, processes: usize, workers: usize) -> Cluster {
+    pub(crate) fn start(dir: &Path, processes: usize, workers: usize, flags: &[&str]) -> Cluster {
+        Self::start_in(
+            dir,
+            &format!("state-{processes}x{workers}"),
+            processes,
+            workers,
+            flags,
+        )
+    }
+
+    /// Starts `processes × workers` with `--state-dir DIR/STATE` and extra `flags`.
+    pub(crate) fn start_in(
+        dir: &Path,
+        state: &str,
+        processes: usize,
+        workers: usize,
+        flags: &[&str],
+    ) -> Cluster {
         let mut command = Command::new(env!("CARGO_BIN_EXE_statflow"));
         command.arg("run").arg(dir.join("cluster.topo"));
         if processes > 1 {
@@ -131,8 +153,9 @@ impl Cluster {
                 "--epoch-ms",
                 "20",
             ])
+            .args(flags)
             .arg("--state-dir")
-            .arg(dir.join(format!("state-{processes}x{workers}")))
+            .arg(dir.join(state))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -174,7 +197,7 @@ impl Cluster {
         cluster
     }
 
-    fn wait_until_done(&self) {
+    pub(crate) fn wait_until_done(&self) {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let (status, body) = http(&self.addresses[0], "GET", "/v1/status", "").unwrap();
@@ -192,7 +215,32 @@ impl Cluster {
         }
     }
 
-    fn stop(mut self) {
+    /// Waits until the supervisor has exited, and every process with it.
+    pub(crate) fn wait_for_exit(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !matches!(self.child.try_wait(), Ok(Some(_))) {
+            assert!(
+                Instant::now() < deadline,
+                "statflow did not stop within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for pid in &self.pids {
+            while Path::new(&format!("/proc/{pid}")).exists()
+                && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .unwrap_or_default()
+                    .contains(") Z")
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "process {pid} did not stop within {within:?}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    pub(crate) fn stop(mut self) {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
@@ -209,7 +257,7 @@ impl Cluster {
     }
 }
 
-fn queries() -> Vec<Json> {
+pub(crate) fn queries() -> Vec<Json> {
     let window =
         json!({"kind": "absolute", "from": "2024-08-19T23:00:00Z", "to": "2024-08-21T00:00:00Z"});
     vec![
@@ -225,7 +273,7 @@ fn queries() -> Vec<Json> {
 }
 
 /// Every query's columns and rows (not `as_of`, which differs between runs).
-fn answers(addr: &str) -> Vec<Json> {
+pub(crate) fn answers(addr: &str) -> Vec<Json> {
     queries()
         .iter()
         .map(|q| {
@@ -247,7 +295,7 @@ fn every_shape_gives_the_same_answers_from_every_process() {
     write_input(dir.path());
     let mut reference: Option<Vec<Json>> = None;
     for (processes, workers) in [(1, 1), (1, 4), (2, 2), (3, 2)] {
-        let cluster = Cluster::start(dir.path(), processes, workers);
+        let cluster = Cluster::start(dir.path(), processes, workers, &[]);
         cluster.wait_until_done();
         let (_, status) = http(&cluster.addresses[0], "GET", "/v1/status", "").unwrap();
         let status: Json = serde_json::from_str(&status).unwrap();
@@ -285,7 +333,7 @@ fn every_shape_gives_the_same_answers_from_every_process() {
 fn a_killed_process_stops_the_others() {
     let dir = tempfile::tempdir().unwrap();
     write_input(dir.path());
-    let mut cluster = Cluster::start(dir.path(), 3, 1);
+    let mut cluster = Cluster::start(dir.path(), 3, 1, &[]);
     cluster.wait_until_done();
     assert_eq!(cluster.pids.len(), 3);
     let victim = cluster.pids[1];

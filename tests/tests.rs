@@ -32,6 +32,11 @@ mod epoch;
 /// identical answers under every shape, and a killed process stops the rest.
 mod cluster;
 
+/// Checkpoints and recovery: stopped and killed runs resume to exactly the
+/// answers of runs never stopped, on any number of workers; torn
+/// checkpoints are skipped; changed metrics start empty.
+mod recovery;
+
 /// `GET /metrics` read with a Prometheus text parser: the source counters
 /// equal the lines and malformed lines of the file, the engine's gauges are
 /// there, and the query, duration and response counters move as queries flow.

@@ -194,6 +194,48 @@ impl EpochClock {
     }
 }
 
+/// Where one source stood on one worker at the end of an epoch: what a
+/// checkpoint at that epoch stores beside the rollup.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourcePositions {
+    /// Per partition, the position of the first record not counted.
+    pub positions: Vec<(String, u64)>,
+    /// Per partition, the newest event time counted (the lateness rule's memory).
+    pub newest: Vec<(String, i64)>,
+}
+
+/// A source's positions at the ends of recent epochs on one worker. The
+/// ingest operator adds an entry whenever it closes an epoch; a checkpoint
+/// at epoch `c` takes the first entry that covers `c`.
+#[derive(Debug, Default)]
+pub struct PositionLog {
+    /// `(last epoch covered, positions)`, oldest first: the entry covers the
+    /// epochs after the previous entry's up to its own.
+    entries: std::collections::VecDeque<(u64, SourcePositions)>,
+}
+
+impl PositionLog {
+    /// The positions after every record of epochs up to `epoch`, once the
+    /// operator has closed `epoch`.
+    pub fn at(&self, epoch: u64) -> Option<&SourcePositions> {
+        self.entries
+            .iter()
+            .find(|(upto, _)| *upto >= epoch)
+            .map(|(_, p)| p)
+    }
+
+    /// Drops entries that only cover epochs before `epoch`.
+    pub fn forget_before(&mut self, epoch: u64) {
+        while self.entries.front().is_some_and(|(upto, _)| *upto < epoch) {
+            self.entries.pop_front();
+        }
+    }
+
+    fn push(&mut self, upto: u64, positions: SourcePositions) {
+        self.entries.push_back((upto, positions));
+    }
+}
+
 /// Everything one ingest operator needs.
 pub struct IngestSpec {
     /// The plan.
@@ -212,6 +254,11 @@ pub struct IngestSpec {
     /// The combined rows are handed on after this many records even when
     /// the epoch is still open, which bounds the combiner's memory.
     pub flush_records: usize,
+    /// Where the operator notes its positions at each closed epoch, when
+    /// checkpoints are taken.
+    pub log: Option<Rc<RefCell<PositionLog>>>,
+    /// The newest event time per partition, restored from a checkpoint.
+    pub newest: std::collections::BTreeMap<String, i64>,
 }
 
 /// Builds the ingest operator for one source: a collection of rollup updates,
@@ -234,6 +281,8 @@ pub fn ingest<'scope>(
             stats,
             batch,
             flush_records,
+            log,
+            newest,
         } = spec;
         let decoder = SourceDecoder::new(&plan, &plan.sources[source]);
         let source_name = plan.sources[source].name.clone();
@@ -261,11 +310,29 @@ pub fn ingest<'scope>(
                 }
                 unflushed = 0;
                 if *cap.time() < epoch {
+                    if let Some(log) = &log {
+                        let partitions = reader.partitions();
+                        let positions =
+                            partitions.iter().cloned().zip(reader.positions()).collect();
+                        let newest = partitions
+                            .iter()
+                            .zip(&partition_max)
+                            .filter(|(_, t)| **t != i64::MIN)
+                            .map(|(name, t)| (name.clone(), *t))
+                            .collect();
+                        log.borrow_mut()
+                            .push(epoch - 1, SourcePositions { positions, newest });
+                    }
                     cap.downgrade(&epoch);
                 }
             }
             if finished {
                 return;
+            }
+            // Partitions new to the operator start from their restored newest event time.
+            while partition_max.len() < reader.partitions().len() {
+                let name = &reader.partitions()[partition_max.len()];
+                partition_max.push(newest.get(name).copied().unwrap_or(i64::MIN));
             }
             let mut read = 0usize;
             let mut max_event = i64::MIN;

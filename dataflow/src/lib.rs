@@ -9,5 +9,6 @@ pub mod query;
 pub mod render;
 pub mod rollup;
 pub mod scan;
+pub mod snapshot;
 pub mod timebucket;
 pub mod value;

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use differential_dataflow::AsCollection;
 use differential_dataflow::VecCollection;
 use statflow_dsl::Plan;
-use timely::dataflow::operators::Probe;
+use timely::dataflow::operators::{Probe, ToStream};
 use timely::dataflow::ProbeHandle;
 use timely::worker::Worker;
 
@@ -24,16 +25,27 @@ pub struct Rendered {
 }
 
 /// Builds the ingest dataflow on this worker, with one ingest operator per
-/// spec (a worker's share of each source).
+/// spec (a worker's share of each source), and `restored` rows (from a
+/// checkpoint) entering at epoch 0. Restored rows go through the same
+/// exchange as new ones, so they land on whichever worker owns their key now,
+/// however many workers wrote the checkpoint.
 pub fn render_ingest(
     worker: &mut Worker,
     plan: &Arc<Plan>,
     clock: &EpochClock,
     specs: Vec<IngestSpec>,
+    restored: Vec<(RollupKey, Aggregates)>,
 ) -> Rendered {
     let _ = plan;
     worker.dataflow_named("Ingest", |scope| {
         let mut parts: Vec<VecCollection<'_, u64, RollupKey, Aggregates>> = Vec::new();
+        parts.push(
+            restored
+                .into_iter()
+                .map(|(key, row)| (key, 0u64, row))
+                .to_stream(scope)
+                .as_collection(),
+        );
         for spec in specs {
             parts.push(ingest(scope, clock, spec));
         }

@@ -2,6 +2,7 @@
 //! HTTP endpoint, around the dataflow that `statflow-dataflow` renders.
 #![deny(missing_docs)]
 
+pub mod checkpoint;
 pub mod cli;
 pub mod deadletter;
 pub mod engine;

@@ -68,7 +68,22 @@ pub fn run(args: &RunArgs, processes: usize) -> anyhow::Result<ExitCode> {
             .args(["--epoch-ms", &args.epoch_ms.to_string()])
             .args(["--epoch-records", &args.epoch_records.to_string()])
             .arg("--state-dir")
-            .arg(args.state_dir.join(format!("process-{i}")));
+            .arg(args.state_dir.join(format!("process-{i}")))
+            // Checkpoints are complete only when every process's shards are
+            // in one folder: all of them write to the same one.
+            .arg("--checkpoint-dir")
+            .arg(
+                args.checkpoint_dir
+                    .clone()
+                    .unwrap_or_else(|| args.state_dir.join("checkpoints")),
+            )
+            .args([
+                "--checkpoint-interval",
+                &format!("{}ms", args.checkpoint_interval.as_millis()),
+            ]);
+        if args.no_checkpoints {
+            command.arg("--no-checkpoints");
+        }
         if args.exit_when_done {
             command.arg("--exit-when-done");
         }

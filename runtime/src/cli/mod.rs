@@ -119,6 +119,17 @@ pub enum ExplainFormat {
     Json,
 }
 
+/// Reads a duration flag such as `5s`, `500ms` or `1m30s`.
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    match statflow_dsl::duration::parse_duration(text) {
+        Ok(d) if d.millis() > 0 => Ok(std::time::Duration::from_millis(d.millis())),
+        Ok(_) => Err("must be longer than zero".into()),
+        Err(_) => Err(format!(
+            "`{text}` is not a duration; write a number and a unit, such as 5s, 500ms or 1m"
+        )),
+    }
+}
+
 /// Arguments of `statflow run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -137,9 +148,19 @@ pub struct RunArgs {
     /// within an epoch (bounds the combiner's memory).
     #[arg(long, default_value_t = 50_000)]
     pub epoch_records: usize,
-    /// Folder for dead letters (and, later, checkpoints).
+    /// Folder for dead letters and checkpoints.
     #[arg(long, default_value = ".statflow")]
     pub state_dir: PathBuf,
+    /// Time between checkpoints, such as `5s` or `1m`.
+    #[arg(long, default_value = "5s", value_parser = parse_interval)]
+    pub checkpoint_interval: std::time::Duration,
+    /// Where checkpoints go (default: `<state-dir>/checkpoints`). Every
+    /// process of a cluster must see the same folder.
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Take no checkpoints and resume from none: a restart starts empty.
+    #[arg(long)]
+    pub no_checkpoints: bool,
     /// Exit once every source has finished (file sources, bounded generators).
     #[arg(long)]
     pub exit_when_done: bool,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::RunArgs;
+use crate::checkpoint::CheckpointConfig;
 use crate::engine::{Engine, EngineConfig};
 use crate::server::{self, AppState};
 
@@ -51,6 +52,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         epoch_records: args.epoch_records.max(1),
         dead_letter_dir: args.state_dir.join("dead-letters"),
         cluster: cluster.clone(),
+        checkpoints: (!args.no_checkpoints).then(|| CheckpointConfig {
+            dir: args
+                .checkpoint_dir
+                .clone()
+                .unwrap_or_else(|| args.state_dir.join("checkpoints")),
+            ..CheckpointConfig::under(&args.state_dir, args.checkpoint_interval)
+        }),
         ..EngineConfig::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

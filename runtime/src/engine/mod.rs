@@ -1,6 +1,7 @@
 //! The engine: worker threads running the rendered dataflows, the epoch
 //! clock, query admission, and the counters the status endpoint reads.
 
+mod checkpointing;
 mod worker;
 
 use std::collections::VecDeque;
@@ -13,6 +14,7 @@ use statflow_dataflow::query::{Answer, Query};
 use statflow_dataflow::scan::{Outcome, Request, WorkerReport};
 use statflow_dsl::{Plan, SourcePlan};
 
+use crate::checkpoint::{CheckpointConfig, Restored};
 use crate::deadletter::DeadLetterFile;
 
 /// How the engine runs.
@@ -36,6 +38,8 @@ pub struct EngineConfig {
     pub dead_letter_dir: std::path::PathBuf,
     /// This process's place in a cluster of processes; `None` runs alone.
     pub cluster: Option<ClusterConfig>,
+    /// Checkpoints to take and resume from; `None` keeps everything in memory only.
+    pub checkpoints: Option<CheckpointConfig>,
 }
 
 /// One process of a cluster: every process runs the same plan with the same
@@ -58,6 +62,7 @@ impl Default for EngineConfig {
             compaction_lag: Duration::from_secs(2),
             dead_letter_dir: std::path::PathBuf::from(".statflow/dead-letters"),
             cluster: None,
+            checkpoints: None,
         }
     }
 }
@@ -148,6 +153,25 @@ pub struct Shared {
     pub processes: usize,
     /// Worker threads per process.
     pub threads: usize,
+    /// What checkpointing has done in this process.
+    pub checkpoints: CheckpointStats,
+    /// The checkpoint epoch this run resumed from, if any.
+    pub restored_from: Option<u64>,
+}
+
+/// Counters of checkpointing in one process.
+#[derive(Debug, Default)]
+pub struct CheckpointStats {
+    /// Checkpoints completed (manifest written) by this process.
+    pub completed: AtomicU64,
+    /// The epoch of the newest complete checkpoint written by this process.
+    pub last_epoch: AtomicU64,
+    /// Shards written by this process's workers.
+    pub shards: AtomicU64,
+    /// Bytes of shards written by this process's workers.
+    pub bytes: AtomicU64,
+    /// Time spent writing shards, in microseconds.
+    pub micros: AtomicU64,
 }
 
 impl Shared {
@@ -208,6 +232,21 @@ impl Engine {
     ) -> anyhow::Result<Engine> {
         let plan = Arc::new(plan);
         let workers = config.workers.max(1);
+        let restored = config
+            .checkpoints
+            .as_ref()
+            .and_then(|c| Restored::latest(&c.dir, &plan))
+            .map(Arc::new);
+        if let Some(r) = &restored {
+            tracing::info!(
+                epoch = r.epoch,
+                workers = r.workers,
+                "resuming from checkpoint"
+            );
+            for metric in &r.dropped_metrics {
+                tracing::warn!(metric = %metric, "metric changed since the checkpoint; it starts empty");
+            }
+        }
         let shared = Arc::new(Shared {
             plan: Arc::clone(&plan),
             workers: (0..workers)
@@ -231,6 +270,8 @@ impl Engine {
                 .as_ref()
                 .map_or(1, |c| c.addresses.len().max(1)),
             threads: workers,
+            checkpoints: CheckpointStats::default(),
+            restored_from: restored.as_ref().map(|r| r.epoch),
         });
         let timely_config = match &config.cluster {
             None => timely::Config::process(workers),
@@ -268,6 +309,7 @@ impl Engine {
                 &readers,
                 receivers[local].clone(),
                 &|source, w| DeadLetterFile::boxed(&config.dead_letter_dir, source, w),
+                restored.as_deref(),
             );
             if let Err(e) = result {
                 let mut slot = worker_shared

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use differential_dataflow::trace::TraceReader;
-use statflow_dataflow::ingest::{DeadLetters, EpochClock, IngestSpec, Resume};
+use statflow_dataflow::ingest::{DeadLetters, EpochClock, IngestSpec, PositionLog, Resume};
 use statflow_dataflow::render::render_ingest;
 use statflow_dataflow::scan::{
     query_dataflow, Finished, Outcome, QueryMsg, Request, SourceReport, WorkerReport,
@@ -17,6 +17,9 @@ use statflow_dataflow::scan::{
 use timely::progress::frontier::AntichainRef;
 use timely::worker::Worker;
 
+use crate::checkpoint::{metric_fingerprints, Restored};
+
+use super::checkpointing::Checkpointer;
 use super::{CompletionHistory, EngineConfig, QueryFailure, QueryRequest, ReaderFactory, Shared};
 
 /// How many times a query is re-read at a newer epoch before giving up.
@@ -38,6 +41,7 @@ pub(super) fn run(
     readers: &ReaderFactory,
     queries: crossbeam_channel::Receiver<QueryRequest>,
     dead_letters: &dyn Fn(&str, usize) -> Box<dyn DeadLetters>,
+    restored: Option<&Restored>,
 ) -> anyhow::Result<()> {
     let index = worker.index();
     let peers = worker.peers();
@@ -48,6 +52,8 @@ pub(super) fn run(
     let clock = EpochClock::new();
     let mut specs = Vec::new();
     let mut watched = Vec::new();
+    let mut logs = Vec::new();
+    let empty = Resume::new();
     for (i, source) in plan.sources.iter().enumerate() {
         if !plan
             .metrics
@@ -57,18 +63,29 @@ pub(super) fn run(
             me.sources[i].finished.store(true, Ordering::Relaxed);
             continue;
         }
+        let log = config.checkpoints.as_ref().map(|_| {
+            let log = Rc::new(RefCell::new(PositionLog::default()));
+            logs.push((source.name.clone(), Rc::clone(&log)));
+            log
+        });
+        let resume = restored.map_or(&empty, |r| &r.resume[i]);
         specs.push(IngestSpec {
             plan: Arc::clone(&plan),
             source: i,
-            reader: readers(source, index, peers, &Resume::new())?,
+            reader: readers(source, index, peers, resume)?,
             dead_letters: dead_letters(&source.name, index),
             stats: Arc::clone(&me.sources[i]),
             batch: config.batch,
             flush_records: config.epoch_records,
+            log,
+            newest: restored.map(|r| r.newest[i].clone()).unwrap_or_default(),
         });
         watched.push(i);
     }
-    let rendered = render_ingest(worker, &plan, &clock, specs);
+    let rows = restored
+        .map(|r| r.take_rows(index, peers))
+        .unwrap_or_default();
+    let rendered = render_ingest(worker, &plan, &clock, specs, rows);
     let trace = Rc::new(RefCell::new(rendered.trace));
     let probe = rendered.probe;
 
@@ -113,6 +130,17 @@ pub(super) fn run(
     let mut compaction = 0u64;
     let epoch_ms = config.epoch_interval.as_millis().max(1) as u64;
     let wall_epoch = || crate::source::paced::now_ms().max(0) as u64 / epoch_ms;
+    let mut checkpointer = config.checkpoints.clone().map(|c| {
+        Checkpointer::new(
+            c,
+            config.epoch_interval,
+            wall_epoch(),
+            index,
+            peers,
+            metric_fingerprints(&plan),
+            logs,
+        )
+    });
 
     while !shared.shutdown.load(Ordering::Relaxed) {
         let now = Instant::now();
@@ -162,7 +190,14 @@ pub(super) fn run(
             query_input.flush();
         }
 
-        if let Some(frontier) = history.frontier(now, config.compaction_lag) {
+        if let Some(c) = checkpointer.as_mut() {
+            c.step(complete, &mut trace.borrow_mut(), shared);
+        }
+        let hold = checkpointer.as_ref().map_or(u64::MAX, Checkpointer::hold);
+        if let Some(frontier) = history
+            .frontier(now, config.compaction_lag)
+            .map(|f| f.min(hold))
+        {
             if frontier > compaction {
                 compaction = frontier;
                 let mut trace = trace.borrow_mut();

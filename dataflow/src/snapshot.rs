@@ -1,0 +1,44 @@
+//! A worker's shard of the rollup, read whole at one epoch: what a
+//! checkpoint stores, and what a restart feeds back in.
+
+use differential_dataflow::trace::cursor::{cursor_list, Cursor};
+use differential_dataflow::trace::TraceReader;
+use timely::progress::Antichain;
+
+use crate::aggregate::Aggregates;
+use crate::rollup::RollupKey;
+use crate::scan::RollupTrace;
+
+/// Every row of this worker's shard as it stood at epoch `as_of`: the
+/// updates of epochs up to `as_of` merged per key, rows with no events left
+/// out. `None` when the shard cannot be read exactly at `as_of` (it has not
+/// reached it yet, or was compacted past it).
+pub fn rows_at(trace: &mut RollupTrace, as_of: u64) -> Option<Vec<(RollupKey, Aggregates)>> {
+    let mut upper = Antichain::new();
+    trace.read_upper(&mut upper);
+    if upper.less_equal(&as_of) || !trace.get_logical_compaction().less_equal(&as_of) {
+        return None;
+    }
+    let batches = trace.batches_through(upper.borrow())?;
+    let (mut cursor, storage) = cursor_list(batches);
+    let mut rows = Vec::new();
+    while let Some(key) = cursor.get_key(&storage) {
+        let mut row: Option<Aggregates> = None;
+        while cursor.val_valid(&storage) {
+            cursor.map_times(&storage, |time, diff| {
+                if *time <= as_of {
+                    match &mut row {
+                        Some(row) => row.merge(diff),
+                        None => row = Some(diff.clone()),
+                    }
+                }
+            });
+            cursor.step_val(&storage);
+        }
+        if let Some(row) = row.filter(|r| r.count != 0) {
+            rows.push((key.clone(), row));
+        }
+        cursor.step_key(&storage);
+    }
+    Some(rows)
+}

@@ -1,0 +1,164 @@
+//! Finding the newest complete checkpoint and turning it into what the
+//! workers start from: rows to feed back in and positions to resume at.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use statflow_dataflow::aggregate::Aggregates;
+use statflow_dataflow::ingest::Resume;
+use statflow_dataflow::rollup::RollupKey;
+use statflow_dsl::Plan;
+
+use super::{folder, list, read_shard, Manifest, MANIFEST};
+
+/// Every metric's name and a fingerprint of its definition (sources,
+/// filter, dimensions, window, measures). A restart restores a metric's rows
+/// only when its fingerprint is unchanged; a changed or new metric starts empty.
+pub fn metric_fingerprints(plan: &Plan) -> Vec<(String, u64)> {
+    plan.metrics
+        .iter()
+        .map(|m| {
+            let definition = format!(
+                "{:?}|{:?}|{:?}|{:?}|{:?}",
+                m.sources, m.filter, m.dimensions, m.window, m.measures
+            );
+            (
+                m.name.clone(),
+                u64::from(crc32fast::hash(definition.as_bytes())),
+            )
+        })
+        .collect()
+}
+
+/// Rows of the rollup, as a shard holds them.
+pub type Rows = Vec<(RollupKey, Aggregates)>;
+
+/// A checkpoint read back, ready for the workers of a new run.
+#[derive(Debug)]
+pub struct Restored {
+    /// The epoch it was written at.
+    pub epoch: u64,
+    /// Workers that wrote it.
+    pub workers: usize,
+    /// Per source of the new plan (plan order), every partition's position.
+    pub resume: Vec<Resume>,
+    /// Per source of the new plan, every partition's newest event time.
+    pub newest: Vec<BTreeMap<String, i64>>,
+    /// Rows per old worker, with metric indices of the new plan; taken by
+    /// the new workers.
+    rows: Mutex<Vec<Option<Rows>>>,
+    /// Metrics whose rows were not restored because their definition changed.
+    pub dropped_metrics: Vec<String>,
+}
+
+impl Restored {
+    /// The newest complete checkpoint under `dir` that reads back whole, for
+    /// `plan`. A damaged checkpoint is reported and skipped for the one
+    /// before it. `None` when there is none.
+    pub fn latest(dir: &Path, plan: &Plan) -> Option<Restored> {
+        let listed = match list(dir) {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot list checkpoints; starting empty");
+                return None;
+            }
+        };
+        for (epoch, complete) in listed {
+            if !complete {
+                continue;
+            }
+            match Self::read(dir, epoch, plan) {
+                Ok(restored) => return Some(restored),
+                Err(reason) => tracing::warn!(
+                    epoch,
+                    %reason,
+                    "checkpoint is damaged; trying the one before it"
+                ),
+            }
+        }
+        None
+    }
+
+    fn read(dir: &Path, epoch: u64, plan: &Plan) -> Result<Restored, String> {
+        let folder = folder(dir, epoch);
+        let manifest: Manifest = std::fs::read(folder.join(MANIFEST))
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            .map_err(|e| format!("its manifest cannot be read: {e}"))?;
+        if manifest.shards.len() != manifest.workers {
+            return Err(format!(
+                "its manifest lists {} shards for {} workers",
+                manifest.shards.len(),
+                manifest.workers
+            ));
+        }
+        let now = metric_fingerprints(plan);
+        let mut resume = vec![Resume::new(); plan.sources.len()];
+        let mut newest = vec![BTreeMap::new(); plan.sources.len()];
+        let mut rows = Vec::with_capacity(manifest.workers);
+        let mut dropped = std::collections::BTreeSet::new();
+        for entry in &manifest.shards {
+            let shard = read_shard(&folder.join(&entry.file)).map_err(|e| e.to_string())?;
+            if shard.epoch != epoch || shard.workers != manifest.workers {
+                return Err(format!("{} belongs to another checkpoint", entry.file));
+            }
+            // Old metric index → new one, for metrics whose definition is unchanged.
+            let remap: Vec<Option<u32>> = shard
+                .metrics
+                .iter()
+                .map(|(name, print)| {
+                    let found = now.iter().position(|(n, p)| n == name && p == print);
+                    if found.is_none() {
+                        dropped.insert(name.clone());
+                    }
+                    found.map(|i| i as u32)
+                })
+                .collect();
+            let (old, new) = (shard.metrics.len() as u32, plan.metrics.len() as u32);
+            let mut kept = Vec::with_capacity(shard.rows.len());
+            for (mut key, row) in shard.rows {
+                // Indices past the metrics name the metrics' late rows.
+                let (base, late) = if key.metric >= old {
+                    (key.metric - old, true)
+                } else {
+                    (key.metric, false)
+                };
+                if let Some(Some(m)) = remap.get(base as usize) {
+                    key.metric = if late { m + new } else { *m };
+                    kept.push((key, row));
+                }
+            }
+            rows.push(Some(kept));
+            for (name, positions) in shard.sources {
+                if let Some(i) = plan.sources.iter().position(|s| s.name == name) {
+                    resume[i].extend(positions.positions);
+                    newest[i].extend(positions.newest);
+                }
+            }
+        }
+        Ok(Restored {
+            epoch,
+            workers: manifest.workers,
+            resume,
+            newest,
+            rows: Mutex::new(rows),
+            dropped_metrics: dropped.into_iter().collect(),
+        })
+    }
+
+    /// The rows worker `worker` of `workers` feeds back in: those of the old
+    /// workers `worker, worker + workers, …`. Each old shard is taken once.
+    pub fn take_rows(&self, worker: usize, workers: usize) -> Rows {
+        let Ok(mut rows) = self.rows.lock() else {
+            return Vec::new();
+        };
+        let mut mine = Vec::new();
+        for old in (worker..rows.len()).step_by(workers.max(1)) {
+            if let Some(shard) = rows[old].take() {
+                mine.extend(shard);
+            }
+        }
+        mine
+    }
+}

@@ -1,0 +1,262 @@
+//! Checkpoints and recovery: a run stopped at a random moment and resumed
+//! (on the same or another number of workers) ends with exactly the answers
+//! of a run that was never stopped; a torn checkpoint is skipped for the one
+//! before it; and `kill -9` of a process of a 2-process cluster, then a
+//! restart, changes nothing in the final answers.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value as Json};
+use statflow::dataflow::query::{Answer, Cell};
+use statflow::dsl::Plan;
+use statflow::runtime::checkpoint::{self, CheckpointConfig};
+use statflow::runtime::engine::{Engine, EngineConfig};
+
+use crate::cluster::{answers, http, write_input, Cluster};
+
+/// The cluster tests' topology and input: every measure, tumbling and
+/// hopping windows, late and malformed lines.
+fn plan(dir: &Path) -> Plan {
+    let text = std::fs::read_to_string(dir.join("cluster.topo")).unwrap();
+    let compiled = statflow::dsl::compile(&text, Some(dir));
+    assert!(!compiled.has_errors(), "{:?}", compiled.diagnostics);
+    compiled.plan.unwrap()
+}
+
+fn config(dir: &Path, workers: usize, checkpoints: bool) -> EngineConfig {
+    EngineConfig {
+        workers,
+        epoch_interval: Duration::from_millis(10),
+        epoch_records: 300,
+        batch: 50,
+        dead_letter_dir: dir.join("dead"),
+        checkpoints: checkpoints.then(|| CheckpointConfig {
+            keep: 2,
+            ..CheckpointConfig::under(dir, Duration::from_millis(30))
+        }),
+        ..EngineConfig::default()
+    }
+}
+
+/// Every query of the cluster tests, answered in process.
+fn ask(engine: &Engine, plan: &Plan) -> Vec<(Vec<String>, Vec<Vec<Cell>>)> {
+    crate::cluster::queries()
+        .iter()
+        .map(|q| {
+            let query = statflow::runtime::query::parse(q.to_string().as_bytes(), None, plan, 0)
+                .unwrap_or_else(|e| panic!("{q}: {e:?}"));
+            let Answer { columns, rows, .. } = engine.query_blocking(query).unwrap();
+            assert!(!rows.is_empty(), "{q} has rows");
+            (columns, rows)
+        })
+        .collect()
+}
+
+fn run_to_the_end(dir: &Path, workers: usize, checkpoints: bool) -> Engine {
+    let engine = Engine::start(
+        plan(dir),
+        config(dir, workers, checkpoints),
+        statflow::runtime::source::readers(),
+    )
+    .unwrap();
+    engine.wait_until_done().unwrap();
+    engine
+}
+
+#[test]
+fn a_run_stopped_anywhere_resumes_to_the_same_answers_on_any_worker_count() {
+    let dir = tempfile::tempdir().unwrap();
+    write_input(dir.path());
+    let plan = plan(dir.path());
+    let reference = {
+        let engine = run_to_the_end(dir.path(), 2, false);
+        let answers = ask(&engine, &plan);
+        engine.shutdown();
+        answers
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    for (first, second) in [(2, 3), (4, 1), (1, 2)] {
+        let state = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            dir.path().join("events.jsonl"),
+            state.path().join("events.jsonl"),
+        )
+        .unwrap();
+        std::fs::copy(
+            dir.path().join("cluster.topo"),
+            state.path().join("cluster.topo"),
+        )
+        .unwrap();
+        // Stop the first run at a random moment while it reads.
+        let engine = Engine::start(
+            plan.clone(),
+            config(state.path(), first, true),
+            statflow::runtime::source::readers(),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.random_range(50..400)));
+        let stopped_done = engine.shared().done();
+        engine.shutdown();
+        let complete = checkpoint::list(&state.path().join("checkpoints"))
+            .unwrap()
+            .into_iter()
+            .filter(|(_, c)| *c)
+            .count();
+
+        let engine = Engine::start(
+            plan.clone(),
+            config(state.path(), second, true),
+            statflow::runtime::source::readers(),
+        )
+        .unwrap();
+        assert_eq!(
+            engine.shared().restored_from.is_some(),
+            complete > 0,
+            "the second run resumes from the newest complete checkpoint"
+        );
+        engine.wait_until_done().unwrap();
+        assert_eq!(
+            ask(&engine, &plan),
+            reference,
+            "{first} then {second} workers, {complete} checkpoints, first run done: {stopped_done}"
+        );
+        engine.shutdown();
+    }
+}
+
+#[test]
+fn a_torn_checkpoint_is_skipped_for_the_one_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_input(dir.path());
+    let plan = plan(dir.path());
+    let engine = run_to_the_end(dir.path(), 2, true);
+    let reference = ask(&engine, &plan);
+    // Let a few more checkpoints complete, then stop.
+    let checkpoints = dir.path().join("checkpoints");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while checkpoint::list(&checkpoints)
+        .unwrap()
+        .iter()
+        .filter(|(_, c)| *c)
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "two checkpoints complete");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    engine.shutdown();
+    let complete: Vec<u64> = checkpoint::list(&checkpoints)
+        .unwrap()
+        .into_iter()
+        .filter(|(_, c)| *c)
+        .map(|(e, _)| e)
+        .collect();
+    // Tear the newest one: cut its first shard short.
+    let shard = checkpoint::folder(&checkpoints, complete[0]).join(checkpoint::shard_file(0));
+    let bytes = std::fs::read(&shard).unwrap();
+    std::fs::write(&shard, &bytes[..bytes.len() / 2]).unwrap();
+
+    let engine = Engine::start(
+        plan.clone(),
+        config(dir.path(), 2, true),
+        statflow::runtime::source::readers(),
+    )
+    .unwrap();
+    assert_eq!(engine.shared().restored_from, Some(complete[1]));
+    engine.wait_until_done().unwrap();
+    assert_eq!(ask(&engine, &plan), reference);
+    engine.shutdown();
+}
+
+#[test]
+fn a_changed_metric_starts_empty_and_the_others_are_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    write_input(dir.path());
+    let plan = plan(dir.path());
+    let engine = run_to_the_end(dir.path(), 1, true);
+    let reference = ask(&engine, &plan);
+    let checkpoints = dir.path().join("checkpoints");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !checkpoint::list(&checkpoints)
+        .unwrap()
+        .iter()
+        .any(|(_, c)| *c)
+    {
+        assert!(Instant::now() < deadline, "a checkpoint completes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    engine.shutdown();
+    // The sliding metric's window changes; the rewards metric does not.
+    let text = std::fs::read_to_string(dir.path().join("cluster.topo"))
+        .unwrap()
+        .replace("hopping 10m every 2m", "hopping 10m every 5m");
+    let changed = statflow::dsl::compile(&text, Some(dir.path()))
+        .plan
+        .unwrap();
+    let engine = Engine::start(
+        changed.clone(),
+        config(dir.path(), 1, true),
+        statflow::runtime::source::readers(),
+    )
+    .unwrap();
+    engine.wait_until_done().unwrap();
+    assert!(engine.shared().restored_from.is_some());
+    // The file was read to its end before, so nothing new comes in: the
+    // unchanged metric has all its rows back, the changed one has none.
+    let queries = crate::cluster::queries();
+    for (i, q) in queries.iter().enumerate() {
+        let query = statflow::runtime::query::parse(q.to_string().as_bytes(), None, &changed, 0)
+            .unwrap_or_else(|e| panic!("{q}: {e:?}"));
+        let Answer { columns, rows, .. } = engine.query_blocking(query).unwrap();
+        if q["metric"] == "rewards" {
+            assert_eq!((columns, rows), reference[i], "{q}");
+        } else {
+            assert!(rows.is_empty(), "{q}: {rows:?}");
+        }
+    }
+    engine.shutdown();
+}
+
+#[test]
+fn killing_a_process_of_a_cluster_at_random_changes_no_final_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    write_input(dir.path());
+    let reference = {
+        let cluster = Cluster::start(dir.path(), 1, 2, &["--no-checkpoints"]);
+        cluster.wait_until_done();
+        let got = answers(&cluster.addresses[0]);
+        cluster.stop();
+        got
+    };
+    let rounds: u64 = std::env::var("STATFLOW_CRASH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    for seed in 0..rounds {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let state = format!("state-crash-{seed}");
+        let flags = ["--checkpoint-interval", "50ms"];
+        let mut cluster = Cluster::start_in(dir.path(), &state, 2, 1, &flags);
+        let victim = cluster.pids[rng.random_range(0..cluster.pids.len())];
+        std::thread::sleep(Duration::from_millis(rng.random_range(100..1_500)));
+        Command::new("kill")
+            .arg("-9")
+            .arg(victim.to_string())
+            .status()
+            .unwrap();
+        cluster.wait_for_exit(Duration::from_secs(30));
+
+        let cluster = Cluster::start_in(dir.path(), &state, 2, 1, &flags);
+        cluster.wait_until_done();
+        for addr in &cluster.addresses {
+            assert_eq!(answers(addr), reference, "seed {seed}, asking {addr}");
+        }
+        let (_, status) = http(&cluster.addresses[0], "GET", "/v1/status", "").unwrap();
+        let status: Json = serde_json::from_str(&status).unwrap();
+        assert_eq!(status["done"], json!(true), "seed {seed}: {status}");
+        cluster.stop();
+    }
+}
