@@ -18,7 +18,27 @@ pub const MANY_BUCKETS: u64 = 100_000;
 
 const SOURCE_KINDS: [&str; 3] = ["kafka", "file", "generator"];
 const COMMON_PROPERTIES: [&str; 3] = ["format", "time", "late"];
-const KAFKA_PROPERTIES: [&str; 6] = ["format", "time", "late", "brokers", "start", "settings"];
+const KAFKA_PROPERTIES: [&str; 7] = [
+    "format",
+    "time",
+    "late",
+    "brokers",
+    "start",
+    "settings",
+    "dead_letters",
+];
+
+/// The metadata a Kafka source adds to every record under `_kafka` (see
+/// the book's Kafka chapter), known to the checker when the source
+/// declares its fields. Headers are not listed: declare the ones read,
+/// as `_kafka.headers.NAME: string`.
+const KAFKA_METADATA_FIELDS: [(&str, FieldType); 5] = [
+    ("_kafka.topic", FieldType::String),
+    ("_kafka.partition", FieldType::Number),
+    ("_kafka.offset", FieldType::Number),
+    ("_kafka.timestamp", FieldType::Number),
+    ("_kafka.key", FieldType::String),
+];
 const GENERATOR_ARGS: [&str; 5] = ["rate", "seed", "events", "games", "users"];
 const ENCODINGS: [&str; 3] = ["epoch_millis", "epoch_seconds", "rfc3339"];
 const TYPES: [&str; 4] = ["string", "number", "bool", "time"];
@@ -262,6 +282,11 @@ impl Checker<'_, '_> {
                 .map(|(name, ty)| (FieldPath::parse(name), *ty))
                 .collect();
         }
+        if kind_name == "kafka" && !fields.is_empty() {
+            for (name, ty) in KAFKA_METADATA_FIELDS {
+                fields.entry(FieldPath::parse(name)).or_insert(ty);
+            }
+        }
         if let Some(time) = &time {
             if !fields.is_empty() {
                 fields.entry(time.path.clone()).or_insert(FieldType::Time);
@@ -458,11 +483,33 @@ impl Checker<'_, '_> {
                 ok = false;
             }
         }
+        let dead_letters = match props.get("dead_letters") {
+            None => None,
+            Some(Value::Str(s, span)) if !is_topic_name(s) => {
+                self.push(
+                    Problem::BadValue {
+                        property: "dead_letters".into(),
+                        expected: "a Kafka topic name: 1 to 249 of a-z A-Z 0-9 . _ -".into(),
+                        found: format!("{s:?}"),
+                    },
+                    *span,
+                );
+                ok = false;
+                None
+            }
+            Some(Value::Str(s, _)) => Some(s.clone()),
+            Some(other) => {
+                self.bad_value("dead_letters", "a topic name in quotes", other);
+                ok = false;
+                None
+            }
+        };
         ok.then_some(SourceKind::Kafka(KafkaSource {
             topics,
             brokers,
             start,
             settings,
+            dead_letters,
         }))
     }
 
@@ -1251,6 +1298,17 @@ impl Checker<'_, '_> {
     }
 }
 
+/// True when Kafka accepts `name` as a topic name.
+fn is_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// The declared fields a metric's field references are checked against.
 struct Schema {
     fields: BTreeMap<FieldPath, FieldType>,
@@ -1401,6 +1459,62 @@ mod tests {
         assert_eq!(all.len(), 5);
         assert_eq!(all[0].to_string(), "amount > 1");
         assert_eq!(all[4].to_string(), "amount > 5");
+    }
+
+    #[test]
+    fn kafka_sources_that_declare_fields_know_the_metadata_fields() {
+        let text = r#"
+source bets = kafka("bets") {
+  time = ts as epoch_millis
+  dead_letters = "bets.dead"
+  fields { ts: time  amount: number  _kafka.headers.region: string }
+}
+metric m from bets {
+  where _kafka.partition >= 0 and _kafka.topic = "bets" and _kafka.headers.region = "eu"
+  dimensions _kafka.key
+  window tumbling 1m
+  measures { n = count()  last = max(_kafka.offset) }
+}"#;
+        let compiled = compile(text, None);
+        assert!(
+            compiled.diagnostics.is_empty(),
+            "{:?}",
+            compiled.diagnostics
+        );
+        let plan = compiled.plan.expect("a plan");
+        let crate::SourceKind::Kafka(k) = &plan.sources[0].kind else {
+            panic!("a kafka source");
+        };
+        assert_eq!(k.dead_letters.as_deref(), Some("bets.dead"));
+        // An undeclared header is still an unknown field.
+        let text = text.replace("_kafka.headers.region: string", "");
+        let codes: Vec<_> = compile(&text, None)
+            .diagnostics
+            .iter()
+            .map(|d| d.code())
+            .collect();
+        assert_eq!(codes, ["E0314"], "unknown field");
+    }
+
+    #[test]
+    fn a_dead_letter_topic_must_be_a_topic_name() {
+        for (value, ok) in [
+            ("\"bets.dead\"", true),
+            ("\"bets dead\"", false),
+            ("\"\"", false),
+            ("[\"a\"]", false),
+        ] {
+            let text = format!(
+                "source s = kafka(\"bets\") {{ time = ts as epoch_millis  dead_letters = {value} }}\nmetric m from s {{ window tumbling 1m measures {{ n = count() }} }}"
+            );
+            let compiled = compile(&text, None);
+            let codes: Vec<_> = compiled.diagnostics.iter().map(|d| d.code()).collect();
+            if ok {
+                assert!(codes.is_empty(), "{value}: {codes:?}");
+            } else {
+                assert_eq!(codes, ["E0108"], "{value}");
+            }
+        }
     }
 
     #[test]

@@ -35,6 +35,12 @@ pub fn explain(plan: &Plan) -> String {
                 for (key, value) in &k.settings {
                     let _ = writeln!(out, "  setting:  {key} = {value}");
                 }
+                if let Some(topic) = &k.dead_letters {
+                    let _ = writeln!(
+                        out,
+                        "  dead letters: to topic {topic} and the dead-letter file"
+                    );
+                }
             }
             SourceKind::File(f) => {
                 let _ = writeln!(out, "  path:     {}", f.path);

@@ -166,6 +166,10 @@ pub struct KafkaSource {
     pub start: StartPosition,
     /// librdkafka client settings passed through as they are.
     pub settings: BTreeMap<String, String>,
+    /// A topic (on the same brokers) that receives this source's dead
+    /// letters, besides the dead-letter file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letters: Option<String>,
 }
 
 /// Which Kafka topics a source reads.

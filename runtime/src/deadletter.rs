@@ -18,14 +18,16 @@ pub struct DeadLetterFile {
 }
 
 impl DeadLetterFile {
-    /// A dead-letter file under `dir` (boxed for the ingest operator).
+    /// A dead-letter file under `dir` (boxed for the ingest operator); for
+    /// a Kafka source with a dead-letter topic, the file and the topic.
     pub fn boxed(dir: &Path, source: &str, worker: usize) -> Box<dyn DeadLetters> {
-        Box::new(DeadLetterFile {
+        let file = Box::new(DeadLetterFile {
             path: dir.join(format!("{source}-w{worker}.jsonl")),
             worker,
             out: None,
             failed: false,
-        })
+        });
+        crate::source::kafka::dead_letters_for(source, file)
     }
 
     /// Where the file is.

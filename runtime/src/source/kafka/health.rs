@@ -1,0 +1,216 @@
+//! What the Kafka client tells statflow about itself: high watermarks and
+//! the brokers' connection states from its statistics, and its errors.
+//! librdkafka calls the context from whichever thread polls it; the reader
+//! reads the result on its worker thread.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::KafkaError;
+use serde::Deserialize;
+
+/// Whether the client can reach a broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    /// Not known yet (no statistics so far).
+    Unknown,
+    /// At least one broker is up.
+    Up,
+    /// No broker is up: librdkafka is reconnecting, with backoff.
+    Down,
+}
+
+/// Shared between the client's context and the reader.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// High watermarks by topic and partition, from the statistics.
+    highs: Mutex<HashMap<String, HashMap<i32, i64>>>,
+    /// 0 unknown, 1 up, 2 down.
+    connection: AtomicU8,
+    /// The newest client error not yet reported by the reader.
+    error: Mutex<Option<String>>,
+}
+
+impl Health {
+    /// The high watermark of a partition, when the statistics have one.
+    pub fn high(&self, topic: &str, partition: i32) -> Option<i64> {
+        let highs = self.highs.lock().ok()?;
+        highs.get(topic)?.get(&partition).copied()
+    }
+
+    /// Records a high watermark learned elsewhere (when a partition is found).
+    pub fn set_high(&self, topic: &str, partition: i32, high: i64) {
+        if let Ok(mut highs) = self.highs.lock() {
+            let h = highs
+                .entry(topic.to_string())
+                .or_default()
+                .entry(partition)
+                .or_insert(high);
+            *h = (*h).max(high);
+        }
+    }
+
+    /// Whether a broker is reachable.
+    pub fn connection(&self) -> Connection {
+        match self.connection.load(Ordering::Relaxed) {
+            1 => Connection::Up,
+            2 => Connection::Down,
+            _ => Connection::Unknown,
+        }
+    }
+
+    /// Marks a broker reachable (a message arrived).
+    pub fn mark_up(&self) {
+        self.connection.store(1, Ordering::Relaxed);
+    }
+
+    /// Takes the newest client error, if there was one since the last call.
+    pub fn take_error(&self) -> Option<String> {
+        self.error.lock().ok()?.take()
+    }
+
+    /// Notes a client error.
+    pub fn note_error(&self, error: String) {
+        if let Ok(mut slot) = self.error.lock() {
+            *slot = Some(error);
+        }
+    }
+
+    fn absorb(&self, stats: Stats) {
+        // Brokers learned from metadata have ids; the bootstrap entries
+        // (id -1) are closed once those are known, so they count only
+        // while nothing else is known.
+        let known: Vec<&BrokerStats> = stats.brokers.values().filter(|b| b.nodeid >= 0).collect();
+        let brokers: Vec<&BrokerStats> = if known.is_empty() {
+            stats.brokers.values().collect()
+        } else {
+            known
+        };
+        if !brokers.is_empty() {
+            let up = brokers.iter().any(|b| b.state == "UP");
+            self.connection
+                .store(if up { 1 } else { 2 }, Ordering::Relaxed);
+        }
+        if let Ok(mut highs) = self.highs.lock() {
+            for (topic, t) in stats.topics {
+                let entry = highs.entry(topic).or_default();
+                for p in t.partitions.into_values() {
+                    // Partition -1 is librdkafka's "unassigned"; -1001 means "not known".
+                    if p.partition >= 0 && p.hi_offset >= 0 {
+                        let h = entry.entry(p.partition).or_insert(p.hi_offset);
+                        *h = (*h).max(p.hi_offset);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The few parts of librdkafka's statistics statflow reads.
+#[derive(Debug, Deserialize)]
+struct Stats {
+    #[serde(default)]
+    brokers: HashMap<String, BrokerStats>,
+    #[serde(default)]
+    topics: HashMap<String, TopicStats>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BrokerStats {
+    #[serde(default)]
+    state: String,
+    #[serde(default = "minus_one")]
+    nodeid: i32,
+}
+
+#[derive(Debug, Deserialize)]
+struct TopicStats {
+    #[serde(default)]
+    partitions: HashMap<String, PartitionStats>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PartitionStats {
+    #[serde(default = "minus_one")]
+    partition: i32,
+    #[serde(default = "minus_one_i64")]
+    hi_offset: i64,
+}
+
+fn minus_one() -> i32 {
+    -1
+}
+
+fn minus_one_i64() -> i64 {
+    -1
+}
+
+/// The client context of a Kafka source's consumer.
+pub struct SourceContext {
+    /// Shared with the reader.
+    pub health: std::sync::Arc<Health>,
+}
+
+impl ClientContext for SourceContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        // librdkafka logs every failed reconnect attempt; the reader says
+        // once when the brokers go away and once when they are back, so
+        // the client's own lines are kept for debugging.
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
+                tracing::error!(target: "librdkafka", facility = fac, "{message}")
+            }
+            _ => tracing::debug!(target: "librdkafka", facility = fac, "{message}"),
+        }
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        match serde_json::from_slice::<Stats>(statistics) {
+            Ok(stats) => self.health.absorb(stats),
+            Err(e) => tracing::debug!(error = %e, "cannot read librdkafka's statistics"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.health.note_error(format!("{error} ({reason})"));
+    }
+}
+
+impl ConsumerContext for SourceContext {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_give_watermarks_and_connection_state() {
+        let health = Health::default();
+        assert_eq!(health.connection(), Connection::Unknown);
+        let json = br#"{
+          "name": "c#consumer-1", "type": "consumer",
+          "brokers": {
+            "127.0.0.1:9092/bootstrap": {"state": "INIT", "nodeid": -1},
+            "127.0.0.1:9092/111": {"state": "UP", "nodeid": 111}
+          },
+          "topics": {"bets": {"partitions": {
+            "0": {"partition": 0, "hi_offset": 40},
+            "1": {"partition": 1, "hi_offset": -1001},
+            "-1": {"partition": -1, "hi_offset": -1001}
+          }}}
+        }"#;
+        health.absorb(serde_json::from_slice(json).unwrap());
+        assert_eq!(health.connection(), Connection::Up);
+        assert_eq!(health.high("bets", 0), Some(40));
+        assert_eq!(health.high("bets", 1), None);
+        let json = br#"{"brokers": {"127.0.0.1:9092/111": {"state": "DOWN", "nodeid": 111}},
+                        "topics": {"bets": {"partitions": {"0": {"partition": 0, "hi_offset": 30}}}}}"#;
+        health.absorb(serde_json::from_slice(json).unwrap());
+        assert_eq!(health.connection(), Connection::Down);
+        // A watermark never goes back (an older broker answer arriving late).
+        assert_eq!(health.high("bets", 0), Some(40));
+    }
+}
