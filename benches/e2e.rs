@@ -707,6 +707,7 @@ mod engine {
             measures: vec![0, 1, 2],
             order_by: Vec::new(),
             limit: None,
+            late: false,
         };
         let mut rows = 0;
         for _ in 0..QUERY_WARMUP {

@@ -60,6 +60,9 @@ struct Event {
     level: Option<i64>,
     amount: f64,
     user: String,
+    /// Older than the newest event before it in its file slice minus the
+    /// 5m bound: counted in the metrics' late rows only.
+    late: bool,
 }
 
 /// 2024-08-20T00:00:00Z
@@ -100,6 +103,7 @@ fn events(seed: u64, n: usize) -> (Vec<Event>, Vec<String>) {
             amount: (rng.random_range(0..100_000) as f64) / 100.0
                 - if rng.random_bool(0.02) { 2000.0 } else { 0.0 },
             user: format!("u{}", rng.random_range(0..400)),
+            late: false,
         };
         let mut line = format!(
             r#"{{"ts": {}, "kind": "{}", "game": "{}", "amount": {}, "user": "{}""#,
@@ -122,7 +126,39 @@ fn events(seed: u64, n: usize) -> (Vec<Event>, Vec<String>) {
             ));
         }
     }
+    mark_late(&mut events, &lines);
     (events, lines)
+}
+
+/// Applies the lateness rule the engine documents: the file is cut into
+/// slices by byte range, and within a slice an event is late when it is
+/// older than the newest event read before it minus the bound. Lines that
+/// decode (even those no metric counts) move the newest event; lines that
+/// fail do not.
+fn mark_late(events: &mut [Event], lines: &[String]) {
+    use statflow::runtime::source::file::slice_of;
+    let len: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
+    let mut newest: HashMap<u64, i64> = HashMap::new();
+    let mut offset = 0u64;
+    let mut next_event = 0;
+    for line in lines {
+        let slice = slice_of(offset, len);
+        offset += line.len() as u64 + 1;
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let Some(ts) = value["ts"].as_i64() else {
+            continue;
+        };
+        let before = newest.get(&slice).copied().unwrap_or(i64::MIN);
+        if value["amount"].is_number() {
+            // One of the events, in order.
+            events[next_event].late = ts < before.saturating_sub(300_000);
+            next_event += 1;
+        }
+        newest.insert(slice, before.max(ts));
+    }
+    assert_eq!(next_event, events.len());
 }
 
 fn start(dir: &std::path::Path, lines: &[String], workers: usize) -> (Engine, Plan) {
@@ -240,7 +276,10 @@ fn oracle(plan: &Plan, q: &Query, events: &[Event]) -> Vec<Vec<Cell>> {
     let tz = timebucket::parse_time_zone(q.time_zone.as_deref().unwrap_or("Z")).unwrap();
     let granularity = q.granularity_ms.map(|g| g as i64).unwrap_or(step);
     let mut groups: BTreeMap<Vec<Value>, Vec<&Event>> = BTreeMap::new();
-    for e in events.iter().filter(|e| passes_metric(q.metric, e)) {
+    for e in events
+        .iter()
+        .filter(|e| e.late == q.late && passes_metric(q.metric, e))
+    {
         let pane = e.ts.div_euclid(step) * step;
         let dims: Vec<Value> = (0..metric.dimensions.len())
             .map(|d| dim(q.metric, d, e))
@@ -420,6 +459,7 @@ fn base(metric: usize, plan: &Plan) -> Query {
         measures: (0..plan.metrics[metric].measures.len()).collect(),
         order_by: vec![],
         limit: None,
+        late: false,
     }
 }
 
@@ -517,6 +557,22 @@ fn queries(plan: &Plan) -> Vec<(&'static str, Query)> {
             ..base(0, plan)
         },
     ));
+    out.push((
+        "late rows by game and hour",
+        Query {
+            late: true,
+            group_by: vec![GroupKey::Dimension(0), GroupKey::Time],
+            granularity_ms: Some(3_600_000),
+            ..base(0, plan)
+        },
+    ));
+    out.push((
+        "late rows of a hopping metric",
+        Query {
+            late: true,
+            ..base(1, plan)
+        },
+    ));
     out.push(("hopping total", base(1, plan)));
     out.push((
         "hopping windows every 2m",
@@ -563,8 +619,24 @@ fn run(workers: usize) {
                 .load(std::sync::atomic::Ordering::Relaxed)
         })
         .sum();
-    let bad = lines.len() - events.len();
+    // Lines without a time or not JSON; the line whose `amount` is text
+    // passes no metric's `where`, so no measure needs its amount.
+    let bad = lines
+        .iter()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l).map_or(true, |v| v["ts"].is_null())
+        })
+        .count();
     assert_eq!(errors as usize, bad);
+    // Late events are counted per metric and reported with every answer.
+    let late = events
+        .iter()
+        .filter(|e| e.late && passes_metric(0, e))
+        .count() as u64;
+    assert!(late > 10, "the input has late events: {late}");
+    let answer = engine.query_blocking(base(0, &plan)).unwrap();
+    assert_eq!(answer.as_of.sources.len(), 1);
+    assert_eq!(answer.as_of.sources[0].late, late);
     let dead: usize = std::fs::read_dir(dir.path().join("dead"))
         .unwrap()
         .map(|f| {

@@ -28,6 +28,14 @@ pub enum ReadState {
     Finished,
 }
 
+/// Milliseconds since the Unix epoch, now.
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Where a record was read: the partition it belongs to (an index into the
 /// reader's [`RecordReader::partitions`]) and its position there (a byte
 /// offset, a sequence number, a Kafka offset).
@@ -81,6 +89,8 @@ pub struct PartitionStatus {
     pub end: Option<u64>,
     /// The newest event time read from it, in milliseconds.
     pub max_event_ms: Option<i64>,
+    /// When (wall clock, milliseconds) it last gave a record.
+    pub last_read_ms: Option<i64>,
 }
 
 /// Where records that could not be counted go, with their reason.
@@ -108,6 +118,11 @@ pub struct SourceStats {
     pub max_event_ms: AtomicI64,
     /// Every partition this worker reads, refreshed after each read.
     pub partitions: Mutex<Vec<PartitionStatus>>,
+    /// Late events: older than their partition's newest event minus the
+    /// lateness bound, set aside in the metrics' late rows.
+    pub late: AtomicU64,
+    /// Late events per metric (plan index) that they would have counted in.
+    pub late_by_metric: Mutex<Vec<u64>>,
     /// The reader said it is finished.
     pub finished: AtomicBool,
 }
@@ -119,6 +134,8 @@ impl Default for SourceStats {
             errors: AtomicU64::new(0),
             max_event_ms: AtomicI64::new(i64::MIN),
             partitions: Mutex::new(Vec::new()),
+            late: AtomicU64::new(0),
+            late_by_metric: Mutex::new(Vec::new()),
             finished: AtomicBool::new(false),
         }
     }
@@ -139,7 +156,15 @@ impl SourceStats {
             .unwrap_or_default()
     }
 
-    fn refresh(&self, reader: &dyn RecordReader, max_event: &[i64]) {
+    /// A copy of the late counts per metric.
+    pub fn late_by_metric(&self) -> Vec<u64> {
+        self.late_by_metric
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+
+    fn refresh(&self, reader: &dyn RecordReader, max_event: &[i64], seen: &[i64]) {
         let positions = reader.positions();
         let ends = reader.ends();
         let status = reader
@@ -151,6 +176,7 @@ impl SourceStats {
                 position: positions.get(i).copied().unwrap_or(0),
                 end: ends.get(i).copied().flatten(),
                 max_event_ms: max_event.get(i).copied().filter(|t| *t != i64::MIN),
+                last_read_ms: seen.get(i).copied().filter(|t| *t != i64::MIN),
             })
             .collect();
         if let Ok(mut partitions) = self.partitions.lock() {
@@ -292,8 +318,12 @@ pub fn ingest<'scope>(
         let mut finished = false;
         let mut unflushed = 0usize;
         let mut rejected: Vec<(RecordAt, RecordError, Vec<u8>)> = Vec::new();
-        // The newest event time per partition (by the reader's index).
+        // The newest event time per partition (by the reader's index), and
+        // when (wall clock) each last gave a record.
         let mut partition_max: Vec<i64> = Vec::new();
+        let mut partition_seen: Vec<i64> = Vec::new();
+        let late_ms = plan.sources[source].late.millis() as i64;
+        let mut late_by_metric = vec![0u64; plan.metrics.len()];
         move |output| {
             let Some(cap) = capability.as_mut() else {
                 return;
@@ -333,18 +363,33 @@ pub fn ingest<'scope>(
             while partition_max.len() < reader.partitions().len() {
                 let name = &reader.partitions()[partition_max.len()];
                 partition_max.push(newest.get(name).copied().unwrap_or(i64::MIN));
+                partition_seen.push(i64::MIN);
             }
             let mut read = 0usize;
             let mut max_event = i64::MIN;
+            let mut late = 0u64;
+            let now = wall_ms();
             let state = reader.read(batch, &mut |record, at| {
                 read += 1;
-                match decoder.decode_into(record, &mut scratch, &mut rows, &plan) {
-                    Ok(ts) => {
-                        max_event = max_event.max(ts);
-                        if partition_max.len() <= at.partition {
-                            partition_max.resize(at.partition + 1, i64::MIN);
+                if partition_max.len() <= at.partition {
+                    partition_max.resize(at.partition + 1, i64::MIN);
+                    partition_seen.resize(at.partition + 1, i64::MIN);
+                }
+                partition_seen[at.partition] = now;
+                // Late means older than its partition's newest event minus the
+                // bound: a property of the input, not of timing, so reruns,
+                // restarts and worker counts agree on it.
+                let late_before = partition_max[at.partition].saturating_sub(late_ms);
+                match decoder.decode_into(record, late_before, &mut scratch, &mut rows, &plan) {
+                    Ok(decoded) => {
+                        max_event = max_event.max(decoded.ts);
+                        partition_max[at.partition] = partition_max[at.partition].max(decoded.ts);
+                        if decoded.late {
+                            late += 1;
+                            for m in &scratch.counted {
+                                late_by_metric[*m as usize] += 1;
+                            }
                         }
-                        partition_max[at.partition] = partition_max[at.partition].max(ts);
                     }
                     Err(reason) => {
                         stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -367,7 +412,16 @@ pub fn ingest<'scope>(
             }
             stats.records.fetch_add(read as u64, Ordering::Relaxed);
             stats.max_event_ms.fetch_max(max_event, Ordering::Relaxed);
-            stats.refresh(&*reader, &partition_max);
+            if late > 0 {
+                stats.late.fetch_add(late, Ordering::Relaxed);
+                if let Ok(mut counts) = stats.late_by_metric.lock() {
+                    counts.resize(late_by_metric.len(), 0);
+                    for (total, n) in counts.iter_mut().zip(late_by_metric.iter_mut()) {
+                        *total += std::mem::take(n);
+                    }
+                }
+            }
+            stats.refresh(&*reader, &partition_max, &partition_seen);
             match state {
                 ReadState::Busy => activator.activate(),
                 ReadState::Idle(wait) => activator.activate_after(wait),

@@ -12,3 +12,4 @@ pub mod scan;
 pub mod snapshot;
 pub mod timebucket;
 pub mod value;
+pub mod watermark;

@@ -32,6 +32,9 @@ pub struct Query {
     pub order_by: Vec<OrderBy>,
     /// At most this many rows.
     pub limit: Option<usize>,
+    /// Read the metric's late rows (events set aside beyond the lateness
+    /// bound) instead of its rows.
+    pub late: bool,
 }
 
 /// A key rows are grouped by.
@@ -92,13 +95,27 @@ pub enum Filter {
 }
 
 /// What a query's answer reflects.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct AsOf {
     /// Every event ingested in epochs up to and including this one is counted.
     pub epoch: u64,
-    /// The lowest source watermark over all workers, in milliseconds since
+    /// The lowest watermark of the metric's sources, in milliseconds since
     /// the epoch; `None` before any event.
     pub watermark_ms: Option<i64>,
+    /// Each source the metric reads: its watermark and the metric's late events from it.
+    pub sources: Vec<SourceMark>,
+}
+
+/// One source of a metric, as an answer reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SourceMark {
+    /// The source's name.
+    pub source: String,
+    /// Its watermark (see [`crate::watermark`]), in milliseconds.
+    pub watermark_ms: Option<i64>,
+    /// Events from it that were late for the metric, set aside in the
+    /// metric's late rows, over every worker.
+    pub late: u64,
 }
 
 /// One cell of an answer.

@@ -49,6 +49,17 @@ pub struct Scratch {
     key: RollupKey,
     /// A number given to `distinct`, as text (the sketch hashes text).
     text: String,
+    /// The metrics (plan indices) the last record counted in.
+    pub counted: Vec<u32>,
+}
+
+/// What a counted record was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoded {
+    /// Its event time, in milliseconds since the epoch.
+    pub ts: i64,
+    /// It was late: counted in its metrics' late rows, not their rows.
+    pub late: bool,
 }
 
 /// Why a record could not be counted. The record is dead-lettered with it.
@@ -144,15 +155,19 @@ impl SourceDecoder {
         self.metrics.is_empty()
     }
 
-    /// Decodes one record and adds it to every metric's row in `rows`.
-    /// Returns the event time. On error nothing is added.
+    /// Decodes one record and adds it to the row of every metric whose
+    /// `where` it passes. An event older than `late_before` is late: it is
+    /// added to the metrics' late rows instead (metric index plus the number
+    /// of metrics). On error nothing is added. `scratch.counted` lists the
+    /// metrics it counted in.
     pub fn decode_into(
         &self,
         record: &[u8],
+        late_before: i64,
         scratch: &mut Scratch,
         rows: &mut EpochRows,
         plan: &Plan,
-    ) -> Result<i64, RecordError> {
+    ) -> Result<Decoded, RecordError> {
         // The slot vector is reused across records to avoid an allocation per
         // record; it is empty whenever it is put back, so its borrowed strings
         // never outlive this call (the collects reuse the allocation in place).
@@ -160,7 +175,8 @@ impl SourceDecoder {
             .into_iter()
             .map(|_| None)
             .collect();
-        let result = self.decode_slots(record, &mut slots, scratch, rows, plan);
+        scratch.counted.clear();
+        let result = self.decode_slots(record, late_before, &mut slots, scratch, rows, plan);
         slots.clear();
         scratch.slots = slots.into_iter().map(|_| None).collect();
         result
@@ -169,11 +185,12 @@ impl SourceDecoder {
     fn decode_slots<'a>(
         &self,
         record: &'a [u8],
+        late_before: i64,
         slots: &mut Vec<Option<Scalar<'a>>>,
         scratch: &mut Scratch,
         rows: &mut EpochRows,
         plan: &Plan,
-    ) -> Result<i64, RecordError> {
+    ) -> Result<Decoded, RecordError> {
         self.selector
             .extract(record, slots)
             .map_err(RecordError::Json)?;
@@ -183,8 +200,12 @@ impl SourceDecoder {
                 check_type(value, *ty, self.selector.path(*slot))?;
             }
         }
-        // Numeric measures need numbers: check them all before counting anything.
-        for metric in &self.metrics {
+        // The metrics whose `where` the event passes; their numeric measures
+        // need numbers, checked before anything is counted.
+        for (i, metric) in self.metrics.iter().enumerate() {
+            if metric.filter.as_ref().is_some_and(|f| !f.eval(slots)) {
+                continue;
+            }
             for (kind, slot) in &metric.measures {
                 let numeric = !matches!(kind, MeasureKind::Count | MeasureKind::Distinct { .. });
                 if let (true, Some(slot)) = (numeric, slot) {
@@ -192,26 +213,26 @@ impl SourceDecoder {
                         None | Some(Scalar::Null) | Some(Scalar::Int(_)) => {}
                         Some(Scalar::Float(f)) if f.is_finite() => {}
                         Some(other) => {
+                            scratch.counted.clear();
                             return Err(RecordError::WrongType {
                                 field: self.selector.path(*slot).to_string(),
                                 found: other.kind(),
                                 expected: "a number",
-                            })
+                            });
                         }
                     }
                 }
             }
+            scratch.counted.push(i as u32);
         }
-        for metric in &self.metrics {
-            if let Some(filter) = &metric.filter {
-                if !filter.eval(slots) {
-                    continue;
-                }
-            }
+        let late = ts < late_before;
+        let late_offset = if late { plan.metrics.len() as u32 } else { 0 };
+        for i in 0..scratch.counted.len() {
+            let metric = &self.metrics[scratch.counted[i] as usize];
             // The row is looked up with a key built in the scratch buffer and
             // copied only when the row is new (most events land in an existing row).
             let key = &mut scratch.key;
-            key.metric = metric.index;
+            key.metric = metric.index + late_offset;
             key.bucket = ts.div_euclid(metric.step) * metric.step;
             key.dims.resize(metric.dims.len(), Value::Null);
             for (value, slot) in key.dims.iter_mut().zip(&metric.dims) {
@@ -231,7 +252,11 @@ impl SourceDecoder {
                 }
             }
         }
-        Ok(ts)
+        // From positions among this source's metrics to plan indices.
+        for c in scratch.counted.iter_mut() {
+            *c = self.metrics[*c as usize].index;
+        }
+        Ok(Decoded { ts, late })
     }
 
     fn event_time(&self, value: Option<&Scalar<'_>>) -> Result<i64, RecordError> {
@@ -493,7 +518,8 @@ mod tests {
             br#"{"ts": 64000, "kind": "reward", "amount": 50, "skip": 1, "game": "g1"}"#,
         ];
         for r in records {
-            d.decode_into(r, &mut scratch, &mut rows, &plan).unwrap();
+            d.decode_into(r, i64::MIN, &mut scratch, &mut rows, &plan)
+                .unwrap();
         }
         // Only the first two pass the filter; they differ in user, so two rows.
         assert_eq!(rows.len(), 2);
@@ -517,16 +543,44 @@ mod tests {
                 "time field `ts` is \"yesterday\"",
             ),
             (
-                br#"{"ts": 1, "kind": "reward", "amount": "ten"}"#,
+                br#"{"ts": 1, "kind": "reward", "amount": "ten", "tag": "vip"}"#,
                 "field `amount` is a string, expected a number",
             ),
         ];
         for (record, reason) in bad {
             let e = d
-                .decode_into(record, &mut scratch, &mut rows, &plan)
+                .decode_into(record, i64::MIN, &mut scratch, &mut rows, &plan)
                 .unwrap_err();
             assert!(e.to_string().contains(reason), "{e} should say {reason}");
         }
         assert!(rows.is_empty());
+        // A bad amount in an event no metric counts (a bet here) is no error.
+        let bet = br#"{"ts": 1, "kind": "bet", "amount": "ten"}"#;
+        let decoded = d.decode_into(bet, i64::MIN, &mut scratch, &mut rows, &plan);
+        assert_eq!(decoded, Ok(Decoded { ts: 1, late: false }));
+        assert!(rows.is_empty() && scratch.counted.is_empty());
+    }
+
+    #[test]
+    fn late_events_go_to_the_late_rows() {
+        let (plan, d) = decoder(TOPO);
+        let mut rows = EpochRows::default();
+        let mut scratch = Scratch::default();
+        let event = br#"{"ts": 60001, "kind": "reward", "amount": 12.5, "game": "g1", "user": {"id": "u1"}}"#;
+        let decoded = d.decode_into(event, 60_002, &mut scratch, &mut rows, &plan);
+        assert_eq!(
+            decoded,
+            Ok(Decoded {
+                ts: 60_001,
+                late: true
+            })
+        );
+        assert_eq!(scratch.counted, vec![0]);
+        let keys: Vec<u32> = rows.keys().map(|k| k.metric).collect();
+        assert_eq!(keys, vec![plan.metrics.len() as u32]);
+        // At the bound itself the event is on time.
+        d.decode_into(event, 60_001, &mut scratch, &mut rows, &plan)
+            .unwrap();
+        assert!(rows.keys().any(|k| k.metric == 0));
     }
 }

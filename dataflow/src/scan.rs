@@ -23,7 +23,7 @@ use timely::progress::Antichain;
 use timely::worker::Worker;
 
 use crate::aggregate::{Aggregates, MeasureState};
-use crate::query::{Answer, AsOf, Cell, Column, Filter, GroupKey, Query};
+use crate::query::{Answer, AsOf, Cell, Column, Filter, GroupKey, Query, SourceMark};
 use crate::rollup::RollupKey;
 use crate::timebucket;
 use crate::value::Value;
@@ -84,6 +84,10 @@ pub struct SourceReport {
     pub finished: bool,
     /// The newest event time seen.
     pub max_event_ms: Option<i64>,
+    /// Late events set aside.
+    pub late: u64,
+    /// Late events per metric (plan index).
+    pub late_by_metric: Vec<u64>,
 }
 
 /// One worker's part of an answer.
@@ -98,8 +102,6 @@ pub struct Partial {
     /// True when this worker could not read at `as_of` (its shard was
     /// compacted past it, or had not yet reached it): the home worker asks again.
     pub retry: bool,
-    /// This worker's lowest source watermark.
-    pub watermark_ms: Option<i64>,
     /// The request, so that the home worker can shape the answer.
     pub request: Request,
     /// The worker's report about itself.
@@ -178,14 +180,32 @@ pub fn query_dataflow(
     input
 }
 
-/// The lowest watermark of a worker's sources: newest event time minus the lateness bound.
-pub fn watermark(plan: &Plan, report: &WorkerReport) -> Option<i64> {
-    report
-        .sources
+/// Each source of `metric`: its watermark over every worker's report, and
+/// the metric's late events from it.
+pub fn source_marks(plan: &Plan, metric: usize, reports: &[&WorkerReport]) -> Vec<SourceMark> {
+    let now = crate::ingest::wall_ms();
+    let Some(metric_plan) = plan.metrics.get(metric) else {
+        return Vec::new();
+    };
+    plan.sources
         .iter()
-        .zip(&plan.sources)
-        .filter_map(|(r, s)| r.max_event_ms.map(|t| t - s.late.millis() as i64))
-        .min()
+        .enumerate()
+        .filter(|(_, s)| metric_plan.sources.contains(&s.name))
+        .map(|(i, s)| {
+            let of = || reports.iter().filter_map(move |r| r.sources.get(i));
+            SourceMark {
+                source: s.name.clone(),
+                watermark_ms: crate::watermark::source_watermark(
+                    s.late.millis() as i64,
+                    of().flat_map(|r| r.partitions.iter()),
+                    now,
+                ),
+                late: of()
+                    .map(|r| r.late_by_metric.get(metric).copied().unwrap_or(0))
+                    .sum(),
+            }
+        })
+        .collect()
 }
 
 /// Reads this worker's shard for one request.
@@ -195,7 +215,6 @@ fn scan(plan: &Plan, trace: &mut RollupTrace, msg: &QueryMsg, report: WorkerRepo
         home: msg.home,
         as_of: msg.as_of,
         retry: false,
-        watermark_ms: watermark(plan, &report),
         request: msg.request.clone(),
         report,
         groups: Vec::new(),
@@ -223,8 +242,10 @@ fn scan(plan: &Plan, trace: &mut RollupTrace, msg: &QueryMsg, report: WorkerRepo
     let shape = Shape::new(q, &metric.window);
     let filter = q.filter.as_ref().map(CompiledFilter::new);
     let (mut cursor, storage) = cursor_list(batches);
+    // A metric's late rows live under its index plus the number of metrics.
+    let stored = q.metric as u32 + if q.late { plan.metrics.len() as u32 } else { 0 };
     let start = RollupKey {
-        metric: q.metric as u32,
+        metric: stored,
         bucket: shape.scan_from,
         dims: Vec::new(),
     };
@@ -241,7 +262,7 @@ fn scan(plan: &Plan, trace: &mut RollupTrace, msg: &QueryMsg, report: WorkerRepo
     // Rows come in pane order, so the time buckets of a pane are worked out once.
     let mut pane = None;
     while let Some(key) = cursor.get_key(&storage) {
-        if key.metric != q.metric as u32 || key.bucket >= shape.scan_to {
+        if key.metric != stored || key.bucket >= shape.scan_to {
             break;
         }
         if filter.as_ref().is_none_or(|f| f.eval(&key.dims)) {
@@ -509,7 +530,8 @@ pub fn merge(plan: &Plan, partials: Vec<Partial>) -> Outcome {
             return Outcome::Status { as_of, reports };
         }
     };
-    let watermark_ms = partials.iter().filter_map(|p| p.watermark_ms).min();
+    let reports: Vec<&WorkerReport> = partials.iter().map(|p| &p.report).collect();
+    let marks = source_marks(plan, query.metric, &reports);
     let mut groups: HashMap<Vec<Value>, Aggregates> = HashMap::new();
     for partial in partials {
         for (key, agg) in partial.groups {
@@ -521,7 +543,7 @@ pub fn merge(plan: &Plan, partials: Vec<Partial>) -> Outcome {
             }
         }
     }
-    Outcome::Answer(finish(plan, &query, as_of, watermark_ms, groups))
+    Outcome::Answer(finish(plan, &query, as_of, marks, groups))
 }
 
 /// Turns merged groups into rows: key cells, measure values, then order and limit.
@@ -529,7 +551,7 @@ pub fn finish(
     plan: &Plan,
     query: &Query,
     as_of: u64,
-    watermark_ms: Option<i64>,
+    sources: Vec<SourceMark>,
     groups: HashMap<Vec<Value>, Aggregates>,
 ) -> Answer {
     let metric = &plan.metrics[query.metric];
@@ -606,7 +628,8 @@ pub fn finish(
     Answer {
         as_of: AsOf {
             epoch: as_of,
-            watermark_ms,
+            watermark_ms: sources.iter().filter_map(|s| s.watermark_ms).min(),
+            sources,
         },
         columns,
         rows,
@@ -685,6 +708,7 @@ mod tests {
                 desc: true,
             }],
             limit: Some(10),
+            late: false,
         };
         round_trip(&QueryMsg {
             id: 7,
@@ -711,9 +735,12 @@ mod tests {
                     position: 1234,
                     end: Some(2000),
                     max_event_ms: Some(7),
+                    last_read_ms: Some(8),
                 }],
                 finished: true,
                 max_event_ms: Some(-1),
+                late: 3,
+                late_by_metric: vec![0, 3],
             }],
         };
         round_trip(&report);
@@ -749,7 +776,6 @@ mod tests {
                 home: 2,
                 as_of: 3,
                 retry: false,
-                watermark_ms: Some(5),
                 request: Request::Query(query.clone()),
                 report: report.clone(),
                 groups: vec![(vec![Value::Int(60_000)], agg.clone())],

@@ -348,6 +348,7 @@ mod tests {
                                     as_of: AsOf {
                                         epoch: 3,
                                         watermark_ms: Some(1_724_119_200_000),
+                                        sources: Vec::new(),
                                     },
                                     columns: vec![
                                         "reward_type".into(),

@@ -109,6 +109,8 @@ pub(super) fn run(
                         partitions: s.partitions(),
                         finished: s.finished.load(Ordering::Relaxed),
                         max_event_ms: s.max_event(),
+                        late: s.late.load(Ordering::Relaxed),
+                        late_by_metric: s.late_by_metric(),
                     })
                     .collect(),
             }

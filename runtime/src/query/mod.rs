@@ -353,6 +353,7 @@ metric sess from events { dimensions game_id  window session 30m by user_id  mea
             as_of: statflow_dataflow::query::AsOf {
                 epoch: 1,
                 watermark_ms: None,
+                sources: Vec::new(),
             },
             columns: vec!["n".into()],
             rows: vec![vec![statflow_dataflow::query::Cell::Int(3)]],

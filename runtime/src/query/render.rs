@@ -4,7 +4,8 @@
 //!
 //! ```json
 //! {"metric": "reward_stats",
-//!  "as_of": {"epoch": 42, "watermark": "2024-08-20T10:00:00+08:00"},
+//!  "as_of": {"epoch": 42, "watermark": "2024-08-20T10:00:00+08:00",
+//!            "sources": [{"source": "events", "watermark": "2024-08-20T10:00:00+08:00", "late": 3}]},
 //!  "columns": ["reward_type", "__time", "rewards"],
 //!  "rows": [{"reward_type": "task", "__time": "2024-08-20T09:00:00+08:00", "rewards": 123}]}
 //! ```
@@ -92,6 +93,8 @@ struct Rendered<'a> {
     metric: &'a str,
     epoch: u64,
     watermark: Option<String>,
+    /// Per source: name, watermark, late events.
+    sources: Vec<(String, Option<String>, u64)>,
     columns: &'a [String],
     rows: Vec<Vec<Json>>,
 }
@@ -103,6 +106,15 @@ impl<'a> Rendered<'a> {
             metric,
             epoch: answer.as_of.epoch,
             watermark: answer.as_of.watermark_ms.and_then(|ms| zone.format(ms)),
+            sources: answer
+                .as_of
+                .sources
+                .iter()
+                .map(|s| {
+                    let watermark = s.watermark_ms.and_then(|ms| zone.format(ms));
+                    (s.source.clone(), watermark, s.late)
+                })
+                .collect(),
             columns: &answer.columns,
             rows: answer
                 .rows
@@ -149,7 +161,13 @@ impl Serialize for Rendered<'_> {
         map.serialize_entry("metric", self.metric)?;
         map.serialize_entry(
             "as_of",
-            &json!({"epoch": self.epoch, "watermark": self.watermark}),
+            &json!({
+                "epoch": self.epoch,
+                "watermark": self.watermark,
+                "sources": self.sources.iter().map(|(name, watermark, late)| json!({
+                    "source": name, "watermark": watermark, "late": late,
+                })).collect::<Vec<_>>(),
+            }),
         )?;
         map.serialize_entry("columns", self.columns)?;
         map.serialize_entry("rows", &Rows(self))?;
@@ -203,7 +221,23 @@ pub fn answer_edn(answer: &Answer, metric: &str, time_zone: Option<&str>) -> Str
         Some(w) => out.push_str(&edn_string(w)),
         None => out.push_str("nil"),
     }
-    out.push_str("}\n :columns [");
+    out.push_str(" :sources [");
+    for (i, (name, watermark, late)) in r.sources.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str("{:source ");
+        out.push_str(&edn_string(name));
+        out.push_str(" :watermark ");
+        match watermark {
+            Some(w) => out.push_str(&edn_string(w)),
+            None => out.push_str("nil"),
+        }
+        out.push_str(" :late ");
+        out.push_str(&late.to_string());
+        out.push('}');
+    }
+    out.push_str("]}\n :columns [");
     let keys: Vec<String> = r.columns.iter().map(|c| keyword(c)).collect();
     out.push_str(&keys.join(" "));
     out.push_str("]\n :rows [");
@@ -316,6 +350,11 @@ mod tests {
             as_of: AsOf {
                 epoch: 42,
                 watermark_ms: Some(1_724_119_200_000), // 2024-08-20T02:00:00Z
+                sources: vec![statflow_dataflow::query::SourceMark {
+                    source: "events".into(),
+                    watermark_ms: Some(1_724_119_200_000),
+                    late: 3,
+                }],
             },
             columns: vec![
                 "reward_type".into(),
@@ -352,7 +391,9 @@ mod tests {
         assert_eq!(v["metric"], "reward_stats");
         assert_eq!(
             v["as_of"],
-            json!({"epoch": 42, "watermark": "2024-08-20T10:00:00+08:00"})
+            json!({"epoch": 42, "watermark": "2024-08-20T10:00:00+08:00", "sources": [
+                {"source": "events", "watermark": "2024-08-20T10:00:00+08:00", "late": 3}
+            ]})
         );
         assert_eq!(
             v["columns"],
@@ -407,6 +448,7 @@ mod tests {
             as_of: AsOf {
                 epoch: 0,
                 watermark_ms: None,
+                sources: Vec::new(),
             },
             columns: vec![],
             rows: vec![vec![]],

@@ -15,6 +15,7 @@
 //! | `order_by` | `[{"field": column, "desc": bool}]` or column names | group keys ascending |
 //! | `limit` | 1 to [`MAX_ROWS`] | [`MAX_ROWS`] |
 //! | `epoch` | a completed epoch to read at exactly (see [`super::epoch`]) | the newest complete one |
+//! | `late` | `true` reads the metric's late events (those set aside beyond the lateness bound) instead of its rows | `false` |
 //!
 //! Decisions the issue left open, written down here:
 //!
@@ -58,7 +59,7 @@ pub use super::time::{granularities, MAX_GRANULARITY};
 pub const TIME_KEY: &str = "__time";
 
 /// Every top-level field of a query.
-pub const FIELDS: [&str; 11] = [
+pub const FIELDS: [&str; 12] = [
     "metric",
     "time_window",
     "filters",
@@ -70,6 +71,7 @@ pub const FIELDS: [&str; 11] = [
     "order_by",
     "limit",
     "epoch",
+    "late",
 ];
 
 /// Checks a decoded query against the plan. `now_ms` anchors relative time
@@ -126,6 +128,14 @@ pub fn validate(body: &Json, plan: &Plan, now_ms: i64) -> Result<Query, Vec<Quer
     };
     let order_by = c.order_by(field("order_by"), metric, &group_by, &measures);
     let limit = c.limit(field("limit"));
+    let late = match field("late") {
+        None => false,
+        Some(Json::Bool(b)) => *b,
+        Some(other) => {
+            c.bad_type("late", "true or false", other);
+            false
+        }
+    };
 
     match (metric, window) {
         (Some((index, _)), Some((from_ms, to_ms))) if c.errors.is_empty() => Ok(Query {
@@ -139,6 +149,7 @@ pub fn validate(body: &Json, plan: &Plan, now_ms: i64) -> Result<Query, Vec<Quer
             measures,
             order_by,
             limit: Some(limit.unwrap_or(MAX_ROWS)),
+            late,
         }),
         _ => {
             if c.errors.is_empty() {
@@ -644,6 +655,7 @@ mod tests {
                 measures: vec![0, 1, 2],
                 order_by: vec![],
                 limit: Some(MAX_ROWS),
+                late: false,
             }
         );
     }

@@ -67,17 +67,19 @@ pub fn document(
         .enumerate()
         .map(|(i, source)| {
             let of = |r: &WorkerReport| r.sources.get(i).cloned().unwrap_or_default();
-            let watermark = reports
-                .iter()
-                .filter_map(|r| of(r).max_event_ms)
-                .min()
-                .map(|t| t - source.late.millis() as i64);
+            let sources: Vec<_> = reports.iter().map(of).collect();
+            let watermark = statflow_dataflow::watermark::source_watermark(
+                source.late.millis() as i64,
+                sources.iter().flat_map(|s| s.partitions.iter()),
+                statflow_dataflow::ingest::wall_ms(),
+            );
             json!({
                 "name": source.name,
                 "kind": source.kind.keyword(),
                 "path": match &source.kind { SourceKind::File(f) => Json::String(f.path.clone()), _ => Json::Null },
                 "records": reports.iter().map(|r| of(r).records).sum::<u64>(),
                 "errors": reports.iter().map(|r| of(r).errors).sum::<u64>(),
+                "late": reports.iter().map(|r| of(r).late).sum::<u64>(),
                 "finished": reports.iter().all(|r| of(r).finished),
                 "watermark": watermark.map(rfc3339).unwrap_or(Json::Null),
                 "watermark_ms": watermark,
@@ -88,6 +90,7 @@ pub fn document(
                         "process": r.process,
                         "records": s.records,
                         "errors": s.errors,
+                        "late": s.late,
                         "partitions": s.partitions.iter().map(|p| json!({
                             "partition": p.name,
                             "position": p.position,
