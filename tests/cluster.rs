@@ -152,6 +152,8 @@ impl Cluster {
                 "127.0.0.1:0",
                 "--epoch-ms",
                 "20",
+                // Loopback only, so allowed: these tests are about answers.
+                "--no-auth",
             ])
             .args(flags)
             .arg("--state-dir")

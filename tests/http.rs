@@ -159,10 +159,8 @@ impl Fixture {
             Engine::start(plan.clone(), config, statflow::runtime::source::readers()).unwrap();
         engine.wait_until_done().unwrap();
         Fixture {
-            state: AppState {
-                engine: Arc::new(engine),
-                plan: Arc::new(plan),
-            },
+            // No store and no authentication: tests/auth.rs covers those.
+            state: AppState::open(Arc::new(engine), Arc::new(plan)),
             malformed: lines.len() - events.len(),
             lines: lines.len(),
             events,
@@ -668,7 +666,7 @@ async fn oversized_bodies_unknown_paths_and_wrong_methods_get_json_errors() {
 }
 
 /// The catalog names the metric's dimensions and measures, with error
-/// bounds, and holds a JSON schema of queries; the index page is text.
+/// bounds, and holds a JSON schema of queries; `/` is the app's page.
 #[tokio::test]
 async fn catalog_and_index_describe_the_endpoint() {
     let fx = Fixture::start(1);
@@ -730,16 +728,15 @@ async fn catalog_and_index_describe_the_endpoint() {
         );
     }
 
+    // `/` is the web app's page, which loads its entry module.
     let reply = get(&fx.state, "/").await;
     assert_eq!(reply.status, 200);
     assert!(
-        reply.content_type.starts_with("text/plain"),
+        reply.content_type.starts_with("text/html"),
         "{}",
         reply.content_type
     );
-    for endpoint in ["/v1/query", "/v1/catalog", "/v1/status"] {
-        assert!(reply.text().contains(endpoint), "{}", reply.text());
-    }
+    assert!(reply.text().contains("/assets/app.js"), "{}", reply.text());
 }
 
 /// Malformed lines are counted as records and as errors by the status, and

@@ -60,10 +60,8 @@ fn start(workers: usize) -> (AppState, usize, usize, tempfile::TempDir) {
     };
     let engine = Engine::start(plan.clone(), config, statflow::runtime::source::readers()).unwrap();
     engine.wait_until_done().unwrap();
-    let state = AppState {
-        engine: Arc::new(engine),
-        plan: Arc::new(plan),
-    };
+    // No store and no authentication: these tests are about the counters.
+    let state = AppState::open(Arc::new(engine), Arc::new(plan));
     (state, lines, malformed, dir)
 }
 

@@ -28,6 +28,18 @@ mod http;
 /// `"epoch": N` in a query: read at exactly that epoch, or a clear refusal.
 mod epoch;
 
+/// Authorization: the permission matrix (anonymous, viewer, editor, owner,
+/// admin × every route), dashboard CRUD and sharing, session cookies and
+/// CSRF, token rotation, `--no-auth` and its refusal off loopback, the first
+/// admin's token printed at start, `statflow user` and `statflow query --token`.
+mod auth;
+
+/// The web app in headless Chromium (tests/browser/dashboards.mjs with
+/// playwright-core): sign in, build a panel whose chart has data drawn,
+/// save, reload, share with a second user, refuse a third; screenshots in
+/// target/browser-artifacts/.
+mod browser;
+
 /// Clusters of processes on loopback, started through the real binary:
 /// identical answers under every shape, and a killed process stops the rest.
 mod cluster;

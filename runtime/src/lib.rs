@@ -9,3 +9,4 @@ pub mod engine;
 pub mod query;
 pub mod server;
 pub mod source;
+pub mod store;

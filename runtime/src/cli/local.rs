@@ -87,6 +87,13 @@ pub fn run(args: &RunArgs, processes: usize) -> anyhow::Result<ExitCode> {
         if args.exit_when_done {
             command.arg("--exit-when-done");
         }
+        // Every process reads and writes the same users and dashboards.
+        command
+            .arg("--store-file")
+            .arg(args.state_dir.join(crate::store::FILE_NAME));
+        if args.no_auth {
+            command.arg("--no-auth");
+        }
         let child = command
             .spawn()
             .with_context(|| format!("cannot start process {i}"))?;

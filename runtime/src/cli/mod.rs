@@ -10,6 +10,7 @@ mod generate;
 mod local;
 mod query;
 mod run;
+mod user;
 
 /// Live statistics from streams of game events.
 #[derive(Debug, Parser)]
@@ -58,6 +59,13 @@ pub enum Command {
         echo '{\"metric\": \"reward_stats\", \"time_window\": {\"kind\": \"relative\", \"last\": \"1h\"}}' | statflow query -\n  \
         statflow query query.edn --format edn --url http://127.0.0.1:8080")]
     Query(QueryArgs),
+    /// Add, list, remove users, or give one a new token.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  statflow user add ana --role editor --state-dir .statflow\n  \
+        statflow user list\n  statflow user rotate ana\n  statflow user remove ana"
+    )]
+    User(user::UserCommand),
     /// Write the built-in generator's events as JSON lines.
     #[command(
         after_help = "Examples:\n  statflow generate --events 1000000 --seed 7 --out events.jsonl\n  \
@@ -174,6 +182,14 @@ pub struct RunArgs {
     /// order: where the processes find each other (not the HTTP addresses).
     #[arg(long, requires_all = ["processes", "process"])]
     pub hosts: Option<PathBuf>,
+    /// Serve without authentication, every request acting as the admin
+    /// `local`. Refused unless --http is a loopback address.
+    #[arg(long)]
+    pub no_auth: bool,
+    /// The state store's SQLite file (users, tokens, dashboards); default
+    /// `<state-dir>/statflow.db`.
+    #[arg(long, hide = true)]
+    pub store_file: Option<PathBuf>,
     /// Run a single-node cluster of this many processes on loopback ports:
     /// statflow starts and supervises them; process I serves HTTP on the
     /// --http port plus I.
@@ -192,6 +208,9 @@ pub struct QueryArgs {
     /// How to print the answer.
     #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
     pub format: QueryFormat,
+    /// The token to send (`Authorization: Bearer`); default `$STATFLOW_TOKEN`.
+    #[arg(long)]
+    pub token: Option<String>,
 }
 
 /// Output format of `query`.
@@ -250,6 +269,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Query(args) => query::query(args),
         Command::Generate(args) => generate::generate(args),
+        Command::User(command) => user::user(command),
     };
     match result {
         Ok(code) => code,

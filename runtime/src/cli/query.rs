@@ -20,7 +20,12 @@ const MAX_ANSWER_BYTES: u64 = 512 << 20;
 /// the query, after printing each problem with its path.
 pub fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let body = read_query(&args.file)?;
-    match send(&args.url, &body, args.format)? {
+    let token = args
+        .token
+        .clone()
+        .or_else(|| std::env::var("STATFLOW_TOKEN").ok())
+        .filter(|t| !t.trim().is_empty());
+    match send(&args.url, &body, args.format, token.as_deref())? {
         Outcome::Answer(text) => {
             print!("{text}");
             Ok(ExitCode::SUCCESS)
@@ -44,7 +49,12 @@ enum Outcome {
 }
 
 /// Posts a query to `{base}/v1/query` and reads the answer in `format`.
-fn send(base: &str, body: &[u8], format: QueryFormat) -> anyhow::Result<Outcome> {
+fn send(
+    base: &str,
+    body: &[u8],
+    format: QueryFormat,
+    token: Option<&str>,
+) -> anyhow::Result<Outcome> {
     let sent_as = if looks_like_edn(body) {
         BodyFormat::Edn
     } else {
@@ -60,11 +70,14 @@ fn send(base: &str, body: &[u8], format: QueryFormat) -> anyhow::Result<Outcome>
         .timeout_global(Some(Duration::from_secs(300)))
         .build()
         .into();
-    let response = agent
+    let mut request = agent
         .post(&url)
         .header("Content-Type", sent_as.media_type())
-        .header("Accept", wanted.media_type())
-        .send(body);
+        .header("Accept", wanted.media_type());
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {}", token.trim()));
+    }
+    let response = request.send(body);
     let mut response = match response {
         Ok(r) => r,
         Err(e) if refused(&e) => bail!(
@@ -114,6 +127,11 @@ fn send(base: &str, body: &[u8], format: QueryFormat) -> anyhow::Result<Outcome>
             body.len()
         ),
         404 => bail!("{url} is not a statflow query endpoint (404): check --url"),
+        401 if token.is_none() => bail!(
+            "the server wants a token: pass --token or set STATFLOW_TOKEN (statflow printed the first admin's token when it first started; `statflow user add` makes more)"
+        ),
+        401 => bail!("the server refused the token (401): it may have been rotated or its user removed"),
+        403 => bail!("the server refused the query (403): {}", text.trim()),
         _ => bail!("the server answered {status}: {}", text.trim()),
     }
 }
@@ -413,7 +431,7 @@ mod tests {
     fn sends_json_and_edn_and_prints_answers_and_errors() {
         let (url, stop) = stand_in();
         let edn = br#"{:metric :reward-stats :time-window {:kind :absolute :from "2024-08-20T09:00:00+08:00" :to "2024-08-20T10:00:00+08:00"} :filters {:seed-id "fuc|tax-up" :reward-type #{:reward.type/task}} :group-by-keys [:reward-type :__time] :time-zone "+08:00"}"#;
-        let Outcome::Answer(t) = send(&url, edn, QueryFormat::Table).unwrap() else {
+        let Outcome::Answer(t) = send(&url, edn, QueryFormat::Table, None).unwrap() else {
             panic!()
         };
         assert_eq!(
@@ -423,20 +441,20 @@ mod tests {
              task         2024-08-20T09:00:00+08:00      123\n\
              (1 row of reward_stats, as of epoch 3, watermark 2024-08-20T10:00:00+08:00)\n"
         );
-        let Outcome::Answer(e) = send(&url, edn, QueryFormat::Edn).unwrap() else {
+        let Outcome::Answer(e) = send(&url, edn, QueryFormat::Edn, None).unwrap() else {
             panic!()
         };
         assert!(e.starts_with("{:metric :reward-stats"), "{e}");
         let json =
             br#"{"metric": "reward_stats", "time_window": {"kind": "relative", "last": "1h"}}"#;
-        let Outcome::Answer(j) = send(&url, json, QueryFormat::Json).unwrap() else {
+        let Outcome::Answer(j) = send(&url, json, QueryFormat::Json, None).unwrap() else {
             panic!()
         };
         assert!(j.starts_with(r#"{"metric":"reward_stats""#), "{j}");
         let bad =
             br#"{"metric": "reward_stat", "time_window": {"kind": "relative", "last": "1 h"}}"#;
         for format in [QueryFormat::Table, QueryFormat::Edn] {
-            let Outcome::Refused(lines) = send(&url, bad, format).unwrap() else {
+            let Outcome::Refused(lines) = send(&url, bad, format, None).unwrap() else {
                 panic!()
             };
             assert_eq!(lines.len(), 2, "{lines:?}");
@@ -446,7 +464,7 @@ mod tests {
                 "{lines:?}"
             );
         }
-        let err = send(&format!("{url}/nowhere"), json, QueryFormat::Json).unwrap_err();
+        let err = send(&format!("{url}/nowhere"), json, QueryFormat::Json, None).unwrap_err();
         assert!(err.to_string().contains("404"), "{err:#}");
         let _ = stop.send(());
     }
@@ -466,6 +484,7 @@ mod tests {
             file: file.to_string_lossy().into_owned(),
             url: format!("http://127.0.0.1:{port}"),
             format: QueryFormat::Table,
+            token: None,
         })
         .unwrap_err();
         assert!(err.to_string().contains("statflow run"), "{err:#}");

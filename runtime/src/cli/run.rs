@@ -11,7 +11,8 @@ use anyhow::Context;
 use super::RunArgs;
 use crate::checkpoint::CheckpointConfig;
 use crate::engine::{Engine, EngineConfig};
-use crate::server::{self, AppState};
+use crate::server::{self, AppState, AuthMode};
+use crate::store::Store;
 
 /// Set once this process has decided to stop: a peer closing its connection
 /// after that is a peer stopping too, not a failure.
@@ -26,6 +27,9 @@ const LINGER: Duration = Duration::from_secs(1);
 /// Runs a topology until Ctrl-C (or until its sources finish, with `--exit-when-done`).
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     init_logging();
+    if args.no_auth {
+        server::auth::check_no_auth(args.http).map_err(anyhow::Error::msg)?;
+    }
     if let Some(processes) = args.local_processes {
         return super::local::run(&args, processes);
     }
@@ -82,10 +86,36 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         config,
         crate::source::readers(),
     )?);
-    let state = AppState {
-        engine: Arc::clone(&engine),
-        plan: Arc::new(plan.clone()),
+    let store_file = args
+        .store_file
+        .clone()
+        .unwrap_or_else(|| args.state_dir.join(crate::store::FILE_NAME));
+    if let Some(parent) = store_file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create the state folder {}", parent.display()))?;
+    }
+    let store = Arc::new(
+        Store::open(&store_file)
+            .with_context(|| format!("cannot open the state store {}", store_file.display()))?,
+    );
+    let mode = if args.no_auth {
+        AuthMode::Off
+    } else {
+        AuthMode::Required
     };
+    let first_admin = match mode {
+        AuthMode::Required => store
+            .first_admin("admin")
+            .context("cannot add the first user")?,
+        AuthMode::Off => None,
+    };
+    let state = AppState::with_store(
+        Arc::clone(&engine),
+        Arc::new(plan.clone()),
+        Arc::clone(&store),
+        mode,
+    )
+    .context("cannot prepare the state store")?;
 
     tracing::info!(topology = %name, workers = args.workers, http = %address, "statflow is running");
     // One write per line: the processes of a local cluster share one stderr.
@@ -102,10 +132,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
     };
     eprint!("{serving}");
-    let mut hint = String::new();
+    let mut hint = sign_in_text(&address, mode, first_admin.as_ref(), &args.state_dir);
     if let Some(metric) = plan.metrics.first() {
-        hint = format!(
-            "try: curl -s http://{address}/v1/query -d '{{\"metric\": \"{}\", \"time_window\": {{\"kind\": \"relative\", \"last\": \"1h\"}}}}'\n",
+        let header = match mode {
+            AuthMode::Required => " -H \"Authorization: Bearer $STATFLOW_TOKEN\"",
+            AuthMode::Off => "",
+        };
+        hint += &format!(
+            "try: curl -s{header} http://{address}/v1/query -d '{{\"metric\": \"{}\", \"time_window\": {{\"kind\": \"relative\", \"last\": \"1h\"}}}}'\n",
             metric.name
         );
     }
@@ -188,6 +222,29 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!(e);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What to tell the person who started statflow about signing in.
+fn sign_in_text(
+    address: &std::net::SocketAddr,
+    mode: AuthMode,
+    first_admin: Option<&(crate::store::User, String)>,
+    state_dir: &std::path::Path,
+) -> String {
+    match (mode, first_admin) {
+        (AuthMode::Off, _) => format!(
+            "authentication is off (--no-auth): anyone on this machine may use http://{address}/ as the admin `local`\n"
+        ),
+        (AuthMode::Required, Some((user, token))) => format!(
+            "statflow added the first user, {name} (admin); its token is shown only this once:\n    {token}\n\
+             sign in: http://{address}/#token={token}\n",
+            name = user.name
+        ),
+        (AuthMode::Required, None) => format!(
+            "sign in at http://{address}/ with your token (new users: statflow user add NAME --role viewer --state-dir {})\n",
+            state_dir.display()
+        ),
+    }
 }
 
 /// Logs to stderr: human lines on a terminal, levels from `RUST_LOG` (default `info`).

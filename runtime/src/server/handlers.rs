@@ -108,22 +108,18 @@ pub fn metrics(state: AppState, metrics: Arc<Metrics>) -> Response {
     }
 }
 
-/// The landing page.
-pub fn index() -> Response {
-    let page = "statflow is running.\n\n\
-                POST /v1/query    a JSON or EDN query (see the book's query reference)\n\
-                GET  /v1/catalog  metrics, dimensions, measures and the query schema\n\
-                GET  /v1/status   workers, sources, positions, errors and watermarks\n";
-    reply::with_header(page, "content-type", "text/plain; charset=utf-8").into_response()
-}
-
 /// Turns a rejection into a JSON error with the right status.
 pub async fn rejection(r: warp::Rejection) -> Result<Response, Infallible> {
+    // Checked first: a route that matched its path and refused the caller
+    // outranks the other routes that did not match at all.
+    if let Some(d) = r.find::<super::auth::Denied>() {
+        return Ok(super::replies::denied(d));
+    }
     let (status, code, message) = if r.is_not_found() {
         (
             StatusCode::NOT_FOUND,
             "not_found",
-            "no such endpoint; see GET / for the list".to_string(),
+            "no such endpoint; the API is under /v1 (query, catalog, status, session, users, dashboards), the metrics at /metrics and the app at /".to_string(),
         )
     } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
         (
