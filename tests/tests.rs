@@ -53,3 +53,10 @@ mod recovery;
 /// equal the lines and malformed lines of the file, the engine's gauges are
 /// there, and the query, duration and response counters move as queries flow.
 mod metrics;
+
+/// Kafka sources against a real broker (Tansu on loopback, started by each
+/// test): answers equal the file source's with 1 and 4 workers, two topics,
+/// a pattern gaining a topic, a partition added, a broker restart mid-run,
+/// dead letters with offsets (file and topic), metadata fields, and
+/// `statflow produce`.
+mod kafka;

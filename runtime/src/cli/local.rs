@@ -84,6 +84,9 @@ pub fn run(args: &RunArgs, processes: usize) -> anyhow::Result<ExitCode> {
         if args.no_checkpoints {
             command.arg("--no-checkpoints");
         }
+        if let Some(brokers) = &args.kafka_brokers {
+            command.args(["--kafka-brokers", brokers]);
+        }
         if args.exit_when_done {
             command.arg("--exit-when-done");
         }

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod check;
 mod generate;
 mod local;
+mod produce;
 mod query;
 mod run;
 mod user;
@@ -72,6 +73,14 @@ pub enum Command {
         statflow generate --events 5000000 --span 24h --users 1000000 --out bench.jsonl"
     )]
     Generate(GenerateArgs),
+    /// Load a file of JSON lines into a Kafka topic, one message per line.
+    #[command(
+        after_help = "Brokers: --brokers, else $STATFLOW_KAFKA_BROKERS. The topic must exist.\n\n\
+        Examples:\n  statflow generate --events 100000 --out events.jsonl\n  \
+        statflow produce events.jsonl --topic game.events --brokers 127.0.0.1:9092 --partitions-by user_id\n  \
+        statflow generate --events 1000 | statflow produce - --topic game.events --set compression.type=zstd"
+    )]
+    Produce(produce::ProduceArgs),
 }
 
 /// Output format of `check`.
@@ -172,6 +181,11 @@ pub struct RunArgs {
     /// Exit once every source has finished (file sources, bounded generators).
     #[arg(long)]
     pub exit_when_done: bool,
+    /// Kafka brokers (`host:port[,host:port…]`) for Kafka sources whose
+    /// topology names none; else $STATFLOW_KAFKA_BROKERS. A source's own
+    /// `brokers` always wins.
+    #[arg(long, value_name = "BROKERS")]
+    pub kafka_brokers: Option<String>,
     /// How many processes the cluster has (with --process and --hosts).
     #[arg(long, requires_all = ["process", "hosts"])]
     pub processes: Option<usize>,
@@ -269,6 +283,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Query(args) => query::query(args),
         Command::Generate(args) => generate::generate(args),
+        Command::Produce(args) => produce::produce(args),
         Command::User(command) => user::user(command),
     };
     match result {

@@ -84,7 +84,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let engine = Arc::new(Engine::start(
         plan.clone(),
         config,
-        crate::source::readers(),
+        crate::source::readers_with(
+            crate::source::SourceOptions::for_plan(&plan)
+                .with_kafka_brokers(args.kafka_brokers.clone()),
+        ),
     )?);
     let store_file = args
         .store_file

@@ -136,31 +136,25 @@ impl Discovery {
         // All topics, never one by name: asking for a topic by name makes
         // some brokers create it.
         let metadata = self.consumer.fetch_metadata(None, REQUEST_TIMEOUT)?;
-        let mut new: Vec<(String, i32)> = Vec::new();
-        let mut seen: BTreeSet<&str> = BTreeSet::new();
-        for topic in metadata.topics() {
-            if topic.error().is_some() || !self.matcher.matches(topic.name()) {
-                continue;
-            }
-            seen.insert(topic.name());
-            for p in topic.partitions() {
-                let key = (topic.name().to_string(), p.id());
-                if owner(topic.name(), p.id(), self.workers) == self.worker
-                    && !self.known.contains(&key)
-                {
-                    new.push(key);
-                }
-            }
-        }
-        if let Matcher::Names(names) = &self.matcher {
-            for name in names {
-                if !seen.contains(name.as_str()) && missing_logged.insert(name.clone()) {
-                    tracing::warn!(source = %self.source, topic = %name,
-                        "topic does not exist (yet); statflow reads it once it is created");
-                }
+        let topics: Vec<(&str, Vec<i32>)> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| (t.name(), t.partitions().iter().map(|p| p.id()).collect()))
+            .collect();
+        let (new, missing) = pick(
+            &topics,
+            &self.matcher,
+            self.worker,
+            self.workers,
+            &self.known,
+        );
+        for name in missing {
+            if missing_logged.insert(name.clone()) {
+                tracing::warn!(source = %self.source, topic = %name,
+                    "topic does not exist (yet); statflow reads it once it is created");
             }
         }
-        new.sort();
         if new.is_empty() {
             return Ok(Vec::new());
         }
@@ -220,6 +214,40 @@ impl Discovery {
     }
 }
 
+/// Out of the brokers' topics and their partitions: the partitions that
+/// `worker` owns, matching `matcher`, not `known` yet (sorted, so they are
+/// appended in a fixed order); and the named topics that do not exist.
+pub fn pick(
+    topics: &[(&str, Vec<i32>)],
+    matcher: &Matcher,
+    worker: usize,
+    workers: usize,
+    known: &BTreeSet<(String, i32)>,
+) -> (Vec<(String, i32)>, Vec<String>) {
+    let mut new = Vec::new();
+    for (topic, partitions) in topics {
+        if !matcher.matches(topic) {
+            continue;
+        }
+        for p in partitions {
+            let key = (topic.to_string(), *p);
+            if owner(topic, *p, workers) == worker && !known.contains(&key) {
+                new.push(key);
+            }
+        }
+    }
+    new.sort();
+    let missing = match matcher {
+        Matcher::Names(names) => names
+            .iter()
+            .filter(|n| !topics.iter().any(|(t, _)| t == n))
+            .cloned()
+            .collect(),
+        Matcher::Pattern(_) => Vec::new(),
+    };
+    (new, missing)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +263,46 @@ mod tests {
         assert!(alt.matches("a") && alt.matches("b") && !alt.matches("ab"));
         let names = Matcher::new(&Topics::Names(vec!["__mine".into()])).unwrap();
         assert!(names.matches("__mine"));
+    }
+
+    #[test]
+    fn grown_topics_and_new_topics_add_only_their_new_partitions() {
+        let m = Matcher::new(&Topics::Names(vec!["bets".into(), "later".into()])).unwrap();
+        let mut known = BTreeSet::new();
+        let mut seen = Vec::new();
+        for workers in [1usize, 3] {
+            for worker in 0..workers {
+                let (new, missing) = pick(
+                    &[("bets", vec![0, 1]), ("x", vec![0])],
+                    &m,
+                    worker,
+                    workers,
+                    &known,
+                );
+                assert_eq!(missing, ["later"]);
+                seen.extend(new);
+            }
+            seen.sort();
+            assert_eq!(seen, [("bets".to_string(), 0), ("bets".to_string(), 1)]);
+            seen.clear();
+        }
+        // Worker 0 of 1 read bets/0 and bets/1; the topic grows to 4.
+        known.extend([("bets".to_string(), 0), ("bets".to_string(), 1)]);
+        let (new, missing) = pick(
+            &[("bets", vec![0, 1, 2, 3]), ("later", vec![0])],
+            &m,
+            0,
+            1,
+            &known,
+        );
+        assert!(missing.is_empty());
+        assert_eq!(
+            new,
+            [
+                ("bets".to_string(), 2),
+                ("bets".to_string(), 3),
+                ("later".to_string(), 0)
+            ]
+        );
     }
 }
