@@ -227,7 +227,7 @@ async fn every_route_answers_every_role_as_the_matrix_says() {
             .await,
         );
     }
-    for path in ["/metrics", "/", "/assets/app.js"] {
+    for path in ["/metrics", "/health", "/", "/assets/app.js"] {
         wrong.extend(
             row(
                 fx,

@@ -1,8 +1,8 @@
 //! The routes: one function per route, verb and path in its doc line.
 //!
 //! Every `/v1` route but signing in runs [`auth::caller`] once its path and
-//! method matched; `GET /metrics` and the app's files are open (see the
-//! book's security chapter for why).
+//! method matched; `GET /metrics`, `GET /health` and the app's files are
+//! open (see the book's security chapter for why).
 
 use std::sync::Arc;
 
@@ -32,7 +32,8 @@ pub fn routes(
         .or(session(state.clone()))
         .or(users(state.clone()))
         .or(dashboard_routes(state.clone()));
-    api.or(metrics(state, recorder))
+    api.or(metrics(state.clone(), recorder))
+        .or(health(state))
         .or(app::routes())
         .recover(handlers::rejection)
         .with(warp::log::custom(move |info| {
@@ -198,6 +199,16 @@ pub fn dashboard_routes(
         .unify()
         .or(share)
         .unify()
+}
+
+/// GET /health — 200 once every worker answers, 503 otherwise (readiness probes; open).
+pub fn health(
+    state: AppState,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::path!("health")
+        .and(warp::get())
+        .and(with_state(state))
+        .and_then(handlers::health)
 }
 
 /// GET /metrics — sources, watermarks, epochs, queries and responses in the Prometheus text format.

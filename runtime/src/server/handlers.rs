@@ -95,6 +95,25 @@ pub async fn status(state: AppState) -> Result<Response, Infallible> {
     Ok(reply::json(&super::status(&state.engine).await).into_response())
 }
 
+/// Readiness for probes: 200 once every worker of the cluster answers, 503
+/// while it cannot (forming, degraded). Open, so it says nothing more than
+/// that and the complete epoch.
+pub async fn health(state: AppState) -> Result<Response, Infallible> {
+    let status = super::status(&state.engine).await;
+    let (code, body) = if status["degraded"] == json!(false) {
+        (
+            StatusCode::OK,
+            json!({"status": "ready", "epoch": status["epoch"]["complete"]}),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "unavailable", "why": "the workers of the cluster do not all answer; see /v1/status"}),
+        )
+    };
+    Ok(reply::with_status(reply::json(&body), code).into_response())
+}
+
 /// The Prometheus scrape: the engine's state now and what the routes recorded.
 pub fn metrics(state: AppState, metrics: Arc<Metrics>) -> Response {
     let now = crate::source::paced::now_ms();
