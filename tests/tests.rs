@@ -49,6 +49,10 @@ mod cluster;
 /// checkpoints are skipped; changed metrics start empty.
 mod recovery;
 
+/// Retention: old buckets leave the rollup and the checkpoints; answers
+/// reaching into evicted time say so.
+mod retention;
+
 /// `GET /metrics` read with a Prometheus text parser: the source counters
 /// equal the lines and malformed lines of the file, the engine's gauges are
 /// there, and the query, duration and response counters move as queries flow.

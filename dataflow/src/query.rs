@@ -104,6 +104,12 @@ pub struct AsOf {
     pub watermark_ms: Option<i64>,
     /// Each source the metric reads: its watermark and the metric's late events from it.
     pub sources: Vec<SourceMark>,
+    /// The metric keeps buckets from here on (its watermark minus its
+    /// retention); older ones are evicted. `None` before any event.
+    pub retained_from_ms: Option<i64>,
+    /// Sentences about what the answer does not cover, such as time past
+    /// the metric's retention.
+    pub notes: Vec<String>,
 }
 
 /// One source of a metric, as an answer reports it.

@@ -7,7 +7,7 @@ use differential_dataflow::AsCollection;
 use differential_dataflow::VecCollection;
 use statflow_dsl::Plan;
 use timely::dataflow::operators::{Probe, ToStream};
-use timely::dataflow::ProbeHandle;
+use timely::dataflow::{InputHandleVec, ProbeHandle};
 use timely::worker::Worker;
 
 use crate::aggregate::Aggregates;
@@ -22,6 +22,19 @@ pub struct Rendered {
     /// Progress of the arrangement: an epoch is complete everywhere once the
     /// probe's frontier has passed it.
     pub probe: ProbeHandle<u64>,
+    /// Where retractions of evicted rows enter (see [`retraction`]); the
+    /// worker loop advances it with the epoch clock.
+    pub retire: InputHandleVec<u64, (RollupKey, u64, Aggregates)>,
+}
+
+/// The update that, merged with a row holding `count` events, leaves
+/// nothing: differential drops an update whose event count is zero, so once
+/// compaction has merged a row with its retraction, the row is gone.
+pub fn retraction(count: i64) -> Aggregates {
+    Aggregates {
+        count: -count,
+        measures: Vec::new(),
+    }
 }
 
 /// Builds the ingest dataflow on this worker, with one ingest operator per
@@ -37,8 +50,10 @@ pub fn render_ingest(
     restored: Vec<(RollupKey, Aggregates)>,
 ) -> Rendered {
     let _ = plan;
+    let mut retire = InputHandleVec::new();
     worker.dataflow_named("Ingest", |scope| {
         let mut parts: Vec<VecCollection<'_, u64, RollupKey, Aggregates>> = Vec::new();
+        parts.push(retire.to_stream(scope).as_collection());
         parts.push(
             restored
                 .into_iter()
@@ -54,6 +69,10 @@ pub fn render_ingest(
         let probe = ProbeHandle::new();
         let trace = arranged.trace.clone();
         arranged.stream.probe_with(&probe);
-        Rendered { trace, probe }
+        Rendered {
+            trace,
+            probe,
+            retire,
+        }
     })
 }

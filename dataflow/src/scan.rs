@@ -277,7 +277,7 @@ fn scan(plan: &Plan, trace: &mut RollupTrace, msg: &QueryMsg, report: WorkerRepo
                 });
                 cursor.step_val(&storage);
             }
-            if count != 0 {
+            if count > 0 {
                 if pane != Some(key.bucket) {
                     shape.buckets(key.bucket, &mut times);
                     pane = Some(key.bucket);
@@ -311,8 +311,11 @@ fn scan(plan: &Plan, trace: &mut RollupTrace, msg: &QueryMsg, report: WorkerRepo
                         cursor.map_times(&storage, |time, diff| {
                             if *time <= msg.as_of {
                                 acc.count += diff.count;
+                                // A retraction carries no measures (see `render::retraction`).
                                 for (state, i) in acc.measures.iter_mut().zip(&q.measures) {
-                                    state.merge(&diff.measures[*i]);
+                                    if let Some(m) = diff.measures.get(*i) {
+                                        state.merge(m);
+                                    }
                                 }
                             }
                         });
@@ -625,11 +628,29 @@ pub fn finish(
     if let Some(limit) = query.limit {
         rows.truncate(limit);
     }
+    let watermark_ms = sources.iter().filter_map(|s| s.watermark_ms).min();
+    let retained_from_ms = watermark_ms.map(|w| w.saturating_sub(metric.retain.millis() as i64));
+    let mut notes = Vec::new();
+    if let Some(from) = retained_from_ms.filter(|from| query.from_ms < *from) {
+        // Buckets before `from` are evicted (or about to be): say so, and
+        // drop time buckets that start before it rather than show parts of them.
+        notes.push(format!(
+            "time before {} is past `{}`'s retention ({}) and is evicted; the answer counts from then on",
+            timebucket::rfc3339(from),
+            metric.name,
+            metric.retain
+        ));
+        if let Some(t) = query.group_by.iter().position(|g| *g == GroupKey::Time) {
+            rows.retain(|row| !matches!(row.get(t), Some(Cell::Time(b)) if *b < from));
+        }
+    }
     Answer {
         as_of: AsOf {
             epoch: as_of,
-            watermark_ms: sources.iter().filter_map(|s| s.watermark_ms).min(),
+            watermark_ms,
             sources,
+            retained_from_ms,
+            notes,
         },
         columns,
         rows,

@@ -35,8 +35,55 @@ pub fn rows_at(trace: &mut RollupTrace, as_of: u64) -> Option<Vec<(RollupKey, Ag
             });
             cursor.step_val(&storage);
         }
-        if let Some(row) = row.filter(|r| r.count != 0) {
+        if let Some(row) = row.filter(|r| r.count > 0) {
             rows.push((key.clone(), row));
+        }
+        cursor.step_key(&storage);
+    }
+    Some(rows)
+}
+
+/// The rows of this worker's shard, as they stood at epoch `as_of`, of
+/// metric `metric` (a stored index: late rows included) with a pane start
+/// before `before`: each key with its event count. `None` when the shard
+/// cannot be read exactly at `as_of`.
+pub fn rows_before(
+    trace: &mut RollupTrace,
+    as_of: u64,
+    metric: u32,
+    before: i64,
+) -> Option<Vec<(RollupKey, i64)>> {
+    let mut upper = Antichain::new();
+    trace.read_upper(&mut upper);
+    if upper.less_equal(&as_of) || !trace.get_logical_compaction().less_equal(&as_of) {
+        return None;
+    }
+    let batches = trace.batches_through(upper.borrow())?;
+    let (mut cursor, storage) = cursor_list(batches);
+    cursor.seek_key(
+        &storage,
+        &RollupKey {
+            metric,
+            bucket: i64::MIN,
+            dims: Vec::new(),
+        },
+    );
+    let mut rows = Vec::new();
+    while let Some(key) = cursor.get_key(&storage) {
+        if key.metric != metric || key.bucket >= before {
+            break;
+        }
+        let mut count = 0;
+        while cursor.val_valid(&storage) {
+            cursor.map_times(&storage, |time, diff| {
+                if *time <= as_of {
+                    count += diff.count;
+                }
+            });
+            cursor.step_val(&storage);
+        }
+        if count != 0 {
+            rows.push((key.clone(), count));
         }
         cursor.step_key(&storage);
     }

@@ -7,6 +7,11 @@ use jiff::Timestamp;
 const DAY: i64 = 86_400_000;
 const WEEK: i64 = 7 * DAY;
 
+/// `ms` since the Unix epoch as RFC 3339 in UTC, such as `2024-08-20T02:00:00Z`.
+pub fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
+}
+
 /// Reads a time zone: `Z`/`UTC`, a fixed offset such as `+08:00` or
 /// `-0530`, or an IANA name such as `Asia/Shanghai`.
 pub fn parse_time_zone(text: &str) -> Result<TimeZone, String> {

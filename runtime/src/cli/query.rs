@@ -367,6 +367,7 @@ mod tests {
                                         epoch: 3,
                                         watermark_ms: Some(1_724_119_200_000),
                                         sources: Vec::new(),
+                                        ..Default::default()
                                     },
                                     columns: vec![
                                         "reward_type".into(),

@@ -2,6 +2,7 @@
 //! clock, query admission, and the counters the status endpoint reads.
 
 mod checkpointing;
+mod retention;
 mod worker;
 
 use std::collections::VecDeque;
@@ -40,6 +41,8 @@ pub struct EngineConfig {
     pub cluster: Option<ClusterConfig>,
     /// Checkpoints to take and resume from; `None` keeps everything in memory only.
     pub checkpoints: Option<CheckpointConfig>,
+    /// How often each worker evicts rows past their metric's retention.
+    pub retention_period: Duration,
 }
 
 /// One process of a cluster: every process runs the same plan with the same
@@ -63,6 +66,7 @@ impl Default for EngineConfig {
             dead_letter_dir: std::path::PathBuf::from(".statflow/dead-letters"),
             cluster: None,
             checkpoints: None,
+            retention_period: Duration::from_secs(5),
         }
     }
 }
@@ -157,6 +161,8 @@ pub struct Shared {
     pub checkpoints: CheckpointStats,
     /// The checkpoint epoch this run resumed from, if any.
     pub restored_from: Option<u64>,
+    /// Rollup rows retracted because they passed their metric's retention.
+    pub evicted_rows: AtomicU64,
 }
 
 /// Counters of checkpointing in one process.
@@ -272,6 +278,7 @@ impl Engine {
             threads: workers,
             checkpoints: CheckpointStats::default(),
             restored_from: restored.as_ref().map(|r| r.epoch),
+            evicted_rows: AtomicU64::new(0),
         });
         let timely_config = match &config.cluster {
             None => timely::Config::process(workers),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use differential_dataflow::trace::TraceReader;
 use statflow_dataflow::ingest::{DeadLetters, EpochClock, IngestSpec, PositionLog, Resume};
-use statflow_dataflow::render::render_ingest;
+use statflow_dataflow::render::{render_ingest, retraction};
 use statflow_dataflow::scan::{
     query_dataflow, Finished, Outcome, QueryMsg, Request, SourceReport, WorkerReport,
 };
@@ -20,6 +20,7 @@ use timely::worker::Worker;
 use crate::checkpoint::{metric_fingerprints, Restored};
 
 use super::checkpointing::Checkpointer;
+use super::retention::Retention;
 use super::{CompletionHistory, EngineConfig, QueryFailure, QueryRequest, ReaderFactory, Shared};
 
 /// How many times a query is re-read at a newer epoch before giving up.
@@ -88,6 +89,12 @@ pub(super) fn run(
     let rendered = render_ingest(worker, &plan, &clock, specs, rows);
     let trace = Rc::new(RefCell::new(rendered.trace));
     let probe = rendered.probe;
+    let mut retire = rendered.retire;
+    let mut retention = Retention::new(&plan, config.retention_period);
+    // The id of this worker's own status request for retention, while out.
+    let mut retention_request: Option<u64> = None;
+    // The epoch of the newest retractions sent.
+    let mut retired_at: Option<u64> = None;
 
     // What this worker tells the others about itself, with every answer.
     let report: Rc<dyn Fn() -> WorkerReport> = {
@@ -148,6 +155,9 @@ pub(super) fn run(
         let now = Instant::now();
         clock.advance_to(wall_epoch());
         me.epoch.store(clock.current(), Ordering::Relaxed);
+        if *retire.time() < clock.current() {
+            retire.advance_to(clock.current());
+        }
 
         // Every epoch before `complete` is in every worker's shard.
         let complete = probe
@@ -192,6 +202,18 @@ pub(super) fn run(
             query_input.flush();
         }
 
+        if complete > 0 && retention_request.is_none() && retention.due() {
+            next_id += 1;
+            retention_request = Some(next_id);
+            query_input.send(QueryMsg {
+                id: next_id,
+                home: index,
+                as_of: complete - 1,
+                request: Request::Status,
+            });
+            query_input.flush();
+        }
+
         if let Some(c) = checkpointer.as_mut() {
             c.step(complete, &mut trace.borrow_mut(), shared);
         }
@@ -212,6 +234,35 @@ pub(super) fn run(
 
         let done: Vec<(u64, Outcome)> = finished.borrow_mut().drain(..).collect();
         for (id, outcome) in done {
+            if retention_request == Some(id) {
+                retention_request = None;
+                if let Outcome::Status { reports, .. } = &outcome {
+                    retention.observe(&plan, reports);
+                    let as_of = probe
+                        .with_frontier(|f| f.first().copied())
+                        .unwrap_or(0)
+                        .saturating_sub(1);
+                    // Until the last retractions are complete, a read would
+                    // see their rows again and retract them twice.
+                    let evicted = if retired_at.is_none_or(|e| e <= as_of) {
+                        retention.evictions(&plan, &mut trace.borrow_mut(), as_of)
+                    } else {
+                        Vec::new()
+                    };
+                    if !evicted.is_empty() {
+                        let epoch = *retire.time();
+                        shared
+                            .evicted_rows
+                            .fetch_add(evicted.len() as u64, Ordering::Relaxed);
+                        for (key, count) in evicted {
+                            retire.send((key, epoch, retraction(count)));
+                        }
+                        retire.flush();
+                        retired_at = Some(epoch);
+                    }
+                }
+                continue;
+            }
             let Some(mut p) = pending.remove(&id) else {
                 continue;
             };
@@ -258,6 +309,7 @@ pub(super) fn run(
     // The sources never finish on their own (their epochs keep advancing), so
     // the dataflows are dropped rather than drained.
     drop(query_input);
+    drop(retire);
     for dataflow in worker.installed_dataflows() {
         worker.drop_dataflow(dataflow);
     }

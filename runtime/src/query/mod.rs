@@ -354,6 +354,7 @@ metric sess from events { dimensions game_id  window session 30m by user_id  mea
                 epoch: 1,
                 watermark_ms: None,
                 sources: Vec::new(),
+                ..Default::default()
             },
             columns: vec!["n".into()],
             rows: vec![vec![statflow_dataflow::query::Cell::Int(3)]],

@@ -5,7 +5,8 @@
 //! ```json
 //! {"metric": "reward_stats",
 //!  "as_of": {"epoch": 42, "watermark": "2024-08-20T10:00:00+08:00",
-//!            "sources": [{"source": "events", "watermark": "2024-08-20T10:00:00+08:00", "late": 3}]},
+//!            "sources": [{"source": "events", "watermark": "2024-08-20T10:00:00+08:00", "late": 3}],
+//!            "retained_from": "2024-08-13T10:00:00+08:00", "notes": []},
 //!  "columns": ["reward_type", "__time", "rewards"],
 //!  "rows": [{"reward_type": "task", "__time": "2024-08-20T09:00:00+08:00", "rewards": 123}]}
 //! ```
@@ -95,6 +96,8 @@ struct Rendered<'a> {
     watermark: Option<String>,
     /// Per source: name, watermark, late events.
     sources: Vec<(String, Option<String>, u64)>,
+    retained_from: Option<String>,
+    notes: &'a [String],
     columns: &'a [String],
     rows: Vec<Vec<Json>>,
 }
@@ -115,6 +118,8 @@ impl<'a> Rendered<'a> {
                     (s.source.clone(), watermark, s.late)
                 })
                 .collect(),
+            retained_from: answer.as_of.retained_from_ms.and_then(|ms| zone.format(ms)),
+            notes: &answer.as_of.notes,
             columns: &answer.columns,
             rows: answer
                 .rows
@@ -167,6 +172,8 @@ impl Serialize for Rendered<'_> {
                 "sources": self.sources.iter().map(|(name, watermark, late)| json!({
                     "source": name, "watermark": watermark, "late": late,
                 })).collect::<Vec<_>>(),
+                "retained_from": self.retained_from,
+                "notes": self.notes,
             }),
         )?;
         map.serialize_entry("columns", self.columns)?;
@@ -237,6 +244,14 @@ pub fn answer_edn(answer: &Answer, metric: &str, time_zone: Option<&str>) -> Str
         out.push_str(&late.to_string());
         out.push('}');
     }
+    out.push_str("] :retained-from ");
+    match &r.retained_from {
+        Some(w) => out.push_str(&edn_string(w)),
+        None => out.push_str("nil"),
+    }
+    out.push_str(" :notes [");
+    let notes: Vec<String> = r.notes.iter().map(|n| edn_string(n)).collect();
+    out.push_str(&notes.join(" "));
     out.push_str("]}\n :columns [");
     let keys: Vec<String> = r.columns.iter().map(|c| keyword(c)).collect();
     out.push_str(&keys.join(" "));
@@ -355,6 +370,7 @@ mod tests {
                     watermark_ms: Some(1_724_119_200_000),
                     late: 3,
                 }],
+                ..Default::default()
             },
             columns: vec![
                 "reward_type".into(),
@@ -393,7 +409,7 @@ mod tests {
             v["as_of"],
             json!({"epoch": 42, "watermark": "2024-08-20T10:00:00+08:00", "sources": [
                 {"source": "events", "watermark": "2024-08-20T10:00:00+08:00", "late": 3}
-            ]})
+            ], "retained_from": null, "notes": []})
         );
         assert_eq!(
             v["columns"],
@@ -449,6 +465,7 @@ mod tests {
                 epoch: 0,
                 watermark_ms: None,
                 sources: Vec::new(),
+                ..Default::default()
             },
             columns: vec![],
             rows: vec![vec![]],
