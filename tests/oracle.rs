@@ -304,7 +304,10 @@ fn oracle(plan: &Plan, q: &Query, events: &[Event]) -> Vec<Vec<Cell>> {
                 let mut out = Vec::new();
                 let mut s = timebucket::floor(q.from_ms, granularity, &tz);
                 while s < q.to_ms {
-                    if s >= q.from_ms && s <= pane && pane < s + size {
+                    // A row spans its window, or its whole bucket when longer.
+                    let bucket_end = timebucket::next(s, granularity, &tz).min(q.to_ms);
+                    let end = (s + size).max(bucket_end);
+                    if s >= q.from_ms && s <= pane && pane < end {
                         out.push(s);
                     }
                     s = timebucket::next(s, granularity, &tz);
@@ -589,6 +592,15 @@ fn queries(plan: &Plan) -> Vec<(&'static str, Query)> {
             time_zone: Some("+05:30".into()),
             from_ms: T0 + 600_000,
             to_ms: T0 + 12 * 3_600_000,
+            ..base(1, plan)
+        },
+    ));
+    out.push((
+        "hopping metric by day in Asia/Kolkata: each row spans its whole day",
+        Query {
+            group_by: vec![GroupKey::Time, GroupKey::Dimension(0)],
+            granularity_ms: Some(86_400_000),
+            time_zone: Some("Asia/Kolkata".into()),
             ..base(1, plan)
         },
     ));

@@ -416,9 +416,17 @@ impl Shape {
                 }
             }
             (Some(g), Some(len)) => {
-                // Every window [s, s + len) with s a bucket start in [from, to) covering the pane.
+                // Every row s (a bucket start in [from, to)) whose span covers
+                // the pane: the window [s, s + len), widened to the whole
+                // bucket [s, next s) — within the query's window, as a
+                // tumbling bucket is — when the granularity is the longer.
                 let mut s = timebucket::floor(pane, g, &self.tz);
-                while s + len > pane {
+                loop {
+                    let bucket_end = timebucket::next(s, g, &self.tz).min(self.to);
+                    let end = (s + len).max(bucket_end);
+                    if end <= pane {
+                        break;
+                    }
                     if s >= self.from && s < self.to {
                         out.push(s);
                     }
