@@ -168,6 +168,20 @@ async fn source_counters_equal_the_file_and_engine_gauges_are_there() {
     let delay = m.sum("statflow_watermark_delay_seconds", &[("source", "s")]);
     assert!(delay > 86_400.0, "{delay}");
     assert_eq!(m.kind("statflow_epochs_completed"), "gauge");
+    // Checkpointing and retention are reported even when they did nothing yet.
+    for counter in [
+        "statflow_checkpoints_completed_total",
+        "statflow_checkpoint_bytes_total",
+        "statflow_checkpoint_shards_total",
+        "statflow_checkpoint_write_seconds_total",
+        "statflow_evicted_rows_total",
+    ] {
+        assert_eq!(m.kind(counter), "counter", "{counter}");
+    }
+    assert_eq!(m.kind("statflow_checkpoint_last_epoch"), "gauge");
+    // File slices know their ends: every slice read to its end has no lag.
+    assert!(m.matching("statflow_partition_lag", &[]).count() > 0);
+    assert_eq!(m.sum("statflow_partition_lag", &[]), 0.0);
     assert!(m.sum("statflow_epochs_completed", &[]) >= 1.0);
     assert_eq!(m.matching("statflow_epoch_open", &[]).count(), 2);
     assert_eq!(

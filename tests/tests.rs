@@ -53,6 +53,9 @@ mod recovery;
 /// reaching into evicted time say so.
 mod retention;
 
+/// `--log-format json`: one JSON object per line, notable events included.
+mod logs;
+
 /// `GET /metrics` read with a Prometheus text parser: the source counters
 /// equal the lines and malformed lines of the file, the engine's gauges are
 /// there, and the query, duration and response counters move as queries flow.

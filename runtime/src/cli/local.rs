@@ -84,6 +84,12 @@ pub fn run(args: &RunArgs, processes: usize) -> anyhow::Result<ExitCode> {
         if args.no_checkpoints {
             command.arg("--no-checkpoints");
         }
+        if args.log_format == super::LogFormat::Json {
+            command.args(["--log-format", "json"]);
+        }
+        if let Some(filter) = &args.log {
+            command.args(["--log", filter]);
+        }
         if let Some(brokers) = &args.kafka_brokers {
             command.args(["--kafka-brokers", brokers]);
         }

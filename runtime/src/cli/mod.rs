@@ -136,6 +136,16 @@ pub enum ExplainFormat {
     Json,
 }
 
+/// How `statflow run` writes its log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines, coloured on a terminal.
+    Human,
+    /// One JSON object per line: `timestamp`, `level`, `fields.message`,
+    /// the event's other fields, and `target`.
+    Json,
+}
+
 /// Reads a duration flag such as `5s`, `500ms` or `1m30s`.
 fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
     match statflow_dsl::duration::parse_duration(text) {
@@ -178,6 +188,14 @@ pub struct RunArgs {
     /// Take no checkpoints and resume from none: a restart starts empty.
     #[arg(long)]
     pub no_checkpoints: bool,
+    /// How log lines look: `human` (coloured on a terminal) or `json`, one
+    /// object per line for log collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// Which log lines to write, such as `info`, `warn` or
+    /// `statflow_runtime=debug,info` (default: `RUST_LOG`, else `info`).
+    #[arg(long)]
+    pub log: Option<String>,
     /// Exit once every source has finished (file sources, bounded generators).
     #[arg(long)]
     pub exit_when_done: bool,

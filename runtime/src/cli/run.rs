@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::RunArgs;
+use super::{LogFormat, RunArgs};
 use crate::checkpoint::CheckpointConfig;
 use crate::engine::{Engine, EngineConfig};
 use crate::server::{self, AppState, AuthMode};
@@ -26,7 +26,7 @@ const LINGER: Duration = Duration::from_secs(1);
 
 /// Runs a topology until Ctrl-C (or until its sources finish, with `--exit-when-done`).
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    init_logging();
+    init_logging(args.log_format, args.log.as_deref());
     if args.no_auth {
         server::auth::check_no_auth(args.http).map_err(anyhow::Error::msg)?;
     }
@@ -134,7 +134,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             args.workers.max(1)
         ),
     };
-    eprint!("{serving}");
+    if args.log_format == LogFormat::Human {
+        eprint!("{serving}");
+    }
     let mut hint = sign_in_text(&address, mode, first_admin.as_ref(), &args.state_dir);
     if let Some(metric) = plan.metrics.first() {
         let header = match mode {
@@ -147,7 +149,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let text = format!("{hint}press Ctrl-C to stop\n");
-    eprint!("{text}");
+    match args.log_format {
+        LogFormat::Human => eprint!("{text}"),
+        // Standard error carries only JSON lines; the sign-in hint (which
+        // may hold a token shown once) goes to standard output, not to the
+        // log collector.
+        LogFormat::Json => print!("{text}"),
+    }
 
     let exit_when_done = args.exit_when_done;
     let in_cluster = cluster.is_some();
@@ -251,14 +259,24 @@ fn sign_in_text(
 }
 
 /// Logs to stderr: human lines on a terminal, levels from `RUST_LOG` (default `info`).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+pub fn init_logging(format: LogFormat, filter: Option<&str>) {
+    let filter = match filter {
+        Some(f) => tracing_subscriber::EnvFilter::try_new(f).unwrap_or_else(|e| {
+            eprintln!("--log {f:?} is not a log filter ({e}); using `info`");
+            tracing_subscriber::EnvFilter::new("info")
+        }),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
 }
 
 /// The cluster this process belongs to, from `--processes`, `--process` and `--hosts`.

@@ -95,6 +95,28 @@ pub enum QueryFailure {
     EpochNotReadable(u64),
 }
 
+/// A query taking longer than this is logged, once, as slow.
+pub const SLOW_QUERY: Duration = Duration::from_secs(1);
+
+/// Logs a slow query when dropped (however the query ended).
+struct SlowQuery {
+    started: std::time::Instant,
+    metric: Option<String>,
+}
+
+impl Drop for SlowQuery {
+    fn drop(&mut self) {
+        let took = self.started.elapsed();
+        if took >= SLOW_QUERY {
+            tracing::warn!(
+                metric = self.metric.as_deref().unwrap_or("?"),
+                millis = took.as_millis() as u64,
+                "slow query"
+            );
+        }
+    }
+}
+
 /// A request on its way to a worker, with where to send the outcome.
 pub struct QueryRequest {
     /// A validated query, or a status request.
@@ -213,11 +235,16 @@ impl Shared {
     /// time seen minus the lateness bound. `None` before any event.
     pub fn watermark(&self, source: usize) -> Option<i64> {
         let late = self.plan.sources[source].late.millis() as i64;
-        self.workers
+        let partitions: Vec<_> = self
+            .workers
             .iter()
-            .filter_map(|w| w.sources[source].max_event())
-            .min()
-            .map(|t| t - late)
+            .flat_map(|w| w.sources[source].partitions())
+            .collect();
+        statflow_dataflow::watermark::source_watermark(
+            late,
+            &partitions,
+            statflow_dataflow::ingest::wall_ms(),
+        )
     }
 }
 
@@ -392,7 +419,15 @@ impl Engine {
     /// panel of one dashboard refresh reads the same cut. The caller makes
     /// sure `epoch` is not far in the future (see [`Shared::open_epoch`]).
     pub async fn query_at(&self, query: Query, epoch: Option<u64>) -> Result<Answer, QueryFailure> {
+        let started = std::time::Instant::now();
+        let metric = self
+            .shared
+            .plan
+            .metrics
+            .get(query.metric)
+            .map(|m| m.name.clone());
         let outcome = self.send_at(Request::Query(query), epoch)?;
+        let _slow = SlowQuery { started, metric };
         let answer = outcome.await.map_err(|_| QueryFailure::ShuttingDown)??;
         self.shared.queries.fetch_add(1, Ordering::Relaxed);
         Self::answer(answer)

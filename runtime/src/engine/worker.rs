@@ -172,6 +172,15 @@ pub(super) fn run(
         {
             // Records read so far sit in the open epoch at the latest.
             me.finished_at.store(clock.current(), Ordering::Relaxed);
+            let records: u64 = watched
+                .iter()
+                .map(|i| me.sources[*i].records.load(Ordering::Relaxed))
+                .sum();
+            tracing::info!(
+                worker = index,
+                records,
+                "this worker's sources have finished"
+            );
         }
 
         waiting.extend(queries.try_iter());

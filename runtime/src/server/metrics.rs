@@ -11,8 +11,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Counter, Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::engine::Shared;
@@ -156,6 +156,44 @@ fn engine_registry(shared: &Shared, now_ms: i64) -> Result<Registry, prometheus:
         "statflow_epochs_completed",
         "Epochs complete on every worker: every epoch below this number can be queried.",
     )?;
+    let late = IntCounterVec::new(
+        Opts::new(
+            "statflow_late_events_total",
+            "Events a worker set aside as late (beyond the source's bound), by the metric they would have counted in.",
+        ),
+        &["source", "metric", "worker"],
+    )?;
+    let lag = IntGaugeVec::new(
+        Opts::new(
+            "statflow_partition_lag",
+            "Records (Kafka) or bytes (files) between a partition's position and its end, where the end is known.",
+        ),
+        &["source", "partition"],
+    )?;
+    let checkpoints = IntCounter::new(
+        "statflow_checkpoints_completed_total",
+        "Checkpoints whose manifest this process wrote (process 0 writes them).",
+    )?;
+    let checkpoint_bytes = IntCounter::new(
+        "statflow_checkpoint_bytes_total",
+        "Bytes of checkpoint shards this process's workers wrote.",
+    )?;
+    let checkpoint_shards = IntCounter::new(
+        "statflow_checkpoint_shards_total",
+        "Checkpoint shards this process's workers wrote.",
+    )?;
+    let checkpoint_seconds = Counter::new(
+        "statflow_checkpoint_write_seconds_total",
+        "Time this process's workers spent writing checkpoint shards; divide by the shards for the mean.",
+    )?;
+    let checkpoint_epoch = IntGauge::new(
+        "statflow_checkpoint_last_epoch",
+        "The epoch of the newest checkpoint this process completed; 0 before any.",
+    )?;
+    let evicted = IntCounter::new(
+        "statflow_evicted_rows_total",
+        "Rollup rows retracted because they passed their metric's retention.",
+    )?;
     let info = IntGaugeVec::new(
         Opts::new(
             "statflow_process_info",
@@ -175,6 +213,22 @@ fn engine_registry(shared: &Shared, now_ms: i64) -> Result<Registry, prometheus:
             errors
                 .with_label_values(&labels)
                 .inc_by(stats.errors.load(Ordering::Relaxed));
+            for (m, n) in stats.late_by_metric().iter().enumerate() {
+                if let (Some(metric), true) = (shared.plan.metrics.get(m), *n > 0) {
+                    late.with_label_values(&[
+                        source.name.as_str(),
+                        metric.name.as_str(),
+                        index.as_str(),
+                    ])
+                    .inc_by(*n);
+                }
+            }
+            for p in stats.partitions() {
+                if let Some(end) = p.end {
+                    lag.with_label_values(&[source.name.as_str(), p.name.as_str()])
+                        .set(i64::try_from(end.saturating_sub(p.position)).unwrap_or(i64::MAX));
+                }
+            }
         }
         epoch_open
             .with_label_values(&[index.as_str()])
@@ -195,6 +249,13 @@ fn engine_registry(shared: &Shared, now_ms: i64) -> Result<Registry, prometheus:
         }
     }
     completed.set(clamp(shared.complete_epoch()));
+    let c = &shared.checkpoints;
+    checkpoints.inc_by(c.completed.load(Ordering::Relaxed));
+    checkpoint_bytes.inc_by(c.bytes.load(Ordering::Relaxed));
+    checkpoint_shards.inc_by(c.shards.load(Ordering::Relaxed));
+    checkpoint_seconds.inc_by(c.micros.load(Ordering::Relaxed) as f64 / 1e6);
+    checkpoint_epoch.set(clamp(c.last_epoch.load(Ordering::Relaxed)));
+    evicted.inc_by(shared.evicted_rows.load(Ordering::Relaxed));
     info.with_label_values(&[
         shared.process.to_string().as_str(),
         shared.processes.to_string().as_str(),
@@ -209,6 +270,14 @@ fn engine_registry(shared: &Shared, now_ms: i64) -> Result<Registry, prometheus:
     registry.register(Box::new(epoch_open))?;
     registry.register(Box::new(completed))?;
     registry.register(Box::new(info))?;
+    registry.register(Box::new(late))?;
+    registry.register(Box::new(lag))?;
+    registry.register(Box::new(checkpoints))?;
+    registry.register(Box::new(checkpoint_bytes))?;
+    registry.register(Box::new(checkpoint_shards))?;
+    registry.register(Box::new(checkpoint_seconds))?;
+    registry.register(Box::new(checkpoint_epoch))?;
+    registry.register(Box::new(evicted))?;
     Ok(registry)
 }
 
