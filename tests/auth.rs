@@ -216,6 +216,12 @@ async fn every_route_answers_every_role_as_the_matrix_says() {
         })
         .await,
     );
+    // The stream never ends, so only its refusal is asked here; the stream
+    // itself is events_stream_epochs.
+    let events = fx.send("anonymous", "GET", "/v1/events", None).await;
+    if events.status != 401 {
+        wrong.push(format!("GET /v1/events as anonymous: {}", events.status));
+    }
     for path in ["/v1/catalog", "/v1/status", "/v1/session", "/v1/dashboards"] {
         wrong.extend(
             row(
@@ -563,6 +569,45 @@ async fn dashboards_are_made_read_changed_shared_and_deleted() {
         (gone.status, gone.code()),
         (404, "no_such_dashboard".to_string())
     );
+}
+
+/// `GET /v1/events` streams an `epoch` event once a newer epoch completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stream_epochs() {
+    let fx = Fixture::start();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server::run(listener, fx.state.clone(), async move {
+        let _ = stopped.await;
+    }));
+    let token = fx.token("viewer").unwrap().to_string();
+    let read = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "GET /v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
+        )
+        .unwrap();
+        let mut seen = String::new();
+        let mut buf = [0u8; 1024];
+        while !seen.contains("\"complete\"") {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "the stream ended: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        seen
+    })
+    .await
+    .unwrap();
+    assert!(read.starts_with("HTTP/1.1 200"), "{read}");
+    assert!(read.contains("text/event-stream"), "{read}");
+    assert!(read.contains("event:epoch"), "{read}");
+    stop.send(()).unwrap();
+    serving.abort();
 }
 
 fn cookie_of(reply: &Reply) -> String {

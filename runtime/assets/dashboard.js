@@ -7,7 +7,8 @@ import { api, catalog, query, ApiError } from './api.js';
 import { RANGES, newPanel, panelEditor, panelQuery, errorList } from './builder.js';
 import { drawAnswer, drawError } from './panels.js';
 
-const REFRESH = [[0, 'Off'], [10, 'Every 10 s'], [30, 'Every 30 s'], [60, 'Every minute'], [300, 'Every 5 minutes']];
+// Seconds between refreshes; 0 is off, -1 live (GET /v1/events says when a newer epoch is complete).
+const REFRESH = [[0, 'Off'], [-1, 'Live'], [10, 'Every 10 s'], [30, 'Every 30 s'], [60, 'Every minute'], [300, 'Every 5 minutes']];
 
 /** A spec for a new dashboard. */
 export function emptySpec() {
@@ -26,6 +27,8 @@ export async function openDashboard(root, dashboard, me, navigate) {
     spec: normalize(dashboard ? structuredClone(dashboard.spec) : emptySpec(), cat),
     dirty: !dashboard,
     timer: null,
+    events: null,
+    busy: false,
     generation: 0,
     asOf: null,
   };
@@ -41,7 +44,16 @@ export async function openDashboard(root, dashboard, me, navigate) {
 
   function setTimer() {
     clearInterval(state.timer);
+    if (state.events) {
+      state.events.close();
+      state.events = null;
+    }
     if (state.spec.refresh > 0) state.timer = setInterval(refresh, state.spec.refresh * 1000);
+    if (state.spec.refresh < 0) {
+      state.events = new EventSource('/v1/events');
+      // A refresh still running when the next epoch completes is not doubled.
+      state.events.addEventListener('epoch', () => { if (!state.busy) refresh(); });
+    }
   }
 
   function markDirty() {
@@ -103,10 +115,20 @@ export async function openDashboard(root, dashboard, me, navigate) {
       h('header', {},
         h('h3', {}, panel.title),
         canEdit ? h('span', { class: 'actions' },
+          index > 0 ? h('button', { class: 'link', title: 'Move left', 'aria-label': 'Move left', onclick: () => move(index, -1) }, '◀') : null,
+          index < state.spec.panels.length - 1 ? h('button', { class: 'link', title: 'Move right', 'aria-label': 'Move right', onclick: () => move(index, 1) }, '▶') : null,
           h('button', { class: 'link', onclick: () => editPanel(index), name: 'edit-panel' }, 'edit'),
           h('button', { class: 'link', onclick: () => { state.spec.panels.splice(index, 1); markDirty(); render(); refresh(); } }, 'remove')) : null),
       body);
     return card;
+  }
+
+  function move(index, by) {
+    const [panel] = state.spec.panels.splice(index, 1);
+    state.spec.panels.splice(index + by, 0, panel);
+    markDirty();
+    render();
+    refresh();
   }
 
   function render() {
@@ -119,6 +141,15 @@ export async function openDashboard(root, dashboard, me, navigate) {
 
   /** Runs every panel's query at one epoch. */
   async function refresh() {
+    state.busy = true;
+    try {
+      await refreshPanels();
+    } finally {
+      state.busy = false;
+    }
+  }
+
+  async function refreshPanels() {
     const generation = ++state.generation;
     const panels = state.spec.panels;
     const bodies = panels.map((p) => grid.querySelector(`.panel-body[data-panel="${p.id}"]`));
@@ -237,6 +268,7 @@ export async function openDashboard(root, dashboard, me, navigate) {
 
   function stop() {
     clearInterval(state.timer);
+    if (state.events) state.events.close();
     state.generation++;
   }
 

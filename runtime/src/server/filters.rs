@@ -14,7 +14,7 @@ use super::auth::{self, Caller};
 use super::metrics::Metrics;
 use super::replies::respond;
 use super::AppState;
-use super::{accounts, app, dashboards, handlers};
+use super::{accounts, app, dashboards, events, handlers};
 use crate::query::MAX_BODY_BYTES;
 
 /// The largest body of the account and dashboard routes.
@@ -29,6 +29,7 @@ pub fn routes(
     let api = query(state.clone(), Arc::clone(&recorder))
         .or(catalog(state.clone()))
         .or(status(state.clone()))
+        .or(epochs(state.clone()))
         .or(session(state.clone()))
         .or(users(state.clone()))
         .or(dashboard_routes(state.clone()));
@@ -96,6 +97,19 @@ pub fn status(
         .and(auth::caller(state.clone()))
         .and(with_state(state))
         .and_then(|_: Caller, state| handlers::status(state))
+}
+
+/// GET /v1/events — server-sent events: `epoch` whenever a newer epoch is complete.
+pub fn epochs(
+    state: AppState,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::path!("v1" / "events")
+        .and(warp::get())
+        .and(auth::caller(state.clone()))
+        .and(with_state(state))
+        .map(|_: Caller, state: AppState| {
+            events::stream(std::sync::Arc::clone(state.engine.shared()))
+        })
 }
 
 /// POST /v1/session (sign in with a token), GET /v1/session (who am I),

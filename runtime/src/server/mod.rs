@@ -11,6 +11,7 @@ mod accounts;
 mod app;
 pub mod auth;
 mod dashboards;
+mod events;
 mod filters;
 mod handlers;
 mod metrics;
