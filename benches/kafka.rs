@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::Producer as _;
 use rdkafka::{Offset, TopicPartitionList};
 use statflow::dataflow::query::{Cell, Query};
 use statflow::dsl::{GeneratorSource, Plan};
@@ -172,10 +173,22 @@ fn run() -> anyhow::Result<()> {
         );
     }
 
-    let (p50, p99, max, n) = freshness(&broker, rate, seconds, epoch_ms, dir.path())?;
+    let f = freshness(&broker, rate, seconds, epoch_ms, dir.path())?;
     println!(
-        "\nfreshness: {n} events at {rate}/s over {seconds} s, 1 partition, epochs of {epoch_ms} ms, \
-         queried every 5 ms: produce → counted by a query p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms"
+        "\nfreshness: {} events at {rate}/s over {seconds} s into 1 partition; engine epochs of {epoch_ms} ms, queried every 5 ms",
+        f.events
+    );
+    println!(
+        "  produce → acknowledged by the broker      {}",
+        percentiles(&f.acked)
+    );
+    println!(
+        "  produce → received by a plain consumer    {}",
+        percentiles(&f.received)
+    );
+    println!(
+        "  produce → counted by a statflow query     {}",
+        percentiles(&f.counted)
     );
     Ok(())
 }
@@ -282,17 +295,50 @@ fn plain_consumer(brokers: &str, events: u64) -> anyhow::Result<f64> {
     Ok(started.elapsed().as_secs_f64())
 }
 
+/// Delivery times by message index, for the freshness producer.
+#[derive(Default)]
+struct Acks {
+    at: std::sync::Mutex<Vec<Option<Instant>>>,
+}
+
+impl rdkafka::client::ClientContext for Acks {}
+
+impl rdkafka::producer::ProducerContext for Acks {
+    type DeliveryOpaque = Box<usize>;
+
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, i: Box<usize>) {
+        if result.is_ok() {
+            if let Ok(mut at) = self.at.lock() {
+                if let Some(slot) = at.get_mut(*i) {
+                    *slot = Some(Instant::now());
+                }
+            }
+        }
+    }
+}
+
+/// Freshness, taken apart: for each event, when the broker acknowledged
+/// it, when a plain consumer received it, and when a query counted it.
+struct Freshness {
+    events: usize,
+    acked: Vec<f64>,
+    received: Vec<f64>,
+    counted: Vec<f64>,
+}
+
 /// Produces `rate` events per second for `seconds` into a fresh
 /// 1-partition topic while an engine reads it, and a query asks for the
 /// count every 5 ms. In one partition events are counted in order, so
-/// event `i` is visible as soon as the count exceeds `i`.
+/// event `i` is visible as soon as the count exceeds `i`. A plain consumer
+/// reads the same topic beside it, to tell the broker's part from
+/// statflow's.
 fn freshness(
     broker: &tansu::Tansu,
     rate: u64,
     seconds: u64,
     epoch_ms: u64,
     dir: &std::path::Path,
-) -> anyhow::Result<(f64, f64, f64, usize)> {
+) -> anyhow::Result<Freshness> {
     broker.create_topic("bench.fresh", 1);
     let plan = compile(
         r#"source s = kafka("bench.fresh") { time = ts as epoch_millis }"#,
@@ -307,35 +353,82 @@ fn freshness(
     let brokers = broker.brokers();
     let options = SourceOptions::for_plan(&plan).with_kafka_brokers(Some(brokers.clone()));
     let engine = Arc::new(Engine::start(plan.clone(), config, readers_with(options))?);
-    // Let the reader find its partition before the clock starts.
-    std::thread::sleep(Duration::from_secs(2));
     let total = (rate * seconds) as usize;
-    let sender = std::thread::spawn(move || -> anyhow::Result<Vec<Instant>> {
-        let p = producer(
-            &brokers,
-            &BTreeMap::from([("linger.ms".to_string(), "0".to_string())]),
-        )?;
-        let start = Instant::now();
-        let mut sent = Vec::with_capacity(total);
-        let mut line = Vec::new();
-        for i in 0..total {
-            let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
+    // The plain consumer: the time each message arrived, by index.
+    let plain_brokers = brokers.clone();
+    let receiver = std::thread::spawn(move || -> anyhow::Result<Vec<Option<Instant>>> {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &plain_brokers)
+            .set("group.id", "bench.fresh.plain")
+            .set("enable.auto.commit", "false")
+            // As statflow's readers do.
+            .set("fetch.wait.max.ms", "100")
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("bench.fresh", 0, Offset::Beginning)?;
+        consumer.assign(&tpl)?;
+        let mut at = vec![None; total];
+        let mut n = 0;
+        let deadline = Instant::now() + Duration::from_secs(seconds + 60);
+        while n < total && Instant::now() < deadline {
+            if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+                let now = Instant::now();
+                let m = m?;
+                let i = rdkafka::message::Message::key(&m)
+                    .and_then(|k| std::str::from_utf8(k).ok()?.parse::<usize>().ok());
+                if let Some(slot) = i.and_then(|i| at.get_mut(i)) {
+                    *slot = Some(now);
+                    n += 1;
+                }
             }
-            let now_ms = jiff_now_ms();
-            line.clear();
-            write!(
-                line,
-                r#"{{"kind": "login", "ts": {now_ms}, "user_id": "u{i}"}}"#
-            )?;
-            sent.push(Instant::now());
-            statflow::runtime::source::kafka::producer::send(&p, "bench.fresh", None, &line, None)?;
-            p.poll(Duration::ZERO);
         }
-        rdkafka::producer::Producer::flush(&p, Duration::from_secs(30))?;
-        Ok(sent)
+        Ok(at)
     });
+    // Let the readers find the partition before the clock starts.
+    std::thread::sleep(Duration::from_secs(2));
+    let sender = std::thread::spawn(
+        move || -> anyhow::Result<(Vec<Instant>, Vec<Option<Instant>>)> {
+            let p: rdkafka::producer::BaseProducer<Acks> = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &brokers)
+                .set("compression.type", "lz4")
+                .set("linger.ms", "5")
+                .create_with_context(Acks {
+                    at: std::sync::Mutex::new(vec![None; total]),
+                })?;
+            let start = Instant::now();
+            let mut sent = Vec::with_capacity(total);
+            let mut line = Vec::new();
+            for i in 0..total {
+                let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let now_ms = jiff_now_ms();
+                line.clear();
+                write!(
+                    line,
+                    r#"{{"kind": "login", "ts": {now_ms}, "user_id": "u{i}"}}"#
+                )?;
+                let key = i.to_string();
+                sent.push(Instant::now());
+                let record =
+                    rdkafka::producer::BaseRecord::with_opaque_to("bench.fresh", Box::new(i))
+                        .key(&key)
+                        .payload(&line);
+                p.send(record).map_err(|(e, _)| e)?;
+                p.poll(Duration::ZERO);
+            }
+            rdkafka::producer::Producer::flush(&p, Duration::from_secs(30))?;
+            let acks = std::mem::take(
+                &mut *p
+                    .context()
+                    .at
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?,
+            );
+            Ok((sent, acks))
+        },
+    );
     let metric = plan
         .metrics
         .iter()
@@ -376,29 +469,65 @@ fn freshness(
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let sent = sender
+    let (sent, acks) = sender
         .join()
         .map_err(|_| anyhow::anyhow!("the producer thread panicked"))??;
+    let received = receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("the consumer thread panicked"))??;
     anyhow::ensure!(
         seen.last().is_some_and(|(_, c)| *c == total as u64),
         "counted {:?} of {total}",
         seen.last()
     );
-    let mut delays: Vec<f64> = sent
+    let ms = |from: Instant, to: Option<Instant>| {
+        to.map(|t| t.saturating_duration_since(from).as_secs_f64() * 1000.0)
+    };
+    let sorted = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let counted = sent
         .iter()
         .enumerate()
-        .map(|(i, t)| {
-            let visible = seen
-                .iter()
-                .find(|(_, c)| *c > i as u64)
-                .map(|(at, _)| *at)
-                .unwrap_or(*t);
-            visible.saturating_duration_since(*t).as_secs_f64() * 1000.0
+        .filter_map(|(i, t)| {
+            ms(
+                *t,
+                seen.iter().find(|(_, c)| *c > i as u64).map(|(at, _)| *at),
+            )
         })
         .collect();
-    delays.sort_by(f64::total_cmp);
-    let q = |p: f64| delays[((delays.len() - 1) as f64 * p) as usize];
-    Ok((q(0.5), q(0.99), q(1.0), delays.len()))
+    let acked = sent
+        .iter()
+        .zip(&acks)
+        .filter_map(|(t, a)| ms(*t, *a))
+        .collect();
+    let received = sent
+        .iter()
+        .zip(&received)
+        .filter_map(|(t, r)| ms(*t, *r))
+        .collect();
+    Ok(Freshness {
+        events: total,
+        acked: sorted(acked),
+        received: sorted(received),
+        counted: sorted(counted),
+    })
+}
+
+/// `p50 X ms, p99 Y ms, max Z ms` of sorted milliseconds.
+fn percentiles(v: &[f64]) -> String {
+    if v.is_empty() {
+        return "none".into();
+    }
+    let q = |p: f64| v[((v.len() - 1) as f64 * p) as usize];
+    format!(
+        "p50 {:>6.0} ms   p99 {:>6.0} ms   max {:>6.0} ms   ({} events)",
+        q(0.5),
+        q(0.99),
+        q(1.0),
+        v.len()
+    )
 }
 
 fn jiff_now_ms() -> i64 {

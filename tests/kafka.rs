@@ -27,6 +27,16 @@ use tansu::Tansu;
 /// 2024-08-20T00:00:00Z: events are spread over the three hours after it.
 const T0: i64 = 1_724_112_000_000;
 
+/// One broker at a time: each test starts its own, and several at once
+/// (each with two engines) would crowd the other tests of the binary on a
+/// small machine.
+static ONE_BROKER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes [`ONE_BROKER`], whether or not a test before panicked holding it.
+fn one_broker() -> std::sync::MutexGuard<'static, ()> {
+    ONE_BROKER.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// How long any wait in these tests may take before it fails.
 const PATIENCE: Duration = Duration::from_secs(90);
 
@@ -237,6 +247,7 @@ fn produce(brokers: &str, topic: &str, lines: &[String]) {
 
 #[test]
 fn answers_equal_the_file_source_with_1_and_4_workers() {
+    let _broker = one_broker();
     let lines = events(12_000, 7);
     let want = file_answers(&lines);
     let broker = Tansu::start();
@@ -290,6 +301,7 @@ fn answers_equal_the_file_source_with_1_and_4_workers() {
 
 #[test]
 fn two_topics_feed_one_metric() {
+    let _broker = one_broker();
     let lines = events(6_000, 11);
     let want = file_answers(&lines);
     let broker = Tansu::start();
@@ -323,6 +335,7 @@ fn two_topics_feed_one_metric() {
 
 #[test]
 fn a_pattern_picks_up_a_topic_created_while_running() {
+    let _broker = one_broker();
     let lines = events(6_000, 13);
     let want = file_answers(&lines);
     let (first, second) = lines.split_at(2_500);
@@ -360,6 +373,7 @@ fn a_pattern_picks_up_a_topic_created_while_running() {
 #[test]
 #[ignore = "Tansu 0.6.0 does not implement CreatePartitions"]
 fn a_partition_added_while_running_is_read() {
+    let _broker = one_broker();
     let lines = events(4_000, 17);
     let want = file_answers(&lines);
     let (first, second) = lines.split_at(1_500);
@@ -409,6 +423,7 @@ fn add_partitions(brokers: &str, topic: &str, total: usize) {
 
 #[test]
 fn a_broker_restart_mid_run_leaves_the_answers_exact() {
+    let _broker = one_broker();
     let lines = events(8_000, 19);
     let want = file_answers(&lines);
     let (first, second) = lines.split_at(3_000);
@@ -447,6 +462,7 @@ fn a_broker_restart_mid_run_leaves_the_answers_exact() {
 
 #[test]
 fn malformed_messages_are_dead_lettered_with_their_offsets() {
+    let _broker = one_broker();
     let broker = Tansu::start();
     broker.create_topic("mixed", 1);
     broker.create_topic("mixed.dead", 1);
@@ -551,6 +567,7 @@ fn malformed_messages_are_dead_lettered_with_their_offsets() {
 
 #[test]
 fn kafka_metadata_fields_reach_the_topology() {
+    let _broker = one_broker();
     let broker = Tansu::start();
     broker.create_topic("meta", 3);
     let lines = events(900, 29);

@@ -148,6 +148,11 @@ pub fn consumer(
         // High watermarks (for lag) and the brokers' states come from the
         // client's statistics.
         .set("statistics.interval.ms", "1000")
+        // A fetch that finds nothing new is answered after at most 100 ms
+        // (librdkafka's default is 500 ms): Kafka answers as soon as data
+        // arrives anyway, but some brokers (Tansu) hold the fetch for the
+        // whole wait, and that wait is added to every event's freshness.
+        .set("fetch.wait.max.ms", "100")
         // Reconnect with backoff, from 100 ms up to 10 s.
         .set("reconnect.backoff.ms", "100")
         .set("reconnect.backoff.max.ms", "10000");

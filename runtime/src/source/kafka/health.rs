@@ -73,7 +73,19 @@ impl Health {
         self.error.lock().ok()?.take()
     }
 
-    /// Notes a client error.
+    /// Notes a client error. Losing the brokers is a state, not news: it
+    /// marks the connection down (the reader says so once) instead of
+    /// being reported each time librdkafka retries.
+    pub fn note(&self, error: &KafkaError) {
+        use rdkafka::types::RDKafkaErrorCode::{AllBrokersDown, BrokerTransportFailure};
+        match error.rdkafka_error_code() {
+            Some(AllBrokersDown) => self.connection.store(2, Ordering::Relaxed),
+            Some(BrokerTransportFailure) => {}
+            _ => self.note_error(error.to_string()),
+        }
+    }
+
+    /// Notes a client error by its text.
     pub fn note_error(&self, error: String) {
         if let Ok(mut slot) = self.error.lock() {
             *slot = Some(error);
@@ -176,7 +188,8 @@ impl ClientContext for SourceContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        self.health.note_error(format!("{error} ({reason})"));
+        tracing::debug!(target: "librdkafka", %error, reason, "client error");
+        self.health.note(&error);
     }
 }
 
@@ -212,5 +225,23 @@ mod tests {
         assert_eq!(health.connection(), Connection::Down);
         // A watermark never goes back (an older broker answer arriving late).
         assert_eq!(health.high("bets", 0), Some(40));
+    }
+
+    #[test]
+    fn losing_the_brokers_is_a_state_and_other_errors_are_news() {
+        use rdkafka::types::RDKafkaErrorCode;
+        let health = Health::default();
+        health.note(&KafkaError::Global(RDKafkaErrorCode::AllBrokersDown));
+        health.note(&KafkaError::Global(
+            RDKafkaErrorCode::BrokerTransportFailure,
+        ));
+        assert_eq!(health.connection(), Connection::Down);
+        assert_eq!(health.take_error(), None, "no error to log per retry");
+        health.note(&KafkaError::Global(RDKafkaErrorCode::Authentication));
+        assert!(health
+            .take_error()
+            .is_some_and(|e| e.contains("Authentication")));
+        health.mark_up();
+        assert_eq!(health.connection(), Connection::Up);
     }
 }

@@ -232,13 +232,14 @@ impl DeadLetters for DeadLetterTopic {
                 key: "statflow.reason",
                 value: Some(&reason),
             });
-        let sent = send(
-            &self.producer,
-            &self.topic,
-            Some(partition.as_bytes()),
-            &original,
-            Some(headers),
-        );
+        // One attempt, never waiting: with the brokers away and librdkafka's
+        // queue full, a dead letter is dropped from the topic (the file has
+        // it) rather than stall the worker.
+        let record = BaseRecord::to(&self.topic)
+            .key(partition.as_bytes())
+            .payload(&*original)
+            .headers(headers);
+        let sent = self.producer.send(record).map_err(|(e, _)| e);
         self.producer.poll(Duration::ZERO);
         let failed = self.producer.context().failed.load(Ordering::Relaxed) > 0;
         if (sent.is_err() || failed) && !self.said_failure {

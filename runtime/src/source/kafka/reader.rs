@@ -300,7 +300,7 @@ impl RecordReader for KafkaReader {
                     break;
                 }
                 Some(Err(e)) => {
-                    self.health.note_error(e.to_string());
+                    self.health.note(&e);
                     continue;
                 }
             };
