@@ -51,6 +51,44 @@ export function drawError(el, err) {
   mount(el, errorList(err));
 }
 
+/**
+ * A uPlot plugin: a tooltip beside the cursor with the x value and every
+ * series' value there (non-empty ones), largest first. `xText(i)` and
+ * `valueText(seriesIndex, i)` format them.
+ */
+function tooltip(xText, valueText) {
+  let tip;
+  return {
+    hooks: {
+      init: (u) => {
+        tip = h('div', { class: 'tooltip', hidden: true });
+        u.over.append(tip);
+        u.over.addEventListener('mouseleave', () => { tip.hidden = true; });
+      },
+      setCursor: (u) => {
+        const i = u.cursor.idx;
+        if (i == null || u.cursor.left < 0) {
+          tip.hidden = true;
+          return;
+        }
+        const rows = [];
+        for (let s = 1; s < u.series.length; s++) {
+          const v = u.data[s][i];
+          if (v == null) continue;
+          rows.push([s, valueText(s, i)]);
+        }
+        rows.sort((a, b) => (u.data[b[0]][i] ?? 0) - (u.data[a[0]][i] ?? 0));
+        mount(tip, h('strong', {}, xText(i)), rows.slice(0, 12).map(([s, text]) =>
+          h('div', {}, h('span', { class: 'swatch', style: `background:${u.series[s]._stroke || u.series[s].stroke || '#888'}` }), `${u.series[s].label}: `, h('b', {}, text))));
+        tip.hidden = rows.length === 0;
+        const left = u.cursor.left + 14;
+        tip.style.left = `${left + 220 > u.over.clientWidth ? u.cursor.left - 230 : left}px`;
+        tip.style.top = `${Math.max(0, u.cursor.top - 10)}px`;
+      },
+    },
+  };
+}
+
 function disposeChart(el) {
   if (el._plot) {
     el._plot.destroy();
@@ -109,6 +147,7 @@ function timeSeries(el, panel, answer, metric, zone, measures, keys) {
     ],
     legend: { live: true },
     cursor: { drag: { x: true, y: false } },
+    plugins: [tooltip((i) => fmtTime(times[i], zone), (s, i) => fmtExact(raw[order[s - 1]][i]))],
     series: [
       { label: 'time', value: (u, v) => (v == null ? '–' : fmtTime(v * 1000, zone)) },
       ...order.map((i) => ({
@@ -153,6 +192,7 @@ function bars(el, answer, metric, measures, keys) {
       { stroke: '#555', grid: { stroke: '#eee' }, label: `${measure}${unit ? ` (${unit})` : ''}`, size: 60, values: (u, splits) => splits.map((v) => fmtNumber(v)) },
     ],
     legend: { live: true },
+    plugins: [tooltip((i) => labels[i], (s, i) => `${fmtExact(values[i])}${unit ? ` (${unit})` : ''}`)],
     series: [
       { label: keys.join(' · ') || 'group', value: (u, v) => (v == null ? '–' : labels[v] ?? '') },
       { label: measure, fill: COLORS[0] + 'cc', stroke: COLORS[0], paths: window.uPlot.paths.bars({ size: [0.7, 80] }), points: { show: false }, value: (u, v) => fmtExact(v) },

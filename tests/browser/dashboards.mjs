@@ -123,6 +123,12 @@ try {
   assert.ok(series >= 2, `a series per reward type: ${series}`);
   assert.ok((await inkOf(admin.page, chart)) > 200, 'the canvas has coloured pixels');
   assert.ok(await admin.page.isVisible('.u-legend'), 'a legend');
+  step('hovering the chart shows a tooltip with the values there');
+  const over = await admin.page.locator(`${chart} .u-over`).boundingBox();
+  await admin.page.mouse.move(over.x + over.width - 5, over.y + over.height / 2);
+  await admin.page.waitForSelector(`${chart} .tooltip:not([hidden])`);
+  assert.match(await admin.page.textContent(`${chart} .tooltip`), /reward_type=\w+: \d/);
+  await shot(admin.page, '03b-tooltip');
 
   // 3. Save with a title; the address becomes the dashboard's link.
   step('admin saves the dashboard');

@@ -137,7 +137,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.log_format == LogFormat::Human {
         eprint!("{serving}");
     }
-    let mut hint = sign_in_text(&address, mode, first_admin.as_ref(), &args.state_dir);
+    let mut hint = sign_in_text(
+        &address,
+        mode,
+        first_admin.as_ref(),
+        store_file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(&args.state_dir),
+    );
     if let Some(metric) = plan.metrics.first() {
         let header = match mode {
             AuthMode::Required => " -H \"Authorization: Bearer $STATFLOW_TOKEN\"",
