@@ -629,3 +629,75 @@ metric per_partition from events {
         assert_eq!(row[2], row[3], "the key is the user id");
     }
 }
+
+#[test]
+fn checkpointed_positions_resume_exactly_on_another_worker_count() {
+    use statflow::runtime::checkpoint::{self, CheckpointConfig};
+    let _broker = one_broker();
+    let lines = events(8_000, 31);
+    let want = file_answers(&lines);
+    let (first, second) = lines.split_at(4_000);
+    let broker = Tansu::start();
+    broker.create_topic("durable", 4);
+    produce(&broker.brokers(), "durable", first);
+    let dir = tempfile::tempdir().unwrap();
+    let source = r#"source events = kafka("durable") { time = ts as epoch_millis  late = 10m }"#;
+    let plan = compile(source, dir.path());
+    let with_checkpoints = |workers| EngineConfig {
+        checkpoints: Some(CheckpointConfig {
+            keep: 2,
+            ..CheckpointConfig::under(dir.path(), Duration::from_millis(50))
+        }),
+        ..config(workers, dir.path())
+    };
+    let factory =
+        || readers_with(SourceOptions::for_plan(&plan).with_kafka_brokers(Some(broker.brokers())));
+    // The first run reads the first half, then stops while the second half
+    // is being produced and read.
+    let engine = Engine::start(plan.clone(), with_checkpoints(2), factory()).unwrap();
+    caught_up(&engine, 4, first.len() as u64);
+    let producing = {
+        let (brokers, second) = (broker.brokers(), second.to_vec());
+        std::thread::spawn(move || produce(&brokers, "durable", &second))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    engine.shutdown();
+    drop(engine);
+    producing.join().unwrap();
+    let complete = checkpoint::list(&dir.path().join("checkpoints"))
+        .unwrap()
+        .into_iter()
+        .filter(|(_, c)| *c)
+        .count();
+    assert!(complete > 0, "the first run completed a checkpoint");
+    // The second run, on three workers, resumes from the newest checkpoint:
+    // every event counted once, none lost.
+    let engine = Engine::start(plan.clone(), with_checkpoints(3), factory()).unwrap();
+    assert!(
+        engine.shared().restored_from.is_some(),
+        "resumed from a checkpoint"
+    );
+    let deadline = Instant::now() + PATIENCE;
+    let epoch = loop {
+        let status = engine.status_blocking().unwrap();
+        let parts: Vec<_> = status
+            .reports
+            .iter()
+            .flat_map(|r| r.sources[0].partitions.iter())
+            .collect();
+        let position: u64 = parts.iter().map(|p| p.position).sum();
+        if parts.len() == 4
+            && parts.iter().all(|p| p.end == Some(p.position))
+            && position == lines.len() as u64
+        {
+            break status.reports.iter().map(|r| r.epoch).max().unwrap_or(0);
+        }
+        assert!(Instant::now() < deadline, "not caught up: {parts:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_same(
+        &answers(&engine, &plan, epoch),
+        &want,
+        "resumed from a checkpoint",
+    );
+}

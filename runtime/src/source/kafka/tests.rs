@@ -211,3 +211,55 @@ fn an_outage_loses_and_repeats_nothing() {
     assert_eq!(seen.len(), 60, "each message once");
     assert_eq!(numbers(&seen), (0..60).collect());
 }
+
+#[test]
+fn committed_offsets_follow_the_positions_only_when_asked() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c = cluster("bets", 2);
+    let brokers = c.bootstrap_servers();
+    produce(&brokers, "bets", 0, 30);
+    let committed = |group: &str| -> i64 {
+        let checker: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition("bets", 0);
+        tpl.add_partition("bets", 1);
+        checker
+            .committed_offsets(tpl, Duration::from_secs(5))
+            .unwrap()
+            .elements()
+            .iter()
+            .filter_map(|e| e.offset().to_raw().filter(|o| *o >= 0))
+            .sum()
+    };
+    for (group, commit) in [("lag.tools", true), ("statflow.bets", false)] {
+        let mut kafka = source(Topics::Names(vec!["bets".into()]), StartPosition::Earliest);
+        if commit {
+            kafka.settings.extend([
+                ("group.id".to_string(), group.to_string()),
+                ("enable.auto.commit".to_string(), "true".to_string()),
+                ("auto.commit.interval.ms".to_string(), "100".to_string()),
+            ]);
+        }
+        let mut readers =
+            vec![
+                KafkaReader::open("bets", &kafka, brokers.clone(), 0, 1, &Resume::new(), false)
+                    .unwrap(),
+            ];
+        assert_eq!(read(&mut readers, 30).len(), 30);
+        // Keep polling a little, so the commit timer fires and its result is served.
+        for _ in 0..20 {
+            readers[0].read(10, &mut |_, _| {});
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(readers);
+        assert_eq!(
+            committed(group),
+            if commit { 30 } else { 0 },
+            "group {group}"
+        );
+    }
+}
