@@ -263,3 +263,27 @@ fn committed_offsets_follow_the_positions_only_when_asked() {
         );
     }
 }
+
+#[test]
+fn a_bad_client_setting_is_refused_with_its_name() {
+    let mut kafka = source(Topics::Names(vec!["bets".into()]), StartPosition::Earliest);
+    kafka
+        .settings
+        .insert("fetch.max.bites".to_string(), "1048576".to_string());
+    let error = KafkaReader::open(
+        "bets",
+        &kafka,
+        "127.0.0.1:1".into(),
+        0,
+        1,
+        &Resume::new(),
+        false,
+    )
+    .err()
+    .expect("an unknown setting is refused");
+    let text = format!("{error:#}");
+    assert!(
+        text.contains("fetch.max.bites") && text.contains("settings"),
+        "{text}"
+    );
+}
