@@ -56,6 +56,9 @@ mod retention;
 /// `--log-format json`: one JSON object per line, notable events included.
 mod logs;
 
+/// statflow watching itself: the `telemetry()` source and a `statflow` metric.
+mod telemetry;
+
 /// `GET /metrics` read with a Prometheus text parser: the source counters
 /// equal the lines and malformed lines of the file, the engine's gauges are
 /// there, and the query, duration and response counters move as queries flow.

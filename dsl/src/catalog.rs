@@ -74,7 +74,7 @@ pub enum Problem {
     },
 
     // ---- sources -------------------------------------------------------
-    /// A source kind other than kafka, file, generator.
+    /// A source kind other than kafka, file, generator, telemetry.
     UnknownSourceKind {
         /// The kind as written.
         found: String,
@@ -638,7 +638,7 @@ impl Problem {
                 "split it up: statflow reads at most {limit} levels of parentheses, `not`, lists and blocks"
             )),
             UnknownSourceKind { suggestion, .. } => {
-                maybe(suggestion, "a source is `kafka(\"topic\")`, `file(\"events.jsonl\")` or `generator()`".into())
+                maybe(suggestion, "a source is `kafka(\"topic\")`, `file(\"events.jsonl\")`, `generator()` or `telemetry()`".into())
             }
             UnknownProperty { suggestion, allowed, .. } => {
                 maybe(suggestion, format!("the properties are {}", quote_list(allowed)))

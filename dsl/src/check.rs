@@ -16,7 +16,7 @@ pub const DEFAULT_GENERATOR_RATE: u64 = 1_000;
 /// Above this many buckets per group a metric gets warning W0001.
 pub const MANY_BUCKETS: u64 = 100_000;
 
-const SOURCE_KINDS: [&str; 3] = ["kafka", "file", "generator"];
+const SOURCE_KINDS: [&str; 4] = ["kafka", "file", "generator", "telemetry"];
 const COMMON_PROPERTIES: [&str; 3] = ["format", "time", "late"];
 const KAFKA_PROPERTIES: [&str; 7] = [
     "format",
@@ -57,6 +57,26 @@ pub const GENERATOR_FIELDS: [(&str, FieldType); 11] = [
     ("amount", FieldType::Number),
     ("payout", FieldType::Number),
     ("won", FieldType::Bool),
+];
+
+/// The fields of every telemetry event, and their types. `kind` is
+/// `ingest` (one per worker and source every second: `records`, `errors`,
+/// `late` read in that second, and the partitions' `lag`), `epoch` (one per
+/// worker every second: `epoch_delay_ms`, how far the newest complete epoch
+/// trails the open one) or `query` (one per query: `metric`, `query_ms`).
+pub const TELEMETRY_FIELDS: [(&str, FieldType); 12] = [
+    ("ts", FieldType::Time),
+    ("kind", FieldType::String),
+    ("process", FieldType::String),
+    ("worker", FieldType::String),
+    ("source", FieldType::String),
+    ("metric", FieldType::String),
+    ("records", FieldType::Number),
+    ("errors", FieldType::Number),
+    ("late", FieldType::Number),
+    ("lag", FieldType::Number),
+    ("epoch_delay_ms", FieldType::Number),
+    ("query_ms", FieldType::Number),
 ];
 
 /// Checks `topology`; returns the plan when there were no errors. `base_dir`
@@ -243,7 +263,7 @@ impl Checker<'_, '_> {
                 );
                 None
             }
-            None if kind_name == "generator" => Some(TimeField {
+            None if kind_name == "generator" || kind_name == "telemetry" => Some(TimeField {
                 path: FieldPath::parse("ts"),
                 encoding: TimeEncoding::EpochMillis,
             }),
@@ -272,12 +292,19 @@ impl Checker<'_, '_> {
         let kind = match kind_name {
             "kafka" => self.kafka(decl, &props),
             "file" => self.file(decl),
+            "telemetry" => self.telemetry(decl),
             _ => self.generator(decl),
         };
 
         let mut fields = fields?;
         if kind_name == "generator" && fields.is_empty() {
             fields = GENERATOR_FIELDS
+                .iter()
+                .map(|(name, ty)| (FieldPath::parse(name), *ty))
+                .collect();
+        }
+        if kind_name == "telemetry" && fields.is_empty() {
+            fields = TELEMETRY_FIELDS
                 .iter()
                 .map(|(name, ty)| (FieldPath::parse(name), *ty))
                 .collect();
@@ -535,6 +562,20 @@ impl Checker<'_, '_> {
                 None
             }
         }
+    }
+
+    fn telemetry(&mut self, decl: &SourceDecl) -> Option<SourceKind> {
+        if !decl.args.is_empty() {
+            self.push(
+                Problem::BadSourceArgument {
+                    kind: "telemetry".into(),
+                    expected: "no arguments: `telemetry()`".into(),
+                },
+                decl.args_span,
+            );
+            return None;
+        }
+        Some(SourceKind::Telemetry)
     }
 
     fn generator(&mut self, decl: &SourceDecl) -> Option<SourceKind> {

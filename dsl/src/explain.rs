@@ -45,6 +45,9 @@ pub fn explain(plan: &Plan) -> String {
             SourceKind::File(f) => {
                 let _ = writeln!(out, "  path:     {}", f.path);
             }
+            SourceKind::Telemetry => {
+                let _ = writeln!(out, "  reads:    statflow's own telemetry, every second");
+            }
             SourceKind::Generator(g) => {
                 let events = g
                     .events

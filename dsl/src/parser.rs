@@ -260,7 +260,7 @@ impl Parser<'_> {
         let name =
             self.name("a name for the source, as in `source rewards = kafka(\"game.rewards\")`")?;
         self.expect(Tok::Assign, "`=` after the source name")?;
-        let kind = self.name("a source kind: `kafka`, `file` or `generator`")?;
+        let kind = self.name("a source kind: `kafka`, `file`, `generator` or `telemetry`")?;
         let (args, args_span) = if self.at(&Tok::LParen) {
             self.args()?
         } else {

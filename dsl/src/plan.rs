@@ -142,6 +142,9 @@ pub enum SourceKind {
     File(FileSource),
     /// The built-in generator of synthetic game events.
     Generator(GeneratorSource),
+    /// statflow's own telemetry: one event per worker and source every
+    /// second, and one per query (see `TELEMETRY_FIELDS`).
+    Telemetry,
 }
 
 impl SourceKind {
@@ -151,6 +154,7 @@ impl SourceKind {
             SourceKind::Kafka(_) => "kafka",
             SourceKind::File(_) => "file",
             SourceKind::Generator(_) => "generator",
+            SourceKind::Telemetry => "telemetry",
         }
     }
 }

@@ -10,3 +10,4 @@ pub mod query;
 pub mod server;
 pub mod source;
 pub mod store;
+pub mod telemetry;

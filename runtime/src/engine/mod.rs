@@ -98,15 +98,21 @@ pub enum QueryFailure {
 /// A query taking longer than this is logged, once, as slow.
 pub const SLOW_QUERY: Duration = Duration::from_secs(1);
 
-/// Logs a slow query when dropped (however the query ended).
+/// Logs a slow query when dropped (however the query ended), and tells
+/// the telemetry how long it took.
 struct SlowQuery {
     started: std::time::Instant,
     metric: Option<String>,
+    telemetry: Option<(Arc<crate::telemetry::Hub>, usize)>,
 }
 
 impl Drop for SlowQuery {
     fn drop(&mut self) {
         let took = self.started.elapsed();
+        if let Some((hub, worker)) = &self.telemetry {
+            let metric = self.metric.as_deref().unwrap_or("?");
+            hub.query(*worker, metric, took.as_secs_f64() * 1000.0);
+        }
         if took >= SLOW_QUERY {
             tracing::warn!(
                 metric = self.metric.as_deref().unwrap_or("?"),
@@ -185,6 +191,8 @@ pub struct Shared {
     pub restored_from: Option<u64>,
     /// Rollup rows retracted because they passed their metric's retention.
     pub evicted_rows: AtomicU64,
+    /// The queues of statflow's own telemetry, when a source reads it.
+    pub telemetry: Option<Arc<crate::telemetry::Hub>>,
 }
 
 /// Counters of checkpointing in one process.
@@ -306,6 +314,14 @@ impl Engine {
             checkpoints: CheckpointStats::default(),
             restored_from: restored.as_ref().map(|r| r.epoch),
             evicted_rows: AtomicU64::new(0),
+            telemetry: plan
+                .sources
+                .iter()
+                .any(|s| matches!(s.kind, statflow_dsl::SourceKind::Telemetry))
+                .then(|| {
+                    let process = config.cluster.as_ref().map_or(0, |c| c.process);
+                    Arc::new(crate::telemetry::Hub::new(process, workers))
+                }),
         });
         let timely_config = match &config.cluster {
             None => timely::Config::process(workers),
@@ -427,7 +443,15 @@ impl Engine {
             .get(query.metric)
             .map(|m| m.name.clone());
         let outcome = self.send_at(Request::Query(query), epoch)?;
-        let _slow = SlowQuery { started, metric };
+        let telemetry = self.shared.telemetry.as_ref().map(|hub| {
+            let worker = self.next.load(Ordering::Relaxed) % self.senders.len().max(1);
+            (Arc::clone(hub), worker)
+        });
+        let _slow = SlowQuery {
+            started,
+            metric,
+            telemetry,
+        };
         let answer = outcome.await.map_err(|_| QueryFailure::ShuttingDown)??;
         self.shared.queries.fetch_add(1, Ordering::Relaxed);
         Self::answer(answer)

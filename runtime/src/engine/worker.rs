@@ -18,6 +18,8 @@ use timely::progress::frontier::AntichainRef;
 use timely::worker::Worker;
 
 use crate::checkpoint::{metric_fingerprints, Restored};
+use crate::telemetry::TelemetryReader;
+use statflow_dsl::SourceKind;
 
 use super::checkpointing::Checkpointer;
 use super::retention::Retention;
@@ -70,10 +72,16 @@ pub(super) fn run(
             log
         });
         let resume = restored.map_or(&empty, |r| &r.resume[i]);
+        let reader = match (&source.kind, &shared.telemetry) {
+            (SourceKind::Telemetry, Some(hub)) => {
+                Box::new(TelemetryReader::new(Arc::clone(hub), local)) as _
+            }
+            _ => readers(source, index, peers, resume)?,
+        };
         specs.push(IngestSpec {
             plan: Arc::clone(&plan),
             source: i,
-            reader: readers(source, index, peers, resume)?,
+            reader,
             dead_letters: dead_letters(&source.name, index),
             stats: Arc::clone(&me.sources[i]),
             batch: config.batch,
@@ -95,6 +103,9 @@ pub(super) fn run(
     let mut retention_request: Option<u64> = None;
     // The epoch of the newest retractions sent.
     let mut retired_at: Option<u64> = None;
+    // Telemetry: when this worker last reported, and its counters then.
+    let mut last_report = Instant::now();
+    let mut reported: Vec<(u64, u64, u64)> = vec![(0, 0, 0); plan.sources.len()];
 
     // What this worker tells the others about itself, with every answer.
     let report: Rc<dyn Fn() -> WorkerReport> = {
@@ -211,6 +222,17 @@ pub(super) fn run(
             query_input.flush();
         }
 
+        if let Some(hub) = &shared.telemetry {
+            if last_report.elapsed() >= crate::telemetry::EVERY {
+                last_report = now;
+                report_telemetry(hub, local, &plan, me, &mut reported);
+                let delay = clock
+                    .current()
+                    .saturating_sub(complete.min(clock.current()));
+                hub.epoch(local, delay * epoch_ms);
+            }
+        }
+
         if complete > 0 && retention_request.is_none() && retention.due() {
             next_id += 1;
             retention_request = Some(next_id);
@@ -323,4 +345,43 @@ pub(super) fn run(
         worker.drop_dataflow(dataflow);
     }
     Ok(())
+}
+
+/// Pushes one `ingest` event per source this worker reads (telemetry itself
+/// aside): what it read since the last report, and its partitions' lag.
+fn report_telemetry(
+    hub: &crate::telemetry::Hub,
+    local: usize,
+    plan: &statflow_dsl::Plan,
+    me: &super::WorkerShared,
+    reported: &mut [(u64, u64, u64)],
+) {
+    for (i, source) in plan.sources.iter().enumerate() {
+        if matches!(source.kind, SourceKind::Telemetry) {
+            continue;
+        }
+        let stats = &me.sources[i];
+        let now = (
+            stats.records.load(Ordering::Relaxed),
+            stats.errors.load(Ordering::Relaxed),
+            stats.late.load(Ordering::Relaxed),
+        );
+        let before = std::mem::replace(&mut reported[i], now);
+        let partitions = stats.partitions();
+        if partitions.is_empty() {
+            continue;
+        }
+        let lag = partitions
+            .iter()
+            .filter_map(|p| p.end.map(|e| e.saturating_sub(p.position)))
+            .sum();
+        hub.ingest(
+            local,
+            &source.name,
+            now.0 - before.0,
+            now.1 - before.1,
+            now.2 - before.2,
+            lag,
+        );
+    }
 }

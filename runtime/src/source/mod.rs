@@ -97,5 +97,10 @@ pub fn readers_with(options: SourceOptions) -> ReaderFactory {
             )?;
             Ok(Box::new(reader) as _)
         }
+        // The engine builds telemetry readers itself: they read its own queues.
+        SourceKind::Telemetry => anyhow::bail!(
+            "source `{}` reads statflow's telemetry, which only the engine can read",
+            source.name
+        ),
     })
 }
