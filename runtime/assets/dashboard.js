@@ -197,12 +197,16 @@ export async function openDashboard(root, dashboard, me, navigate) {
   function editPanel(index) {
     let draft = structuredClone(state.spec.panels[index]);
     const preview = h('div', { class: 'panel-body preview' });
+    // Every edit runs the preview again; only the newest run may draw, so a
+    // slow answer to an older draft never replaces a newer one.
+    let latest = 0;
     const run = async () => {
+      const mine = ++latest;
       try {
         const answer = await query(panelQuery(draft, state.spec.range, state.spec.time_zone, null));
-        drawAnswer(preview, draft, answer, cat.metrics.find((m) => m.name === draft.query.metric), state.spec.time_zone);
+        if (mine === latest) drawAnswer(preview, draft, answer, cat.metrics.find((m) => m.name === draft.query.metric), state.spec.time_zone);
       } catch (err) {
-        drawError(preview, err);
+        if (mine === latest) drawError(preview, err);
       }
     };
     const editor = panelEditor(cat, draft, range, (p) => { draft = p; run(); });

@@ -88,14 +88,19 @@ export async function statusPage(root) {
       }))));
 }
 
-/** Users (admins): add, rotate a token, remove. Tokens are shown once. */
-export async function usersPage(root, me) {
+/**
+ * Users (admins): add, rotate a token, remove. Tokens are shown once.
+ * User names go into paths as they are: the server allows only letters,
+ * digits and . _ - @, all of which a path segment may hold.
+ */
+export async function usersPage(root, me, made = null) {
   const { users } = await api.get('/v1/users');
   const shown = h('div', { id: 'new-token' });
   const errors = h('div');
   const name = h('input', { name: 'new-user', placeholder: 'name', 'aria-label': 'New user name' });
   const role = select(['viewer', 'editor', 'admin'], 'viewer', { name: 'new-role', 'aria-label': 'Role' });
-  const reload = () => usersPage(root, me);
+  // `made` ({who, token}) is a user just added, whose token the new page shows.
+  const reload = (justMade = null) => usersPage(root, me, justMade);
   const showToken = (who, token) => mount(shown, h('div', { class: 'card token' },
     h('p', {}, `The token of ${who}, shown only this once; hand it over safely:`),
     h('code', { class: 'token-value' }, token)));
@@ -104,8 +109,7 @@ export async function usersPage(root, me) {
     e.preventDefault();
     try {
       const r = await api.post('/v1/users', { name: name.value.trim(), role: role.value });
-      await reload();
-      showToken(r.user.name, r.token);
+      await reload({ who: r.user.name, token: r.token });
     } catch (err) {
       mount(errors, errorList(err));
     }
@@ -120,12 +124,13 @@ export async function usersPage(root, me) {
         h('td', {},
           h('button', { class: 'link', onclick: async () => {
             if (!confirm(`Give ${u.name} a new token? The old one stops working at once.`)) return;
-            const r = await api.post(`/v1/users/${encodeURIComponent(u.name)}/token`);
+            const r = await api.post(`/v1/users/${u.name}/token`);
             showToken(u.name, r.token);
           } }, 'new token'),
           u.name === me.name ? null : h('button', { class: 'link danger', onclick: async () => {
             if (!confirm(`Remove ${u.name} and the dashboards they own?`)) return;
-            await api.del(`/v1/users/${encodeURIComponent(u.name)}`);
+            await api.del(`/v1/users/${u.name}`);
             reload();
           } }, 'remove')))))));
+  if (made) showToken(made.who, made.token);
 }

@@ -210,6 +210,18 @@ try {
   assert.match(await cat.page.textContent('#refused'), /not shared with cat/);
   await shot(cat.page, '08-refused');
 
+  step('the admin adds a user in the Users page and sees its token once');
+  await admin.page.goto(`${base}/#/users`);
+  await admin.page.fill('input[name="new-user"]', 'dan@example.org');
+  await admin.page.selectOption('select[name="new-role"]', 'editor');
+  await admin.page.click('button[name="add-user"]');
+  await admin.page.waitForSelector('.token-value');
+  assert.match(await admin.page.textContent('.token-value'), /^sf_[0-9a-f]{16}_[0-9a-f]{64}$/);
+  assert.match(await admin.page.textContent('#users'), /dan@example\.org\s*editor/);
+  admin.page.once('dialog', (d) => d.accept());
+  await admin.page.click('#users tr:has-text("dan@example.org") button:text("remove")');
+  await admin.page.waitForFunction(() => !document.querySelector('#users').textContent.includes('dan@example.org'));
+
   step('the status page shows sources, workers and the watermark');
   await admin.page.goto(`${base}/#/status`);
   await admin.page.waitForSelector('#sources tbody tr');
