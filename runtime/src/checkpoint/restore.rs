@@ -8,20 +8,28 @@ use std::sync::Mutex;
 use statflow_dataflow::aggregate::Aggregates;
 use statflow_dataflow::ingest::Resume;
 use statflow_dataflow::rollup::RollupKey;
-use statflow_dsl::Plan;
+use statflow_dsl::{Plan, SourceKind, SourcePlan};
 
 use super::{folder, list, read_shard, Manifest, MANIFEST};
 
-/// Every metric's name and a fingerprint of its definition (sources,
-/// filter, dimensions, window, measures). A restart restores a metric's rows
-/// only when its fingerprint is unchanged; a changed or new metric starts empty.
+/// Every metric's name and a fingerprint of its definition: its filter,
+/// dimensions, window and measures, and what its sources read (kind, file
+/// path or topics or generator settings, time field, lateness bound, fields —
+/// not brokers or client settings). A restart restores a metric's rows only
+/// when its fingerprint is unchanged; a changed or new metric starts empty.
 pub fn metric_fingerprints(plan: &Plan) -> Vec<(String, u64)> {
     plan.metrics
         .iter()
         .map(|m| {
+            let sources: Vec<String> = m
+                .sources
+                .iter()
+                .filter_map(|name| plan.sources.iter().find(|s| &s.name == name))
+                .map(source_identity)
+                .collect();
             let definition = format!(
                 "{:?}|{:?}|{:?}|{:?}|{:?}",
-                m.sources, m.filter, m.dimensions, m.window, m.measures
+                sources, m.filter, m.dimensions, m.window, m.measures
             );
             (
                 m.name.clone(),
@@ -29,6 +37,21 @@ pub fn metric_fingerprints(plan: &Plan) -> Vec<(String, u64)> {
             )
         })
         .collect()
+}
+
+/// What a source reads, for fingerprints: where from, and how its records
+/// are read; not how to connect.
+fn source_identity(source: &SourcePlan) -> String {
+    let origin = match &source.kind {
+        SourceKind::Kafka(k) => format!("kafka {:?}", k.topics),
+        SourceKind::File(f) => format!("file {}", f.path),
+        SourceKind::Generator(g) => format!("generator {g:?}"),
+        SourceKind::Telemetry => "telemetry".to_string(),
+    };
+    format!(
+        "{} {origin} {:?} {:?} {} {:?}",
+        source.name, source.format, source.time, source.late, source.fields
+    )
 }
 
 /// Rows of the rollup, as a shard holds them.
