@@ -365,8 +365,9 @@ fn a_pattern_picks_up_a_topic_created_while_running() {
 /// Ignored: Tansu 0.6.0 refuses CreatePartitions (librdkafka reports
 /// `UnsupportedFeature: Required feature not supported by broker`), so a
 /// partition cannot be added to a running topic in these tests. The test
-/// is kept to be switched on when the broker gains it (`-- --ignored`
-/// shows the refusal today). What it would show is covered in parts: the
+/// is kept to be switched on when the broker gains it: CI runs
+/// `the_broker_still_refuses_to_add_partitions`, which fails that day
+/// (`-- --ignored` shows the refusal today). What it would show is covered in parts: the
 /// selection of a grown topic's new partitions is unit-tested in
 /// `runtime/src/source/kafka/discover.rs`, and the pattern test exercises
 /// the same discovery path with a new topic's partitions.
@@ -398,8 +399,28 @@ fn a_partition_added_while_running_is_read() {
     assert_same(&answers(&engine, &plan, epoch), &want, "added partitions");
 }
 
+/// Runs in CI in place of the ignored test above: it fails the day Tansu
+/// accepts CreatePartitions, which is the signal to switch that test on
+/// (remove its `#[ignore]`) instead of leaving it skipped.
+#[test]
+fn the_broker_still_refuses_to_add_partitions() {
+    let _broker = one_broker();
+    let broker = Tansu::start();
+    broker.create_topic("fixed", 2);
+    let refused = try_add_partitions(&broker.brokers(), "fixed", 4);
+    assert!(
+        refused.is_err(),
+        "Tansu now adds partitions: remove #[ignore] from a_partition_added_while_running_is_read"
+    );
+}
+
 /// Grows `topic` to `total` partitions with the admin API.
 fn add_partitions(brokers: &str, topic: &str, total: usize) {
+    try_add_partitions(brokers, topic, total).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Asks the broker to grow `topic` to `total` partitions; the broker's refusal as text.
+fn try_add_partitions(brokers: &str, topic: &str, total: usize) -> Result<(), String> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
     use rdkafka::client::DefaultClientContext;
     let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
@@ -415,10 +436,11 @@ fn add_partitions(brokers: &str, topic: &str, total: usize) {
             &[NewPartitions::new(topic, total)],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
         ))
-        .expect("the broker answers CreatePartitions");
+        .map_err(|e| format!("CreatePartitions failed: {e}"))?;
     for r in results {
-        r.unwrap_or_else(|(t, e)| panic!("cannot add partitions to {t}: {e}"));
+        r.map_err(|(t, e)| format!("cannot add partitions to {t}: {e}"))?;
     }
+    Ok(())
 }
 
 #[test]
