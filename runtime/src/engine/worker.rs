@@ -149,7 +149,7 @@ pub(super) fn run(
     let mut history = CompletionHistory::default();
     let mut compaction = 0u64;
     let epoch_ms = config.epoch_interval.as_millis().max(1) as u64;
-    let wall_epoch = || crate::source::paced::now_ms().max(0) as u64 / epoch_ms;
+    let wall_epoch = || statflow_dataflow::ingest::wall_ms().max(0) as u64 / epoch_ms;
     let mut checkpointer = config.checkpoints.clone().map(|c| {
         Checkpointer::new(
             c,

@@ -36,7 +36,7 @@ pub async fn query(
     metrics: Arc<Metrics>,
 ) -> Result<Response, Infallible> {
     let started = Instant::now();
-    let now = crate::source::paced::now_ms();
+    let now = statflow_dataflow::ingest::wall_ms();
     let asked = match query::parse_asked(&body, content_type.as_deref(), &state.plan, now) {
         Ok(asked) => asked,
         Err(errors) => {
@@ -116,7 +116,7 @@ pub async fn health(state: AppState) -> Result<Response, Infallible> {
 
 /// The Prometheus scrape: the engine's state now and what the routes recorded.
 pub fn metrics(state: AppState, metrics: Arc<Metrics>) -> Response {
-    let now = crate::source::paced::now_ms();
+    let now = statflow_dataflow::ingest::wall_ms();
     match metrics.render(state.engine.shared(), now) {
         Ok(text) => with_type(text, super::metrics::CONTENT_TYPE, StatusCode::OK),
         Err(e) => with_type(

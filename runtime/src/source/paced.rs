@@ -1,9 +1,9 @@
 //! The generator as a live source: events paced in wall-clock time, stamped
 //! with the current time.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use statflow_dataflow::ingest::{ReadState, RecordAt, RecordReader, Resume};
+use statflow_dataflow::ingest::{wall_ms, ReadState, RecordAt, RecordReader, Resume};
 use statflow_dsl::GeneratorSource;
 
 use super::generator::Generator;
@@ -71,20 +71,12 @@ impl PacedGenerator {
     }
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 impl RecordReader for PacedGenerator {
     fn read(&mut self, max: usize, record: &mut dyn FnMut(&[u8], RecordAt)) -> ReadState {
         let rate = self.rate.max(f64::MIN_POSITIVE);
         let due = (self.started.elapsed().as_secs_f64() * rate) as u64;
         let owed = due.saturating_sub(self.paced).min(max as u64);
-        let now = now_ms();
+        let now = wall_ms();
         let mut made = 0;
         while made < owed {
             let Some(live) = (0..self.streams.len())

@@ -126,9 +126,5 @@ impl Store {
     }
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+/// Milliseconds since the Unix epoch, now (the engine's clock).
+pub use statflow_dataflow::ingest::wall_ms as now_ms;
