@@ -218,8 +218,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(server::run(listener, state, stop));
     if in_cluster {
         // Tearing down timely's network with peers that are leaving at the
-        // same moment can block; nothing is left to save (there are no
-        // checkpoints yet), so a cluster process leaves without waiting.
+        // same moment can block; nothing is left to save (state since the
+        // last checkpoint is read again on restart), so a cluster process
+        // leaves without waiting.
         engine.shared().shutdown.store(true, Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(200));
         if FAILED.load(Ordering::SeqCst) {
