@@ -120,6 +120,18 @@ pub(crate) struct Cluster {
     pub(crate) lines: mpsc::Receiver<String>,
 }
 
+/// A test that fails part way leaves no processes behind: they would hold
+/// CPU and ports for the tests after it.
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for pid in &self.pids {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    }
+}
+
 impl Cluster {
     pub(crate) fn start(dir: &Path, processes: usize, workers: usize, flags: &[&str]) -> Cluster {
         Self::start_in(
