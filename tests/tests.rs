@@ -49,6 +49,10 @@ mod cluster;
 /// checkpoints are skipped; changed metrics start empty.
 mod recovery;
 
+/// Backfill: a metric added later and backfilled equals one there from the
+/// start, across restarts and worker counts, in process and by the CLI.
+mod backfill;
+
 /// Retention: old buckets leave the rollup and the checkpoints; answers
 /// reaching into evicted time say so.
 mod retention;

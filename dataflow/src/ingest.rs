@@ -76,6 +76,13 @@ pub trait RecordReader: 'static {
     fn ends(&self) -> Vec<Option<u64>> {
         vec![None; self.partitions().len()]
     }
+
+    /// True when the partition named `partition` is this reader's, whether
+    /// or not it has been found yet (a reader that finds partitions while
+    /// running, such as Kafka's, says so before it lists them).
+    fn owns(&self, partition: &str) -> bool {
+        self.partitions().iter().any(|p| p == partition)
+    }
 }
 
 /// One partition of a source on one worker, as the status endpoint shows it.
@@ -257,7 +264,8 @@ impl PositionLog {
         }
     }
 
-    fn push(&mut self, upto: u64, positions: SourcePositions) {
+    /// Notes the positions after every record of epochs up to `upto`.
+    pub fn push(&mut self, upto: u64, positions: SourcePositions) {
         self.entries.push_back((upto, positions));
     }
 }
@@ -287,6 +295,266 @@ pub struct IngestSpec {
     pub newest: std::collections::BTreeMap<String, i64>,
 }
 
+/// Reads one source on one worker and decodes what it reads into combined
+/// rollup rows: the part of an ingest operator that does not depend on
+/// timely, shared with the runtime's backfill.
+pub struct Intake {
+    plan: Arc<Plan>,
+    source_name: String,
+    reader: Box<dyn RecordReader>,
+    dead_letters: Box<dyn DeadLetters>,
+    stats: Arc<SourceStats>,
+    batch: usize,
+    decoder: SourceDecoder,
+    rows: EpochRows,
+    scratch: Scratch,
+    rejected: Vec<(RecordAt, RecordError, Vec<u8>)>,
+    /// The newest event time per partition (by the reader's index), and
+    /// when (wall clock) each last gave a record.
+    partition_max: Vec<i64>,
+    partition_seen: Vec<i64>,
+    newest: std::collections::BTreeMap<String, i64>,
+    late_ms: i64,
+    late_by_metric: Vec<u64>,
+    /// When set, only records before these positions count, by partition
+    /// name; other partitions are read past and ignored.
+    bound: Option<Resume>,
+    /// `bound` by the reader's partition index.
+    bounds: Vec<Option<u64>>,
+    /// Records of partitions the reader found during a bounded read,
+    /// counted once their names are known.
+    unplaced: Vec<(RecordAt, Vec<u8>)>,
+}
+
+impl Intake {
+    /// Reads with `spec`'s reader, counting into its stats.
+    pub fn new(spec: IngestSpec) -> Self {
+        let IngestSpec {
+            plan,
+            source,
+            reader,
+            dead_letters,
+            stats,
+            batch,
+            newest,
+            ..
+        } = spec;
+        Intake {
+            decoder: SourceDecoder::new(&plan, &plan.sources[source]),
+            source_name: plan.sources[source].name.clone(),
+            late_ms: plan.sources[source].late.millis() as i64,
+            late_by_metric: vec![0; plan.metrics.len()],
+            plan,
+            reader,
+            dead_letters,
+            stats,
+            batch,
+            rows: EpochRows::default(),
+            scratch: Scratch::default(),
+            rejected: Vec::new(),
+            partition_max: Vec::new(),
+            partition_seen: Vec::new(),
+            newest,
+            bound: None,
+            bounds: Vec::new(),
+            unplaced: Vec::new(),
+        }
+    }
+
+    /// Counts only records before `bound`'s positions, by partition name.
+    pub fn bounded(mut self, bound: Resume) -> Self {
+        self.bound = Some(bound);
+        self
+    }
+
+    /// True once every bounded partition this reader owns has been read up
+    /// to its bound.
+    pub fn reached_bound(&self) -> bool {
+        let Some(bound) = &self.bound else {
+            return false;
+        };
+        let listed: std::collections::BTreeMap<&String, u64> = self
+            .reader
+            .partitions()
+            .iter()
+            .zip(self.reader.positions())
+            .collect();
+        bound.iter().all(|(name, end)| match listed.get(name) {
+            Some(at) => at >= end,
+            None => !self.reader.owns(name),
+        })
+    }
+
+    /// The reader's partitions.
+    pub fn partitions(&self) -> &[String] {
+        self.reader.partitions()
+    }
+
+    /// Where every partition stands now: the position of the first record
+    /// not read, and the newest event time read.
+    pub fn positions(&self) -> SourcePositions {
+        let partitions = self.reader.partitions();
+        let positions = partitions
+            .iter()
+            .cloned()
+            .zip(self.reader.positions())
+            .collect();
+        let newest = partitions
+            .iter()
+            .zip(&self.partition_max)
+            .filter(|(_, t)| **t != i64::MIN)
+            .map(|(name, t)| (name.clone(), *t))
+            .collect();
+        SourcePositions { positions, newest }
+    }
+
+    /// The rows combined since the last call.
+    pub fn take_rows(&mut self) -> impl Iterator<Item = (RollupKey, Aggregates)> + '_ {
+        self.rows.drain()
+    }
+
+    /// True when rows are waiting to be taken.
+    pub fn has_rows(&self) -> bool {
+        !self.rows.is_empty()
+    }
+
+    /// Reads at most one batch; returns what the reader said and how many
+    /// records were read.
+    pub fn read(&mut self) -> (ReadState, usize) {
+        // Partitions new to the reader start from their restored newest event time.
+        while self.partition_max.len() < self.reader.partitions().len() {
+            let name = &self.reader.partitions()[self.partition_max.len()];
+            self.partition_max
+                .push(self.newest.get(name).copied().unwrap_or(i64::MIN));
+            self.partition_seen.push(i64::MIN);
+        }
+        if let Some(bound) = &self.bound {
+            let known = self.bounds.len();
+            self.bounds.extend(
+                self.reader.partitions()[known..]
+                    .iter()
+                    .map(|name| bound.get(name).copied()),
+            );
+        }
+        let mut read = 0usize;
+        let mut max_event = i64::MIN;
+        let mut late = 0u64;
+        let now = wall_ms();
+        let bounded = self.bound.is_some();
+        let batch = self.batch;
+        let mut placed = std::mem::take(&mut self.unplaced);
+        let state = {
+            let Intake {
+                plan,
+                reader,
+                decoder,
+                rows,
+                scratch,
+                rejected,
+                partition_max,
+                partition_seen,
+                late_ms,
+                late_by_metric,
+                bounds,
+                unplaced,
+                bound,
+                ..
+            } = &mut *self;
+            let mut count = |record: &[u8], at: RecordAt| {
+                if partition_max.len() <= at.partition {
+                    partition_max.resize(at.partition + 1, i64::MIN);
+                    partition_seen.resize(at.partition + 1, i64::MIN);
+                }
+                partition_seen[at.partition] = now;
+                // Late means older than its partition's newest event minus the
+                // bound: a property of the input, not of timing, so reruns,
+                // restarts and worker counts agree on it.
+                let late_before = partition_max[at.partition].saturating_sub(*late_ms);
+                match decoder.decode_into(record, late_before, scratch, rows, plan) {
+                    Ok(decoded) => {
+                        max_event = max_event.max(decoded.ts);
+                        partition_max[at.partition] = partition_max[at.partition].max(decoded.ts);
+                        if decoded.late {
+                            late += 1;
+                            for m in &scratch.counted {
+                                late_by_metric[*m as usize] += 1;
+                            }
+                        }
+                    }
+                    Err(reason) => rejected.push((at, reason, record.to_vec())),
+                }
+            };
+            let state = reader.read(batch, &mut |record, at| {
+                read += 1;
+                if !bounded {
+                    count(record, at);
+                } else if at.partition >= bounds.len() {
+                    unplaced.push((at, record.to_vec()));
+                } else if bounds[at.partition].is_some_and(|end| at.position < end) {
+                    count(record, at);
+                }
+            });
+            // Records of partitions found during the read, now that their names are known.
+            if bounded && !unplaced.is_empty() {
+                if let Some(bound) = bound {
+                    let known = bounds.len();
+                    bounds.extend(
+                        reader.partitions()[known..]
+                            .iter()
+                            .map(|name| bound.get(name).copied()),
+                    );
+                }
+                placed.append(unplaced);
+                for (at, record) in placed.drain(..) {
+                    if bounds
+                        .get(at.partition)
+                        .copied()
+                        .flatten()
+                        .is_some_and(|end| at.position < end)
+                    {
+                        count(&record, at);
+                    }
+                }
+            }
+            state
+        };
+        self.unplaced = placed;
+        let stats = &self.stats;
+        if !self.rejected.is_empty() {
+            stats
+                .errors
+                .fetch_add(self.rejected.len() as u64, Ordering::Relaxed);
+        }
+        // The reader is borrowed while it reads, so bad records (rare) are
+        // named and kept once it returns.
+        for (at, reason, record) in self.rejected.drain(..) {
+            let partition = self
+                .reader
+                .partitions()
+                .get(at.partition)
+                .map_or("", String::as_str);
+            self.dead_letters
+                .put(&self.source_name, partition, at.position, &reason, &record);
+        }
+        stats.records.fetch_add(read as u64, Ordering::Relaxed);
+        stats.max_event_ms.fetch_max(max_event, Ordering::Relaxed);
+        if late > 0 {
+            stats.late.fetch_add(late, Ordering::Relaxed);
+            if let Ok(mut counts) = stats.late_by_metric.lock() {
+                counts.resize(self.late_by_metric.len(), 0);
+                for (total, n) in counts.iter_mut().zip(self.late_by_metric.iter_mut()) {
+                    *total += std::mem::take(n);
+                }
+            }
+        }
+        stats.refresh(&*self.reader, &self.partition_max, &self.partition_seen);
+        if state == ReadState::Finished {
+            stats.finished.store(true, Ordering::Relaxed);
+        }
+        (state, read)
+    }
+}
+
 /// Builds the ingest operator for one source: a collection of rollup updates,
 /// one per key per epoch, not yet exchanged.
 pub fn ingest<'scope>(
@@ -299,31 +567,12 @@ pub fn ingest<'scope>(
     source(scope, &name, move |capability, info| {
         let activator = scope.activator_for(info.address);
         clock.activators.borrow_mut().push(activator.clone());
-        let IngestSpec {
-            plan,
-            source,
-            mut reader,
-            mut dead_letters,
-            stats,
-            batch,
-            flush_records,
-            log,
-            newest,
-        } = spec;
-        let decoder = SourceDecoder::new(&plan, &plan.sources[source]);
-        let source_name = plan.sources[source].name.clone();
+        let flush_records = spec.flush_records;
+        let log = spec.log.clone();
+        let mut intake = Intake::new(spec);
         let mut capability = Some(capability);
-        let mut rows = EpochRows::default();
-        let mut scratch = Scratch::default();
         let mut finished = false;
         let mut unflushed = 0usize;
-        let mut rejected: Vec<(RecordAt, RecordError, Vec<u8>)> = Vec::new();
-        // The newest event time per partition (by the reader's index), and
-        // when (wall clock) each last gave a record.
-        let mut partition_max: Vec<i64> = Vec::new();
-        let mut partition_seen: Vec<i64> = Vec::new();
-        let late_ms = plan.sources[source].late.millis() as i64;
-        let mut late_by_metric = vec![0u64; plan.metrics.len()];
         move |output| {
             let Some(cap) = capability.as_mut() else {
                 return;
@@ -331,27 +580,17 @@ pub fn ingest<'scope>(
             let epoch = clock.current();
             // Flush what the closed epoch gathered, then move to the open one.
             if *cap.time() < epoch || unflushed >= flush_records {
-                if !rows.is_empty() {
+                if intake.has_rows() {
                     let time = *cap.time();
                     let mut session = output.session(&*cap);
-                    for (key, agg) in rows.drain() {
+                    for (key, agg) in intake.take_rows() {
                         session.give((key, time, agg));
                     }
                 }
                 unflushed = 0;
                 if *cap.time() < epoch {
                     if let Some(log) = &log {
-                        let partitions = reader.partitions();
-                        let positions =
-                            partitions.iter().cloned().zip(reader.positions()).collect();
-                        let newest = partitions
-                            .iter()
-                            .zip(&partition_max)
-                            .filter(|(_, t)| **t != i64::MIN)
-                            .map(|(name, t)| (name.clone(), *t))
-                            .collect();
-                        log.borrow_mut()
-                            .push(epoch - 1, SourcePositions { positions, newest });
+                        log.borrow_mut().push(epoch - 1, intake.positions());
                     }
                     cap.downgrade(&epoch);
                 }
@@ -359,78 +598,17 @@ pub fn ingest<'scope>(
             if finished {
                 return;
             }
-            // Partitions new to the operator start from their restored newest event time.
-            while partition_max.len() < reader.partitions().len() {
-                let name = &reader.partitions()[partition_max.len()];
-                partition_max.push(newest.get(name).copied().unwrap_or(i64::MIN));
-                partition_seen.push(i64::MIN);
-            }
-            let mut read = 0usize;
-            let mut max_event = i64::MIN;
-            let mut late = 0u64;
-            let now = wall_ms();
-            let state = reader.read(batch, &mut |record, at| {
-                read += 1;
-                if partition_max.len() <= at.partition {
-                    partition_max.resize(at.partition + 1, i64::MIN);
-                    partition_seen.resize(at.partition + 1, i64::MIN);
-                }
-                partition_seen[at.partition] = now;
-                // Late means older than its partition's newest event minus the
-                // bound: a property of the input, not of timing, so reruns,
-                // restarts and worker counts agree on it.
-                let late_before = partition_max[at.partition].saturating_sub(late_ms);
-                match decoder.decode_into(record, late_before, &mut scratch, &mut rows, &plan) {
-                    Ok(decoded) => {
-                        max_event = max_event.max(decoded.ts);
-                        partition_max[at.partition] = partition_max[at.partition].max(decoded.ts);
-                        if decoded.late {
-                            late += 1;
-                            for m in &scratch.counted {
-                                late_by_metric[*m as usize] += 1;
-                            }
-                        }
-                    }
-                    Err(reason) => {
-                        stats.errors.fetch_add(1, Ordering::Relaxed);
-                        rejected.push((at, reason, record.to_vec()));
-                    }
-                }
-            });
-            // The reader is borrowed while it reads, so bad records (rare)
-            // are named and kept once it returns.
-            for (at, reason, record) in rejected.drain(..) {
-                let partition = reader
-                    .partitions()
-                    .get(at.partition)
-                    .map_or("", String::as_str);
-                dead_letters.put(&source_name, partition, at.position, &reason, &record);
-            }
+            let (state, read) = intake.read();
             unflushed += read;
             if unflushed >= flush_records {
                 activator.activate();
             }
-            stats.records.fetch_add(read as u64, Ordering::Relaxed);
-            stats.max_event_ms.fetch_max(max_event, Ordering::Relaxed);
-            if late > 0 {
-                stats.late.fetch_add(late, Ordering::Relaxed);
-                if let Ok(mut counts) = stats.late_by_metric.lock() {
-                    counts.resize(late_by_metric.len(), 0);
-                    for (total, n) in counts.iter_mut().zip(late_by_metric.iter_mut()) {
-                        *total += std::mem::take(n);
-                    }
-                }
-            }
-            stats.refresh(&*reader, &partition_max, &partition_seen);
             match state {
                 ReadState::Busy => activator.activate(),
                 ReadState::Idle(wait) => activator.activate_after(wait),
-                ReadState::Finished => {
-                    // Keep the capability: the epoch clock still advances it, so
-                    // the metric stays queryable at ever newer epochs.
-                    finished = true;
-                    stats.finished.store(true, Ordering::Relaxed);
-                }
+                // Keep the capability: the epoch clock still advances it, so
+                // the metric stays queryable at ever newer epochs.
+                ReadState::Finished => finished = true,
             }
         }
     })

@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod aggregate;
+pub mod backfill;
 pub mod decode;
 pub mod ingest;
 pub mod query;

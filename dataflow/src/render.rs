@@ -22,9 +22,10 @@ pub struct Rendered {
     /// Progress of the arrangement: an epoch is complete everywhere once the
     /// probe's frontier has passed it.
     pub probe: ProbeHandle<u64>,
-    /// Where retractions of evicted rows enter (see [`retraction`]); the
-    /// worker loop advances it with the epoch clock.
-    pub retire: InputHandleVec<u64, (RollupKey, u64, Aggregates)>,
+    /// Where the worker loop's own updates enter: retractions of evicted
+    /// rows (see [`retraction`]) and backfilled rows. The worker loop
+    /// advances it with the epoch clock.
+    pub updates: InputHandleVec<u64, (RollupKey, u64, Aggregates)>,
 }
 
 /// The update that, merged with a row holding `count` events, leaves
@@ -50,10 +51,10 @@ pub fn render_ingest(
     restored: Vec<(RollupKey, Aggregates)>,
 ) -> Rendered {
     let _ = plan;
-    let mut retire = InputHandleVec::new();
+    let mut updates = InputHandleVec::new();
     worker.dataflow_named("Ingest", |scope| {
         let mut parts: Vec<VecCollection<'_, u64, RollupKey, Aggregates>> = Vec::new();
-        parts.push(retire.to_stream(scope).as_collection());
+        parts.push(updates.to_stream(scope).as_collection());
         parts.push(
             restored
                 .into_iter()
@@ -64,15 +65,15 @@ pub fn render_ingest(
         for spec in specs {
             parts.push(ingest(scope, clock, spec));
         }
-        let updates = differential_dataflow::collection::concatenate(scope, parts);
-        let arranged = updates.arrange_by_self_named("Rollup");
+        let arranged = differential_dataflow::collection::concatenate(scope, parts)
+            .arrange_by_self_named("Rollup");
         let probe = ProbeHandle::new();
         let trace = arranged.trace.clone();
         arranged.stream.probe_with(&probe);
         Rendered {
             trace,
             probe,
-            retire,
+            updates,
         }
     })
 }

@@ -54,6 +54,8 @@ pub enum Request {
     Query(Query),
     /// Each worker's report: how this process learns about every other one.
     Status,
+    /// Start filling in a metric's history; answered like `Status`.
+    Backfill(crate::backfill::BackfillOrder),
 }
 
 /// What one worker reports about itself: its sources and its epoch.
@@ -69,6 +71,8 @@ pub struct WorkerReport {
     pub finished_at: Option<u64>,
     /// One report per source of the plan, in plan order.
     pub sources: Vec<SourceReport>,
+    /// Metrics whose history this worker fills in, or filled in.
+    pub backfills: Vec<crate::backfill::BackfillReport>,
 }
 
 /// One source on one worker.
@@ -131,7 +135,8 @@ pub enum Outcome {
 pub type Finished = Rc<RefCell<Vec<(u64, Outcome)>>>;
 
 /// Builds the query dataflow on this worker. `report` describes the worker
-/// (its sources' counters and watermarks). `trace` is shared with the worker
+/// (its sources' counters and watermarks); backfill orders are handed to the
+/// worker loop through `orders`. `trace` is shared with the worker
 /// loop, which advances its compaction frontier. Returns the input to send queries into
 /// (never advanced: queries need no progress tracking, since the home worker
 /// counts one partial from every worker).
@@ -141,6 +146,7 @@ pub fn query_dataflow(
     trace: Rc<RefCell<RollupTrace>>,
     report: Rc<dyn Fn() -> WorkerReport>,
     finished: Finished,
+    orders: Rc<RefCell<Vec<crate::backfill::BackfillOrder>>>,
 ) -> InputHandleVec<u64, QueryMsg> {
     let mut input = InputHandleVec::new();
     let peers = worker.peers();
@@ -154,6 +160,10 @@ pub fn query_dataflow(
                     input.for_each(|cap, data| {
                         let mut session = output.session(&cap);
                         for msg in data.drain(..) {
+                            let msg: QueryMsg = msg;
+                            if let Request::Backfill(order) = &msg.request {
+                                orders.borrow_mut().push(order.clone());
+                            }
                             session.give(scan(&scan_plan, &mut trace.borrow_mut(), &msg, report()));
                         }
                     });
@@ -535,7 +545,7 @@ pub fn merge(plan: &Plan, partials: Vec<Partial>) -> Outcome {
     let as_of = first.as_of;
     let query = match &first.request {
         Request::Query(q) => q.clone(),
-        Request::Status => {
+        Request::Status | Request::Backfill(_) => {
             let mut reports: Vec<WorkerReport> = partials.into_iter().map(|p| p.report).collect();
             reports.sort_by_key(|r| r.worker);
             return Outcome::Status { as_of, reports };
@@ -751,6 +761,16 @@ mod tests {
             as_of: 0,
             request: Request::Status,
         });
+        round_trip(&QueryMsg {
+            id: 9,
+            home: 1,
+            as_of: 3,
+            request: Request::Backfill(crate::backfill::BackfillOrder {
+                metric: 2,
+                from_ms: Some(-60_000),
+                to_ms: None,
+            }),
+        });
         let report = WorkerReport {
             worker: 5,
             process: 2,
@@ -770,6 +790,20 @@ mod tests {
                 max_event_ms: Some(-1),
                 late: 3,
                 late_by_metric: vec![0, 3],
+            }],
+            backfills: vec![crate::backfill::BackfillReport {
+                metric: 1,
+                order: None,
+                records: 7,
+                errors: 0,
+                partitions: vec![crate::backfill::BackfillPartition {
+                    source: "events".into(),
+                    partition: "slice-03".into(),
+                    first: 0,
+                    position: 10,
+                    end: 99,
+                }],
+                done: false,
             }],
         };
         round_trip(&report);

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! bytes 0..8    magic "SFSHARD\n"
-//! bytes 8..12   format version, u32 little-endian (now 1)
+//! bytes 8..12   format version, u32 little-endian (now 2; 1 is still read)
 //! bytes 12..20  body length n, u64 little-endian
 //! bytes 20..    body: the `Shard` in bincode 1 (fixed-width integers)
 //! last 4 bytes  CRC-32 (IEEE) of the body, u32 little-endian
@@ -15,13 +15,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use statflow_dataflow::aggregate::Aggregates;
-use statflow_dataflow::ingest::SourcePositions;
+use statflow_dataflow::backfill::BackfillOrder;
+use statflow_dataflow::ingest::{Resume, SourcePositions};
 use statflow_dataflow::rollup::RollupKey;
 
 use super::{folder, shard_file, write_atomically};
 
 /// The shard format version; bumped whenever the layout or the body changes.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 const MAGIC: &[u8; 8] = b"SFSHARD\n";
 const HEADER: usize = 20;
@@ -42,6 +43,39 @@ pub struct Shard {
     pub sources: Vec<(String, SourcePositions)>,
     /// The worker's rollup rows at `epoch`.
     pub rows: Vec<(RollupKey, Aggregates)>,
+    /// Metrics that joined after their sources had been read from, and how
+    /// far filling in their history has come (format 2 on).
+    pub backfills: Vec<BackfillState>,
+}
+
+/// A metric whose live input began part way through its sources (it joined
+/// the topology at a restart), and the filling in of what it missed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackfillState {
+    /// The metric's name.
+    pub metric: String,
+    /// The fingerprint of its definition: a changed metric starts over.
+    pub fingerprint: u64,
+    /// Per source (by name), the position of every partition at which the
+    /// metric's live input began: the backfill reads everything before.
+    pub origin: Vec<(String, Resume)>,
+    /// The order, once `statflow backfill` gave it; `metric` is the index
+    /// in the plan of the run that wrote the shard.
+    pub order: Option<BackfillOrder>,
+    /// Per source (by name), how far the backfill has read every partition
+    /// that it counted into the rows of this checkpoint.
+    pub progress: Vec<(String, SourcePositions)>,
+}
+
+/// A shard as format 1 wrote it: no backfills.
+#[derive(Deserialize)]
+struct ShardV1 {
+    epoch: u64,
+    worker: usize,
+    workers: usize,
+    metrics: Vec<(String, u64)>,
+    sources: Vec<(String, SourcePositions)>,
+    rows: Vec<(RollupKey, Aggregates)>,
 }
 
 /// Why a checkpoint could not be read.
@@ -93,7 +127,7 @@ pub fn read_shard(path: &Path) -> Result<Shard, CheckpointError> {
         return Err(corrupt("it does not start like a shard file".into()));
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
-    if version != FORMAT {
+    if version != FORMAT && version != 1 {
         return Err(corrupt(format!(
             "format {version}, and this statflow reads format {FORMAT}"
         )));
@@ -110,7 +144,20 @@ pub fn read_shard(path: &Path) -> Result<Shard, CheckpointError> {
     if crc32fast::hash(body) != crc {
         return Err(corrupt("its checksum does not match".into()));
     }
-    bincode::deserialize(body).map_err(|e| corrupt(format!("its body does not decode: {e}")))
+    let undecodable = |e: bincode::Error| corrupt(format!("its body does not decode: {e}"));
+    if version == 1 {
+        let v1: ShardV1 = bincode::deserialize(body).map_err(undecodable)?;
+        return Ok(Shard {
+            epoch: v1.epoch,
+            worker: v1.worker,
+            workers: v1.workers,
+            metrics: v1.metrics,
+            sources: v1.sources,
+            rows: v1.rows,
+            backfills: Vec::new(),
+        });
+    }
+    bincode::deserialize(body).map_err(undecodable)
 }
 
 #[cfg(test)]
@@ -142,6 +189,23 @@ mod tests {
                 },
                 row,
             )],
+            backfills: vec![BackfillState {
+                metric: "late_joiner".into(),
+                fingerprint: 7,
+                origin: vec![("s".into(), [("slice-01".to_string(), 120)].into())],
+                order: Some(BackfillOrder {
+                    metric: 1,
+                    from_ms: None,
+                    to_ms: Some(3_600_000),
+                }),
+                progress: vec![(
+                    "s".into(),
+                    SourcePositions {
+                        positions: vec![("slice-01".into(), 60)],
+                        newest: vec![("slice-01".into(), 900)],
+                    },
+                )],
+            }],
         }
     }
 
@@ -152,6 +216,32 @@ mod tests {
         let path = folder(dir.path(), 99).join(shard_file(1));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), bytes);
         assert_eq!(read_shard(&path).unwrap(), shard());
+    }
+
+    #[test]
+    fn a_format_1_shard_reads_back_without_backfills() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v2 = shard();
+        v2.backfills.clear();
+        let Shard {
+            epoch,
+            worker,
+            workers,
+            metrics,
+            sources,
+            rows,
+            ..
+        } = v2.clone();
+        // Format 1's body is format 2's without the trailing backfills.
+        let body = bincode::serialize(&(epoch, worker, workers, metrics, sources, rows)).unwrap();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&body);
+        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        let path = dir.path().join("shard-1.bin");
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(read_shard(&path).unwrap(), v2);
     }
 
     #[test]

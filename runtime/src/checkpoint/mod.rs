@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use format::{read_shard, write_shard, CheckpointError, Shard, FORMAT};
+pub use format::{read_shard, write_shard, BackfillState, CheckpointError, Shard, FORMAT};
 pub use restore::{metric_fingerprints, Restored};
 
 /// How checkpoints are taken.
@@ -184,6 +184,7 @@ mod tests {
             metrics: vec![("m".into(), 7)],
             sources: Vec::new(),
             rows: Vec::new(),
+            backfills: Vec::new(),
         }
     }
 

@@ -10,7 +10,7 @@ use statflow_dataflow::ingest::Resume;
 use statflow_dataflow::rollup::RollupKey;
 use statflow_dsl::{Plan, SourceKind, SourcePlan};
 
-use super::{folder, list, read_shard, Manifest, MANIFEST};
+use super::{folder, list, read_shard, BackfillState, Manifest, MANIFEST};
 
 /// Every metric's name and a fingerprint of its definition: its filter,
 /// dimensions, window and measures, and what its sources read (kind, file
@@ -73,6 +73,10 @@ pub struct Restored {
     rows: Mutex<Vec<Option<Rows>>>,
     /// Metrics whose rows were not restored because their definition changed.
     pub dropped_metrics: Vec<String>,
+    /// Metrics whose live input begins part way through their sources:
+    /// those new to this run, and those of the checkpoint with history still
+    /// to fill in. Orders name metrics by their index in the new plan.
+    pub backfills: Vec<BackfillState>,
 }
 
 impl Restored {
@@ -121,6 +125,9 @@ impl Restored {
         let mut newest = vec![BTreeMap::new(); plan.sources.len()];
         let mut rows = Vec::with_capacity(manifest.workers);
         let mut dropped = std::collections::BTreeSet::new();
+        let mut backfills: Vec<BackfillState> = Vec::new();
+        // Metrics of the plan (by index) whose rows the checkpoint holds.
+        let mut held = std::collections::BTreeSet::new();
         for entry in &manifest.shards {
             let shard = read_shard(&folder.join(&entry.file)).map_err(|e| e.to_string())?;
             if shard.epoch != epoch || shard.workers != manifest.workers {
@@ -132,9 +139,10 @@ impl Restored {
                 .iter()
                 .map(|(name, print)| {
                     let found = now.iter().position(|(n, p)| n == name && p == print);
-                    if found.is_none() {
-                        dropped.insert(name.clone());
-                    }
+                    match found {
+                        Some(i) => held.insert(i),
+                        None => dropped.insert(name.clone()),
+                    };
                     found.map(|i| i as u32)
                 })
                 .collect();
@@ -153,11 +161,50 @@ impl Restored {
                 }
             }
             rows.push(Some(kept));
+            for mut state in shard.backfills {
+                let Some(m) = now
+                    .iter()
+                    .position(|(n, p)| *n == state.metric && *p == state.fingerprint)
+                else {
+                    continue;
+                };
+                if let Some(order) = &mut state.order {
+                    order.metric = m as u32;
+                }
+                match backfills.iter_mut().find(|b| b.metric == state.metric) {
+                    Some(known) => merge_backfill(known, state),
+                    None => backfills.push(state),
+                }
+            }
             for (name, positions) in shard.sources {
                 if let Some(i) = plan.sources.iter().position(|s| s.name == name) {
                     resume[i].extend(positions.positions);
                     newest[i].extend(positions.newest);
                 }
+            }
+        }
+        // A metric the checkpoint does not hold joins now: its live input
+        // begins where its sources resume, and what came before is history.
+        for (index, metric) in plan.metrics.iter().enumerate() {
+            if held.contains(&index) {
+                continue;
+            }
+            let origin: Vec<(String, Resume)> = metric
+                .sources
+                .iter()
+                .filter_map(|name| {
+                    let i = plan.sources.iter().position(|s| &s.name == name)?;
+                    (!resume[i].is_empty()).then(|| (name.clone(), resume[i].clone()))
+                })
+                .collect();
+            if !origin.is_empty() {
+                backfills.push(BackfillState {
+                    metric: metric.name.clone(),
+                    fingerprint: now[index].1,
+                    origin,
+                    order: None,
+                    progress: Vec::new(),
+                });
             }
         }
         Ok(Restored {
@@ -167,6 +214,7 @@ impl Restored {
             newest,
             rows: Mutex::new(rows),
             dropped_metrics: dropped.into_iter().collect(),
+            backfills,
         })
     }
 
@@ -183,5 +231,39 @@ impl Restored {
             }
         }
         mine
+    }
+}
+
+/// Folds another worker's view of a backfill into `known`: the same origin
+/// and order, and per partition the furthest position read (a partition's
+/// position only grows, and every shard was read at the same epoch).
+fn merge_backfill(known: &mut BackfillState, other: BackfillState) {
+    for (source, origin) in other.origin {
+        match known.origin.iter_mut().find(|(s, _)| *s == source) {
+            Some((_, known)) => known.extend(origin),
+            None => known.origin.push((source, origin)),
+        }
+    }
+    if known.order.is_none() {
+        known.order = other.order;
+    }
+    for (source, progress) in other.progress {
+        match known.progress.iter_mut().find(|(s, _)| *s == source) {
+            Some((_, known)) => {
+                merge_furthest(&mut known.positions, progress.positions);
+                merge_furthest(&mut known.newest, progress.newest);
+            }
+            None => known.progress.push((source, progress)),
+        }
+    }
+}
+
+/// Per name, the larger of the two values.
+fn merge_furthest<T: Ord + Copy>(known: &mut Vec<(String, T)>, other: Vec<(String, T)>) {
+    for (name, value) in other {
+        match known.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => *v = (*v).max(value),
+            None => known.push((name, value)),
+        }
     }
 }

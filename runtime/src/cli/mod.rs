@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod backfill;
 mod check;
 mod generate;
 mod local;
@@ -81,6 +82,41 @@ pub enum Command {
         statflow generate --events 1000 | statflow produce - --topic game.events --set compression.type=zstd"
     )]
     Produce(produce::ProduceArgs),
+    /// Fill in the history of a metric that joined a running topology.
+    #[command(
+        after_help = "A metric added to a topology starts counting where its sources resume after the\n\
+        restart; this reads its sources again up to that point, into that metric only, with\n\
+        a progress bar, then leaves the live input to go on. Files and Kafka topics can be\n\
+        backfilled; the generator and telemetry cannot.\n\n\
+        Examples:\n  statflow backfill game.topo --metric bets_by_game\n  \
+        statflow backfill game.topo --metric bets_by_game --from 2024-08-20T00:00:00Z --to 2024-08-21T00:00:00Z"
+    )]
+    Backfill(BackfillArgs),
+}
+
+/// Arguments of `statflow backfill`.
+#[derive(Debug, clap::Args)]
+pub struct BackfillArgs {
+    /// The topology statflow runs (to check the metric is in it).
+    pub file: std::path::PathBuf,
+    /// The metric to fill in.
+    #[arg(long)]
+    pub metric: String,
+    /// Fill in buckets starting at or after this time (RFC 3339); default: all history.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Fill in buckets starting before this time (RFC 3339); default: no bound.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Where statflow serves HTTP.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// An admin's token (`Authorization: Bearer`); default `$STATFLOW_TOKEN`.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Give the order and print the progress, without waiting.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 /// Output format of `check`.
@@ -301,6 +337,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Query(args) => query::query(args),
         Command::Generate(args) => generate::generate(args),
+        Command::Backfill(args) => backfill::backfill(args),
         Command::Produce(args) => produce::produce(args),
         Command::User(command) => user::user(command),
     };

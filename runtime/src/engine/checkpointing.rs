@@ -17,7 +17,7 @@ use statflow_dataflow::scan::RollupTrace;
 use statflow_dataflow::snapshot::rows_at;
 
 use super::Shared;
-use crate::checkpoint::{self, CheckpointConfig, Shard};
+use crate::checkpoint::{self, BackfillState, CheckpointConfig, Shard};
 
 /// How often worker 0 looks for shards of pending checkpoints.
 const COMPLETION_POLL: Duration = Duration::from_millis(50);
@@ -69,14 +69,21 @@ impl Checkpointer {
     }
 
     /// Writes this worker's shard once the next checkpoint epoch is complete
-    /// everywhere (`complete` is the first epoch that is not).
-    pub(super) fn step(&mut self, complete: u64, trace: &mut RollupTrace, shared: &Shared) {
+    /// everywhere (`complete` is the first epoch that is not). `backfills`
+    /// gives the state of backfills as of a checkpoint epoch.
+    pub(super) fn step(
+        &mut self,
+        complete: u64,
+        trace: &mut RollupTrace,
+        backfills: &mut dyn FnMut(u64) -> Vec<BackfillState>,
+        shared: &Shared,
+    ) {
         if complete > self.next {
             // The newest checkpoint epoch that is complete; missed ones are skipped.
             let epoch = (complete - 1) / self.every * self.every;
             self.next = epoch + self.every;
             let started = Instant::now();
-            match self.write(epoch, trace) {
+            match self.write(epoch, trace, backfills(epoch)) {
                 Ok(bytes) => {
                     let stats = &shared.checkpoints;
                     stats.bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -109,7 +116,12 @@ impl Checkpointer {
         }
     }
 
-    fn write(&mut self, epoch: u64, trace: &mut RollupTrace) -> anyhow::Result<u64> {
+    fn write(
+        &mut self,
+        epoch: u64,
+        trace: &mut RollupTrace,
+        backfills: Vec<BackfillState>,
+    ) -> anyhow::Result<u64> {
         let rows = rows_at(trace, epoch)
             .ok_or_else(|| anyhow::anyhow!("the rollup cannot be read at epoch {epoch}"))?;
         let mut sources = Vec::with_capacity(self.logs.len());
@@ -128,6 +140,7 @@ impl Checkpointer {
             metrics: self.metrics.clone(),
             sources,
             rows,
+            backfills,
         };
         Ok(checkpoint::write_shard(&self.config.dir, &shard)?)
     }

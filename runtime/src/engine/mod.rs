@@ -1,6 +1,7 @@
 //! The engine: worker threads running the rendered dataflows, the epoch
 //! clock, query admission, and the counters the status endpoint reads.
 
+mod backfill;
 mod checkpointing;
 mod retention;
 mod worker;
@@ -14,6 +15,8 @@ use statflow_dataflow::ingest::{RecordReader, Resume, SourceStats};
 use statflow_dataflow::query::{Answer, Query};
 use statflow_dataflow::scan::{Outcome, Request, WorkerReport};
 use statflow_dsl::{Plan, SourcePlan};
+
+pub use backfill::unbackfillable_source;
 
 use crate::checkpoint::{CheckpointConfig, Restored};
 use crate::deadletter::DeadLetterFile;
@@ -420,6 +423,17 @@ impl Engine {
             Outcome::Status { as_of, reports } => Ok(ClusterStatus { as_of, reports }),
             _ => Err(QueryFailure::ShuttingDown),
         }
+    }
+
+    /// Orders every worker to fill in a metric's history (see
+    /// [`backfill`]) and returns every worker's report once they have it.
+    /// An order for a metric already ordered changes nothing.
+    pub async fn backfill(
+        &self,
+        order: statflow_dataflow::backfill::BackfillOrder,
+    ) -> Result<ClusterStatus, QueryFailure> {
+        let outcome = self.send(Request::Backfill(order))?;
+        Self::status_of(outcome.await.map_err(|_| QueryFailure::ShuttingDown)??)
     }
 
     /// Runs a validated query on the next worker (round robin) and waits for the answer.

@@ -21,6 +21,7 @@ use crate::checkpoint::{metric_fingerprints, Restored};
 use crate::telemetry::TelemetryReader;
 use statflow_dsl::SourceKind;
 
+use super::backfill::Backfills;
 use super::checkpointing::Checkpointer;
 use super::retention::Retention;
 use super::{CompletionHistory, EngineConfig, QueryFailure, QueryRequest, ReaderFactory, Shared};
@@ -97,7 +98,16 @@ pub(super) fn run(
     let rendered = render_ingest(worker, &plan, &clock, specs, rows);
     let trace = Rc::new(RefCell::new(rendered.trace));
     let probe = rendered.probe;
-    let mut retire = rendered.retire;
+    let mut updates = rendered.updates;
+    let backfills = Rc::new(RefCell::new(Backfills::new(
+        &plan,
+        restored.map_or(&[][..], |r| &r.backfills),
+        index,
+        peers,
+        config.batch,
+        config.epoch_records,
+    )));
+    let orders = Rc::default();
     let mut retention = Retention::new(&plan, config.retention_period);
     // The id of this worker's own status request for retention, while out.
     let mut retention_request: Option<u64> = None;
@@ -110,6 +120,7 @@ pub(super) fn run(
     // What this worker tells the others about itself, with every answer.
     let report: Rc<dyn Fn() -> WorkerReport> = {
         let shared = Arc::clone(shared);
+        let backfills = Rc::clone(&backfills);
         Rc::new(move || {
             let me = &shared.workers[local];
             let finished_at = me.finished_at.load(Ordering::Relaxed);
@@ -131,6 +142,9 @@ pub(super) fn run(
                         late_by_metric: s.late_by_metric(),
                     })
                     .collect(),
+                backfills: backfills
+                    .borrow()
+                    .reports(me.complete.load(Ordering::Relaxed)),
             }
         })
     };
@@ -141,6 +155,7 @@ pub(super) fn run(
         Rc::clone(&trace),
         report,
         Rc::clone(&finished),
+        Rc::clone(&orders),
     );
 
     let mut next_id = 0u64;
@@ -166,8 +181,16 @@ pub(super) fn run(
         let now = Instant::now();
         clock.advance_to(wall_epoch());
         me.epoch.store(clock.current(), Ordering::Relaxed);
-        if *retire.time() < clock.current() {
-            retire.advance_to(clock.current());
+        {
+            let mut backfills = backfills.borrow_mut();
+            backfills.close_epoch(&mut updates, clock.current());
+            if *updates.time() < clock.current() {
+                updates.advance_to(clock.current());
+            }
+            for order in orders.borrow_mut().drain(..) {
+                backfills.order(order, *updates.time(), readers, dead_letters)?;
+            }
+            backfills.read(&mut updates, readers, dead_letters)?;
         }
 
         // Every epoch before `complete` is in every worker's shard.
@@ -246,7 +269,12 @@ pub(super) fn run(
         }
 
         if let Some(c) = checkpointer.as_mut() {
-            c.step(complete, &mut trace.borrow_mut(), shared);
+            c.step(
+                complete,
+                &mut trace.borrow_mut(),
+                &mut |epoch| backfills.borrow_mut().states_at(epoch),
+                shared,
+            );
         }
         let hold = checkpointer.as_ref().map_or(u64::MAX, Checkpointer::hold);
         if let Some(frontier) = history
@@ -261,7 +289,12 @@ pub(super) fn run(
             }
         }
 
-        worker.step_or_park(Some(Duration::from_millis(1)));
+        let park = if backfills.borrow().busy() {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(1)
+        };
+        worker.step_or_park(Some(park));
 
         let done: Vec<(u64, Outcome)> = finished.borrow_mut().drain(..).collect();
         for (id, outcome) in done {
@@ -281,14 +314,14 @@ pub(super) fn run(
                         Vec::new()
                     };
                     if !evicted.is_empty() {
-                        let epoch = *retire.time();
+                        let epoch = *updates.time();
                         shared
                             .evicted_rows
                             .fetch_add(evicted.len() as u64, Ordering::Relaxed);
                         for (key, count) in evicted {
-                            retire.send((key, epoch, retraction(count)));
+                            updates.send((key, epoch, retraction(count)));
                         }
-                        retire.flush();
+                        updates.flush();
                         retired_at = Some(epoch);
                     }
                 }
@@ -340,7 +373,7 @@ pub(super) fn run(
     // The sources never finish on their own (their epochs keep advancing), so
     // the dataflows are dropped rather than drained.
     drop(query_input);
-    drop(retire);
+    drop(updates);
     for dataflow in worker.installed_dataflows() {
         worker.drop_dataflow(dataflow);
     }

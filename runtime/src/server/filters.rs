@@ -14,7 +14,7 @@ use super::auth::{self, Caller};
 use super::metrics::Metrics;
 use super::replies::respond;
 use super::AppState;
-use super::{accounts, app, dashboards, events, handlers};
+use super::{accounts, app, backfill, dashboards, events, handlers};
 use crate::query::MAX_BODY_BYTES;
 
 /// The largest body of the account and dashboard routes.
@@ -29,6 +29,7 @@ pub fn routes(
     let api = query(state.clone(), Arc::clone(&recorder))
         .or(catalog(state.clone()))
         .or(status(state.clone()))
+        .or(backfill_routes(state.clone()))
         .or(epochs(state.clone()))
         .or(session(state.clone()))
         .or(users(state.clone()))
@@ -100,6 +101,27 @@ pub fn status(
 }
 
 /// GET /v1/events — server-sent events: `epoch` whenever a newer epoch is complete.
+/// `GET /v1/backfill` (progress) and `POST /v1/backfill` (an order, admins).
+pub fn backfill_routes(
+    state: AppState,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    let list = warp::path!("v1" / "backfill")
+        .and(warp::get())
+        .and(auth::caller(state.clone()))
+        .and(with_state(state.clone()))
+        .then(|_: Caller, state| async move { respond(backfill::list(state).await) });
+    let order =
+        warp::path!("v1" / "backfill")
+            .and(warp::post())
+            .and(auth::caller(state.clone()))
+            .and(json_body())
+            .and(with_state(state))
+            .then(|caller, body, state| async move {
+                respond(backfill::order(caller, body, state).await)
+            });
+    list.or(order).unify()
+}
+
 pub fn epochs(
     state: AppState,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {

@@ -10,6 +10,7 @@
 mod accounts;
 mod app;
 pub mod auth;
+pub mod backfill;
 mod dashboards;
 mod events;
 mod filters;

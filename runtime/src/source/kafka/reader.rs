@@ -362,6 +362,15 @@ impl RecordReader for KafkaReader {
         }
     }
 
+    fn owns(&self, partition: &str) -> bool {
+        partition
+            .rsplit_once('/')
+            .and_then(|(topic, p)| Some((topic, p.parse::<i32>().ok()?)))
+            .is_some_and(|(topic, p)| {
+                super::assign::owner(topic, p, self.spec.workers) == self.spec.worker
+            })
+    }
+
     fn partitions(&self) -> &[String] {
         &self.names
     }

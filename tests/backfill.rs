@@ -1,0 +1,308 @@
+//! Backfill: a metric added to a topology at a restart, then backfilled,
+//! ends with the answers it would have had if it had been there from the
+//! start — whether the first run stopped part way through its file, whether
+//! the backfill itself is interrupted by a restart, on any worker count, in
+//! process and through `statflow backfill` against a cluster of processes.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use statflow::dataflow::backfill::BackfillOrder;
+use statflow::dataflow::query::{Answer, Cell};
+use statflow::dsl::Plan;
+use statflow::runtime::checkpoint::{self, CheckpointConfig};
+use statflow::runtime::engine::{Engine, EngineConfig};
+use statflow::runtime::server::backfill::{progress_of, BackfillProgress, BackfillState};
+
+use crate::cluster::{answers, http, write_input, Cluster};
+
+/// The cluster tests' topology without its `sliding` metric: the metric
+/// that joins later.
+fn without_sliding(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("cluster.topo")).unwrap();
+    let start = text
+        .find("metric sliding")
+        .expect("the topology has `sliding`");
+    text[..start].to_string()
+}
+
+fn compile(dir: &Path, text: &str) -> Plan {
+    let compiled = statflow::dsl::compile(text, Some(dir));
+    assert!(!compiled.has_errors(), "{:?}", compiled.diagnostics);
+    compiled.plan.unwrap()
+}
+
+fn config(dir: &Path, workers: usize) -> EngineConfig {
+    EngineConfig {
+        workers,
+        epoch_interval: Duration::from_millis(10),
+        epoch_records: 300,
+        batch: 50,
+        dead_letter_dir: dir.join("dead"),
+        checkpoints: Some(CheckpointConfig {
+            keep: 2,
+            ..CheckpointConfig::under(dir, Duration::from_millis(30))
+        }),
+        ..EngineConfig::default()
+    }
+}
+
+fn start(dir: &Path, plan: &Plan, workers: usize) -> Engine {
+    Engine::start(
+        plan.clone(),
+        config(dir, workers),
+        statflow::runtime::source::readers(),
+    )
+    .unwrap()
+}
+
+/// The answers of every cluster query on metric `metric`.
+fn ask(engine: &Engine, plan: &Plan, metric: &str) -> Vec<(Vec<String>, Vec<Vec<Cell>>)> {
+    crate::cluster::queries()
+        .iter()
+        .filter(|q| q["metric"] == metric)
+        .map(|q| {
+            let query = statflow::runtime::query::parse(q.to_string().as_bytes(), None, plan, 0)
+                .unwrap_or_else(|e| panic!("{q}: {e:?}"));
+            let Answer { columns, rows, .. } = engine.query_blocking(query).unwrap();
+            (columns, rows)
+        })
+        .collect()
+}
+
+fn progress(engine: &Engine, plan: &Plan, metric: &str) -> Option<BackfillProgress> {
+    let status = engine.status_blocking().unwrap();
+    progress_of(plan, &status)
+        .into_iter()
+        .find(|p| p.metric == metric)
+}
+
+fn wait_for_checkpoint(dir: &Path, newer_than: Option<u64>) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let newest = checkpoint::list(&dir.join("checkpoints"))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, complete)| *complete)
+            .map(|(epoch, _)| epoch)
+            .max();
+        if let Some(epoch) = newest.filter(|e| newer_than.is_none_or(|n| *e > n)) {
+            return epoch;
+        }
+        assert!(Instant::now() < deadline, "a checkpoint completes");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn wait_until_backfilled(engine: &Engine, plan: &Plan, metric: &str) -> BackfillProgress {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let p = progress(engine, plan, metric).expect("the metric has a backfill");
+        if p.state == BackfillState::Done {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "the backfill finishes: {p:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_metric_added_later_and_backfilled_equals_one_there_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    write_input(dir.path());
+    let full = compile(
+        dir.path(),
+        &std::fs::read_to_string(dir.path().join("cluster.topo")).unwrap(),
+    );
+    let early = compile(dir.path(), &without_sliding(dir.path()));
+    let reference = {
+        let state = tempfile::tempdir().unwrap();
+        let mut config = config(state.path(), 2);
+        config.checkpoints = None;
+        let engine =
+            Engine::start(full.clone(), config, statflow::runtime::source::readers()).unwrap();
+        engine.wait_until_done().unwrap();
+        let answers = (
+            ask(&engine, &full, "sliding"),
+            ask(&engine, &full, "rewards"),
+        );
+        engine.shutdown();
+        answers
+    };
+    assert!(reference.0.iter().all(|(_, rows)| !rows.is_empty()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let mut handovers_mid_file = 0;
+    for (first, second, third) in [(2, 3, 1), (1, 2, 2), (4, 1, 3)] {
+        let state = tempfile::tempdir().unwrap();
+        for file in ["events.jsonl", "cluster.topo"] {
+            std::fs::copy(dir.path().join(file), state.path().join(file)).unwrap();
+        }
+        // The first run, without `sliding`, stops after its first checkpoint.
+        let engine = start(state.path(), &early, first);
+        wait_for_checkpoint(state.path(), None);
+        engine.shutdown();
+
+        // `sliding` joins: it counts from where the file resumes.
+        let engine = start(state.path(), &full, second);
+        let waiting = progress(&engine, &full, "sliding").expect("`sliding` has history");
+        assert_eq!(waiting.state, BackfillState::Waiting);
+        engine.wait_until_done().unwrap();
+        let read_live: u64 = engine.shared().workers[0..second]
+            .iter()
+            .map(|w| {
+                w.sources[0]
+                    .records
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .sum();
+        if read_live > 0 {
+            handovers_mid_file += 1;
+            assert_ne!(
+                ask(&engine, &full, "sliding"),
+                reference.0,
+                "not backfilled yet"
+            );
+        }
+        let order = BackfillOrder {
+            metric: full
+                .metrics
+                .iter()
+                .position(|m| m.name == "sliding")
+                .unwrap() as u32,
+            from_ms: None,
+            to_ms: None,
+        };
+        runtime.block_on(engine.backfill(order.clone())).unwrap();
+        // Interrupted at a random moment, or not at all.
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..60)));
+        let engine = if rng.random_bool(0.5) {
+            engine.shutdown();
+            let engine = start(state.path(), &full, third);
+            engine.wait_until_done().unwrap();
+            // An order no checkpoint holds yet is lost with the run: given again.
+            if progress(&engine, &full, "sliding").unwrap().state == BackfillState::Waiting {
+                runtime.block_on(engine.backfill(order)).unwrap();
+            }
+            engine
+        } else {
+            engine
+        };
+        let done = wait_until_backfilled(&engine, &full, "sliding");
+        assert!(done.total > 0 && done.read == done.total, "{done:?}");
+        assert_eq!(
+            ask(&engine, &full, "sliding"),
+            reference.0,
+            "{first}, {second}, {third} workers"
+        );
+        assert_eq!(ask(&engine, &full, "rewards"), reference.1);
+
+        // A restart after the backfill neither repeats nor loses it.
+        let filled = engine.shared().complete_epoch();
+        wait_for_checkpoint(state.path(), Some(filled));
+        engine.shutdown();
+        let engine = start(state.path(), &full, first);
+        engine.wait_until_done().unwrap();
+        assert_eq!(
+            wait_until_backfilled(&engine, &full, "sliding").records,
+            0,
+            "nothing is read again"
+        );
+        assert_eq!(
+            ask(&engine, &full, "sliding"),
+            reference.0,
+            "after a restart"
+        );
+        engine.shutdown();
+    }
+    assert!(
+        handovers_mid_file > 0,
+        "some first run stopped part way through the file"
+    );
+}
+
+#[test]
+fn statflow_backfill_fills_in_a_metric_across_a_cluster_of_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_input(dir.path());
+    let topology = dir.path().join("cluster.topo");
+    let full = std::fs::read_to_string(&topology).unwrap();
+    let reference = {
+        let cluster = Cluster::start(dir.path(), 1, 2, &["--no-checkpoints"]);
+        cluster.wait_until_done();
+        let got = answers(&cluster.addresses[0]);
+        cluster.stop();
+        got
+    };
+    let flags = ["--checkpoint-interval", "50ms"];
+    std::fs::write(&topology, without_sliding(dir.path())).unwrap();
+    let cluster = Cluster::start_in(dir.path(), "state", 2, 1, &flags);
+    cluster.wait_until_done();
+    wait_for_checkpoint(&dir.path().join("state"), None);
+    cluster.stop();
+
+    std::fs::write(&topology, &full).unwrap();
+    let cluster = Cluster::start_in(dir.path(), "state", 2, 1, &flags);
+    cluster.wait_until_done();
+    // Any process takes the order for the whole cluster.
+    let out = Command::new(env!("CARGO_BIN_EXE_statflow"))
+        .arg("backfill")
+        .arg(&topology)
+        .args(["--metric", "sliding", "--url"])
+        .arg(format!("http://{}", cluster.addresses[1]))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("backfilled `sliding`"), "{said}");
+    for addr in &cluster.addresses {
+        assert!(
+            answers(addr) == reference,
+            "asking {addr} after the backfill"
+        );
+    }
+
+    let (status, body) = http(
+        &cluster.addresses[0],
+        "POST",
+        "/v1/backfill",
+        r#"{"metric": "slidin"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("\"path\":\"metric\"") && body.contains("sliding"),
+        "{body}"
+    );
+    let (status, body) = http(
+        &cluster.addresses[0],
+        "POST",
+        "/v1/backfill",
+        r#"{"metric": "rewards"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("nothing_to_backfill"), "{body}");
+    let (status, body) = http(
+        &cluster.addresses[0],
+        "POST",
+        "/v1/backfill",
+        r#"{"metric": "sliding", "from": "2024-08-20T00:00:00Z"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("backfill_already_ordered"), "{body}");
+    let (status, body) = http(&cluster.addresses[1], "GET", "/v1/backfill", "").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(listed["backfills"][0]["state"], "done", "{body}");
+    cluster.stop();
+}
