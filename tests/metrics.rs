@@ -194,6 +194,34 @@ async fn source_counters_equal_the_file_and_engine_gauges_are_there() {
 }
 
 #[tokio::test]
+async fn rollup_rows_and_bytes_per_metric_are_measured() {
+    let (state, _, _, _dir) = start(2);
+    let routes = server::routes(state);
+    // 120 events one second apart over 3 games: 2 minutes × 3 games.
+    let rows = (EVENTS / 60 * 3) as f64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let m = scrape(&routes).await;
+        let measured = m.sum("statflow_rollup_rows", &[("metric", "plays")]);
+        if measured > 0.0 {
+            assert_eq!(m.kind("statflow_rollup_rows"), "gauge");
+            assert_eq!(measured, rows);
+            assert_eq!(
+                m.matching("statflow_rollup_rows", &[]).count(),
+                2,
+                "per worker"
+            );
+            let bytes = m.sum("statflow_rollup_bytes", &[("metric", "plays")]);
+            // A key (metric, bucket, one short dimension) and a count: tens of bytes a row.
+            assert!(bytes > 20.0 * rows && bytes < 200.0 * rows, "{bytes}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "rows are measured");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
 async fn query_and_response_counters_move_as_queries_flow() {
     let (state, _, _, _dir) = start(1);
     let routes = server::routes(state);

@@ -168,7 +168,14 @@ pub struct WorkerShared {
     pub complete: AtomicU64,
     /// The epoch in which this worker's sources all finished; `u64::MAX` while not.
     pub finished_at: AtomicU64,
+    /// Each metric's rows and their size in this worker's shard, by plan
+    /// index, as last measured (every [`FOOTPRINT_EVERY`]).
+    pub footprint: Mutex<Vec<statflow_dataflow::snapshot::Footprint>>,
 }
+
+/// How often each worker measures its metrics' rows and bytes: a walk over
+/// its whole shard.
+pub const FOOTPRINT_EVERY: Duration = Duration::from_secs(10);
 
 /// State shared by the workers, the HTTP server and the CLI.
 pub struct Shared {
@@ -290,6 +297,12 @@ impl Engine {
             for metric in &r.dropped_metrics {
                 tracing::warn!(metric = %metric, "metric changed since the checkpoint; it starts empty");
             }
+            for state in r.backfills.iter().filter(|b| b.order.is_none()) {
+                tracing::info!(
+                    metric = %state.metric,
+                    "metric joined after its sources were read from; its history can be backfilled"
+                );
+            }
         }
         let shared = Arc::new(Shared {
             plan: Arc::clone(&plan),
@@ -303,6 +316,7 @@ impl Engine {
                     epoch: AtomicU64::new(0),
                     complete: AtomicU64::new(0),
                     finished_at: AtomicU64::new(u64::MAX),
+                    footprint: Mutex::new(Vec::new()),
                 })
                 .collect(),
             shutdown: AtomicBool::new(false),

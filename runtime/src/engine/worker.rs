@@ -113,6 +113,9 @@ pub(super) fn run(
     let mut retention_request: Option<u64> = None;
     // The epoch of the newest retractions sent.
     let mut retired_at: Option<u64> = None;
+    // When this worker next measures its metrics' rows and bytes: soon
+    // after the start, then every FOOTPRINT_EVERY.
+    let mut measure_at = Instant::now() + Duration::from_secs(1);
     // Telemetry: when this worker last reported, and its counters then.
     let mut last_report = Instant::now();
     let mut reported: Vec<(u64, u64, u64)> = vec![(0, 0, 0); plan.sources.len()];
@@ -253,6 +256,18 @@ pub(super) fn run(
                     .current()
                     .saturating_sub(complete.min(clock.current()));
                 hub.epoch(local, delay * epoch_ms);
+            }
+        }
+
+        if now >= measure_at {
+            measure_at = now + super::FOOTPRINT_EVERY;
+            let footprint = statflow_dataflow::snapshot::footprint(
+                &mut trace.borrow_mut(),
+                plan.metrics.len(),
+                |key, row| bincode::serialized_size(&(key, row)).unwrap_or(0),
+            );
+            if let Ok(mut slot) = me.footprint.lock() {
+                *slot = footprint;
             }
         }
 

@@ -190,6 +190,20 @@ fn engine_registry(shared: &Shared, now_ms: i64) -> Result<Registry, prometheus:
         "statflow_checkpoint_last_epoch",
         "The epoch of the newest checkpoint this process completed; 0 before any.",
     )?;
+    let rows = IntGaugeVec::new(
+        Opts::new(
+            "statflow_rollup_rows",
+            "Rows of a metric (late rows included) in a worker's shard of the rollup, measured every 10 s.",
+        ),
+        &["metric", "worker"],
+    )?;
+    let row_bytes = IntGaugeVec::new(
+        Opts::new(
+            "statflow_rollup_bytes",
+            "Size of those rows as a checkpoint encodes them (keys and measure state), measured every 10 s.",
+        ),
+        &["metric", "worker"],
+    )?;
     let evicted = IntCounter::new(
         "statflow_evicted_rows_total",
         "Rollup rows retracted because they passed their metric's retention.",
@@ -256,6 +270,15 @@ fn engine_registry(shared: &Shared, now_ms: i64) -> Result<Registry, prometheus:
     checkpoint_seconds.inc_by(c.micros.load(Ordering::Relaxed) as f64 / 1e6);
     checkpoint_epoch.set(clamp(c.last_epoch.load(Ordering::Relaxed)));
     evicted.inc_by(shared.evicted_rows.load(Ordering::Relaxed));
+    for (local, w) in shared.workers.iter().enumerate() {
+        let worker = (shared.process * shared.threads + local).to_string();
+        let footprint = w.footprint.lock().map(|f| f.clone()).unwrap_or_default();
+        for (metric, f) in shared.plan.metrics.iter().zip(footprint) {
+            let labels = [metric.name.as_str(), worker.as_str()];
+            rows.with_label_values(&labels).set(f.rows as i64);
+            row_bytes.with_label_values(&labels).set(f.bytes as i64);
+        }
+    }
     info.with_label_values(&[
         shared.process.to_string().as_str(),
         shared.processes.to_string().as_str(),
@@ -278,6 +301,8 @@ fn engine_registry(shared: &Shared, now_ms: i64) -> Result<Registry, prometheus:
     registry.register(Box::new(checkpoint_seconds))?;
     registry.register(Box::new(checkpoint_epoch))?;
     registry.register(Box::new(evicted))?;
+    registry.register(Box::new(rows))?;
+    registry.register(Box::new(row_bytes))?;
     Ok(registry)
 }
 
