@@ -52,41 +52,65 @@ pub struct Footprint {
     pub bytes: u64,
 }
 
-/// Every metric's rows in this worker's shard as it stands (every update
-/// merged), by plan index: a metric's late rows count with it. `size`
-/// measures one row. Walks the whole shard, so the worker loop calls it
-/// seldom.
-pub fn footprint(
-    trace: &mut RollupTrace,
-    metrics: usize,
-    size: impl Fn(&RollupKey, &Aggregates) -> u64,
-) -> Vec<Footprint> {
-    let mut per_metric = vec![Footprint::default(); metrics];
-    let mut upper = Antichain::new();
-    trace.read_upper(&mut upper);
-    let Some(batches) = trace.batches_through(upper.borrow()) else {
-        return per_metric;
-    };
-    let (mut cursor, storage) = cursor_list(batches);
-    while let Some(key) = cursor.get_key(&storage) {
-        let mut row: Option<Aggregates> = None;
-        while cursor.val_valid(&storage) {
-            cursor.map_times(&storage, |_, diff| match &mut row {
-                Some(row) => row.merge(diff),
-                None => row = Some(diff.clone()),
-            });
-            cursor.step_val(&storage);
+/// A walk over a worker's whole shard that measures every metric's rows,
+/// a bounded number of keys at a time, so that a large shard never holds
+/// up the worker loop (and the queries it serves) for long.
+#[derive(Debug, Default)]
+pub struct FootprintWalk {
+    /// Per plan index, what the walk has counted so far.
+    counted: Vec<Footprint>,
+    /// Where the next step starts; `None` at the beginning of the shard.
+    next: Option<RollupKey>,
+}
+
+impl FootprintWalk {
+    /// Measures at most `keys` more keys of the shard as it stands (every
+    /// update merged; a metric's late rows count with it); `size` measures
+    /// one row. Returns every metric's footprint once the walk has reached
+    /// the end of the shard, and starts over on the next call.
+    pub fn step(
+        &mut self,
+        trace: &mut RollupTrace,
+        metrics: usize,
+        keys: usize,
+        size: impl Fn(&RollupKey, &Aggregates) -> u64,
+    ) -> Option<Vec<Footprint>> {
+        self.counted.resize(metrics, Footprint::default());
+        let mut upper = Antichain::new();
+        trace.read_upper(&mut upper);
+        let batches = trace.batches_through(upper.borrow())?;
+        let (mut cursor, storage) = cursor_list(batches);
+        if let Some(next) = &self.next {
+            cursor.seek_key(&storage, next);
         }
-        if let Some(row) = row.filter(|r| r.count > 0) {
-            let metric = key.metric as usize % metrics.max(1);
-            if let Some(f) = per_metric.get_mut(metric) {
-                f.rows += 1;
-                f.bytes += size(key, &row);
+        for _ in 0..keys {
+            let Some(key) = cursor.get_key(&storage) else {
+                self.next = None;
+                return Some(std::mem::take(&mut self.counted));
+            };
+            let mut row: Option<Aggregates> = None;
+            while cursor.val_valid(&storage) {
+                cursor.map_times(&storage, |_, diff| match &mut row {
+                    Some(row) => row.merge(diff),
+                    None => row = Some(diff.clone()),
+                });
+                cursor.step_val(&storage);
             }
+            if let Some(row) = row.filter(|r| r.count > 0) {
+                let metric = key.metric as usize % metrics.max(1);
+                if let Some(f) = self.counted.get_mut(metric) {
+                    f.rows += 1;
+                    f.bytes += size(key, &row);
+                }
+            }
+            cursor.step_key(&storage);
         }
-        cursor.step_key(&storage);
+        self.next = cursor.get_key(&storage).cloned();
+        if self.next.is_none() {
+            return Some(std::mem::take(&mut self.counted));
+        }
+        None
     }
-    per_metric
 }
 
 /// The rows of this worker's shard, as they stood at epoch `as_of`, of
@@ -134,4 +158,73 @@ pub fn rows_before(
         cursor.step_key(&storage);
     }
     Some(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use differential_dataflow::AsCollection;
+    use timely::dataflow::operators::Probe;
+    use timely::dataflow::{InputHandleVec, ProbeHandle};
+
+    use super::*;
+    use crate::value::Value;
+
+    fn row(count: i64) -> Aggregates {
+        Aggregates {
+            count,
+            measures: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_walk_in_small_steps_counts_every_row_once() {
+        timely::execute_directly(|worker| {
+            let mut input = InputHandleVec::new();
+            let probe = ProbeHandle::new();
+            let mut trace = worker.dataflow(|scope| {
+                let arranged = input.to_stream(scope).as_collection().arrange_by_self();
+                arranged.stream.probe_with(&probe);
+                arranged.trace
+            });
+            // Metric 0: 20 rows; metric 1: 4 rows and 1 late row (index 1 + 2);
+            // one row of metric 0 retracted to nothing.
+            let key = |metric: u32, i: i64| RollupKey {
+                metric,
+                bucket: i * 60_000,
+                dims: vec![Value::Str(format!("g{i}"))],
+            };
+            for i in 0..20 {
+                input.send((key(0, i), 0u64, row(2)));
+            }
+            for i in 0..4 {
+                input.send((key(1, i), 0u64, row(1)));
+            }
+            input.send((key(3, 0), 0u64, row(1)));
+            input.send((key(0, 7), 0u64, row(-2)));
+            input.advance_to(1);
+            while probe.less_than(&1) {
+                worker.step();
+            }
+            let size = |_: &RollupKey, _: &Aggregates| 10;
+            let mut walk = FootprintWalk::default();
+            let mut steps = 0;
+            let measured = loop {
+                steps += 1;
+                if let Some(m) = walk.step(&mut trace, 2, 3, size) {
+                    break m;
+                }
+            };
+            assert!(steps >= 8, "{steps} steps of 3 keys");
+            assert_eq!(
+                measured[0],
+                Footprint {
+                    rows: 19,
+                    bytes: 190
+                }
+            );
+            assert_eq!(measured[1], Footprint { rows: 5, bytes: 50 });
+            // The next walk starts over, and one long step sees the same.
+            assert_eq!(walk.step(&mut trace, 2, 1_000, size), Some(measured));
+        });
+    }
 }

@@ -29,6 +29,10 @@ use super::{CompletionHistory, EngineConfig, QueryFailure, QueryRequest, ReaderF
 /// How many times a query is re-read at a newer epoch before giving up.
 const MAX_RETRIES: usize = 20;
 
+/// Keys of the shard measured per loop for the rows and bytes gauges: about
+/// a millisecond's work, so the walk never delays queries by much.
+const FOOTPRINT_KEYS: usize = 2_000;
+
 struct Pending {
     request: Request,
     reply: tokio::sync::oneshot::Sender<Result<Outcome, QueryFailure>>,
@@ -116,6 +120,7 @@ pub(super) fn run(
     // When this worker next measures its metrics' rows and bytes: soon
     // after the start, then every FOOTPRINT_EVERY.
     let mut measure_at = Instant::now() + Duration::from_secs(1);
+    let mut footprint = statflow_dataflow::snapshot::FootprintWalk::default();
     // Telemetry: when this worker last reported, and its counters then.
     let mut last_report = Instant::now();
     let mut reported: Vec<(u64, u64, u64)> = vec![(0, 0, 0); plan.sources.len()];
@@ -260,14 +265,18 @@ pub(super) fn run(
         }
 
         if now >= measure_at {
-            measure_at = now + super::FOOTPRINT_EVERY;
-            let footprint = statflow_dataflow::snapshot::footprint(
+            // A bounded part of the shard per loop, until the walk is through.
+            let measured = footprint.step(
                 &mut trace.borrow_mut(),
                 plan.metrics.len(),
+                FOOTPRINT_KEYS,
                 |key, row| bincode::serialized_size(&(key, row)).unwrap_or(0),
             );
-            if let Ok(mut slot) = me.footprint.lock() {
-                *slot = footprint;
+            if let Some(measured) = measured {
+                measure_at = now + super::FOOTPRINT_EVERY;
+                if let Ok(mut slot) = me.footprint.lock() {
+                    *slot = measured;
+                }
             }
         }
 
