@@ -443,6 +443,55 @@ fn try_add_partitions(brokers: &str, topic: &str, total: usize) -> Result<(), St
     Ok(())
 }
 
+/// The `/v1/status` document's entry for source 0, once `ready` holds for
+/// it (waiting at most [`PATIENCE`]).
+fn source_status(
+    engine: &Engine,
+    what: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let status = runtime.block_on(statflow::runtime::server::status(engine));
+        let source = status["sources"][0].clone();
+        if ready(&source) {
+            return source;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the status never said {what}: {source:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every worker's `broker` entry in a source's status.
+fn worker_brokers(source: &serde_json::Value) -> Vec<serde_json::Value> {
+    source["workers"]
+        .as_array()
+        .map(|w| w.iter().map(|w| w["broker"].clone()).collect())
+        .unwrap_or_default()
+}
+
+/// `statflow_kafka_broker_up` of each worker of source `events`, from a scrape.
+fn broker_up(engine: &Engine) -> Vec<(String, String)> {
+    let text = statflow::runtime::server::Metrics::new()
+        .render(engine.shared(), statflow::dataflow::ingest::wall_ms())
+        .unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("statflow_kafka_broker_up{"))
+        .filter_map(|l| l.split_once("} "))
+        .map(|(labels, value)| (labels.to_string(), value.to_string()))
+        .collect()
+}
+
+/// Issue 4: the broker going away shows in `/v1/status` and `/metrics`
+/// (every worker unreachable, with the client's error and its retries),
+/// and so does its return; the answers stay exact.
 #[test]
 fn a_broker_restart_mid_run_leaves_the_answers_exact() {
     let _broker = one_broker();
@@ -460,9 +509,45 @@ fn a_broker_restart_mid_run_leaves_the_answers_exact() {
         dir.path(),
     );
     caught_up(&engine, 4, first.len() as u64);
+    let all_are = |state: &'static str| {
+        move |s: &serde_json::Value| {
+            let workers = worker_brokers(s);
+            workers.len() == 2 && workers.iter().all(|b| b["state"] == state)
+        }
+    };
+    let before = source_status(&engine, "connected", all_are("connected"));
+    assert_eq!(before["broker"]["state"], "connected", "{before:#}");
+    assert_eq!(before["broker"]["workers"], 2, "{before:#}");
     broker.kill();
+    // Every worker says it cannot reach the broker, why, and that it keeps trying.
+    let down = source_status(
+        &engine,
+        "unreachable, with an error and a retry",
+        |s: &serde_json::Value| {
+            all_are("unreachable")(s)
+                && worker_brokers(s)
+                    .iter()
+                    .all(|b| b["error"].is_string() && b["retries"].as_u64() >= Some(1))
+        },
+    );
+    let summary = &down["broker"];
+    assert_eq!(summary["state"], "unreachable", "{down:#}");
+    assert_eq!(summary["workers"], 2, "{down:#}");
+    assert!(summary["error"].is_string(), "{down:#}");
+    let since = |b: &serde_json::Value| {
+        let t = b["since"].as_str().unwrap_or_default().to_string();
+        assert!(t.ends_with('Z'), "an RFC 3339 `since`: {b}");
+        t
+    };
+    assert_ne!(
+        since(summary),
+        since(&before["broker"]),
+        "the outage has its own start: {down:#}"
+    );
+    let up = broker_up(&engine);
+    assert_eq!(up.len(), 2, "{up:?}");
+    assert!(up.iter().all(|(_, v)| v == "0"), "{up:?}");
     // While the broker is away the engine keeps answering, with its positions.
-    std::thread::sleep(Duration::from_secs(3));
     let status = engine
         .status_blocking()
         .expect("status while the broker is down");
@@ -477,6 +562,16 @@ fn a_broker_restart_mid_run_leaves_the_answers_exact() {
         "positions kept through the outage"
     );
     broker.restart();
+    let back = source_status(&engine, "connected again", all_are("connected"));
+    assert_eq!(back["broker"]["state"], "connected", "{back:#}");
+    assert_eq!(back["broker"]["error"], serde_json::Value::Null, "{back:#}");
+    assert_eq!(back["broker"]["retries"], 0, "{back:#}");
+    assert_ne!(since(&back["broker"]), since(summary), "{back:#}");
+    assert!(
+        broker_up(&engine).iter().all(|(_, v)| v == "1"),
+        "{:?}",
+        broker_up(&engine)
+    );
     produce(&broker.brokers(), "events", second);
     let epoch = caught_up(&engine, 4, lines.len() as u64);
     assert_same(&answers(&engine, &plan, epoch), &want, "after a restart");

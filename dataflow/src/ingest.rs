@@ -77,12 +77,53 @@ pub trait RecordReader: 'static {
         vec![None; self.partitions().len()]
     }
 
+    /// How the reader stands with the brokers it reads from, for readers
+    /// that have brokers (Kafka); `None`, the default, for the others.
+    fn broker(&self) -> Option<BrokerStatus> {
+        None
+    }
+
     /// True when the partition named `partition` is this reader's, whether
     /// or not it has been found yet (a reader that finds partitions while
     /// running, such as Kafka's, says so before it lists them).
     fn owns(&self, partition: &str) -> bool {
         self.partitions().iter().any(|p| p == partition)
     }
+}
+
+/// Whether a reader can reach its brokers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum BrokerState {
+    /// The reader has not heard from a broker since it started.
+    Connecting,
+    /// A broker answers.
+    Connected,
+    /// No broker answers: the client reconnects with backoff, positions kept.
+    Unreachable,
+}
+
+impl BrokerState {
+    /// The word the status endpoint and the logs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BrokerState::Connecting => "connecting",
+            BrokerState::Connected => "connected",
+            BrokerState::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// One reader's connection to its brokers, as the status endpoint shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BrokerStatus {
+    /// Connected or not.
+    pub state: BrokerState,
+    /// When (wall clock, milliseconds) the reader entered `state`.
+    pub since_ms: i64,
+    /// The newest connection error, while not connected.
+    pub error: Option<String>,
+    /// Connection attempts since the brokers became unreachable; 0 while connected.
+    pub retries: u64,
 }
 
 /// One partition of a source on one worker, as the status endpoint shows it.
@@ -132,6 +173,8 @@ pub struct SourceStats {
     pub late_by_metric: Mutex<Vec<u64>>,
     /// The reader said it is finished.
     pub finished: AtomicBool,
+    /// The reader's connection to its brokers, refreshed after each read.
+    pub broker: Mutex<Option<BrokerStatus>>,
 }
 
 impl Default for SourceStats {
@@ -144,6 +187,7 @@ impl Default for SourceStats {
             late: AtomicU64::new(0),
             late_by_metric: Mutex::new(Vec::new()),
             finished: AtomicBool::new(false),
+            broker: Mutex::new(None),
         }
     }
 }
@@ -171,6 +215,11 @@ impl SourceStats {
             .unwrap_or_default()
     }
 
+    /// A copy of the reader's connection to its brokers, if it has brokers.
+    pub fn broker(&self) -> Option<BrokerStatus> {
+        self.broker.lock().ok().and_then(|b| b.clone())
+    }
+
     fn refresh(&self, reader: &dyn RecordReader, max_event: &[i64], seen: &[i64]) {
         let positions = reader.positions();
         let ends = reader.ends();
@@ -188,6 +237,9 @@ impl SourceStats {
             .collect();
         if let Ok(mut partitions) = self.partitions.lock() {
             *partitions = status;
+        }
+        if let Ok(mut broker) = self.broker.lock() {
+            *broker = reader.broker();
         }
     }
 }

@@ -92,6 +92,8 @@ pub struct SourceReport {
     pub late: u64,
     /// Late events per metric (plan index).
     pub late_by_metric: Vec<u64>,
+    /// The reader's connection to its brokers (Kafka sources only).
+    pub broker: Option<crate::ingest::BrokerStatus>,
 }
 
 /// One worker's part of an answer.
@@ -790,6 +792,12 @@ mod tests {
                 max_event_ms: Some(-1),
                 late: 3,
                 late_by_metric: vec![0, 3],
+                broker: Some(crate::ingest::BrokerStatus {
+                    state: crate::ingest::BrokerState::Unreachable,
+                    since_ms: 1_724_112_000_000,
+                    error: Some("Connection refused".into()),
+                    retries: 4,
+                }),
             }],
             backfills: vec![crate::backfill::BackfillReport {
                 metric: 1,

@@ -148,6 +148,7 @@ pub(super) fn run(
                         max_event_ms: s.max_event(),
                         late: s.late.load(Ordering::Relaxed),
                         late_by_metric: s.late_by_metric(),
+                        broker: s.broker(),
                     })
                     .collect(),
                 backfills: backfills

@@ -15,6 +15,8 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use statflow_dataflow::ingest::BrokerState;
+
 use crate::engine::Shared;
 
 /// The `Content-Type` of a scrape: the classic text format, version 0.0.4.
@@ -170,6 +172,13 @@ fn engine_registry(shared: &Shared, now_ms: i64) -> Result<Registry, prometheus:
         ),
         &["source", "partition"],
     )?;
+    let broker_up = IntGaugeVec::new(
+        Opts::new(
+            "statflow_kafka_broker_up",
+            "1 when a worker's reader of a Kafka source reaches a broker, 0 while it cannot (or has not yet).",
+        ),
+        &["source", "worker"],
+    )?;
     let checkpoints = IntCounter::new(
         "statflow_checkpoints_completed_total",
         "Checkpoints whose manifest this process wrote (process 0 writes them).",
@@ -237,6 +246,11 @@ fn engine_registry(shared: &Shared, now_ms: i64) -> Result<Registry, prometheus:
                     .inc_by(*n);
                 }
             }
+            if let Some(b) = stats.broker() {
+                broker_up
+                    .with_label_values(&labels)
+                    .set(i64::from(b.state == BrokerState::Connected));
+            }
             for p in stats.partitions() {
                 if let Some(end) = p.end {
                     lag.with_label_values(&[source.name.as_str(), p.name.as_str()])
@@ -295,6 +309,7 @@ fn engine_registry(shared: &Shared, now_ms: i64) -> Result<Registry, prometheus:
     registry.register(Box::new(info))?;
     registry.register(Box::new(late))?;
     registry.register(Box::new(lag))?;
+    registry.register(Box::new(broker_up))?;
     registry.register(Box::new(checkpoints))?;
     registry.register(Box::new(checkpoint_bytes))?;
     registry.register(Box::new(checkpoint_shards))?;

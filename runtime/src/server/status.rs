@@ -3,6 +3,7 @@
 //! the whole cluster.
 
 use serde_json::{json, Value as Json};
+use statflow_dataflow::ingest::{BrokerState, BrokerStatus};
 use statflow_dataflow::scan::WorkerReport;
 use statflow_dsl::{Plan, SourceKind};
 
@@ -12,6 +13,42 @@ fn rfc3339(ms: i64) -> Json {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| Json::String(t.to_string()))
         .unwrap_or(Json::Null)
+}
+
+/// One reader's connection to its brokers, as the status shows it.
+fn broker_json(b: &BrokerStatus) -> Json {
+    json!({
+        "state": b.state.as_str(),
+        "since": rfc3339(b.since_ms),
+        "error": b.error,
+        "retries": b.retries,
+    })
+}
+
+/// A source's connection over its workers, for reading at a glance: the
+/// worst state any worker is in (unreachable, then connecting, then
+/// connected), since when (the first worker to lose the brokers, or the
+/// last to reach them), an error and the most retries of the workers in it,
+/// and how many workers are in it. `None` for sources without brokers.
+fn broker_summary(all: &[BrokerStatus]) -> Option<Json> {
+    let rank = |s: BrokerState| match s {
+        BrokerState::Unreachable => 2,
+        BrokerState::Connecting => 1,
+        BrokerState::Connected => 0,
+    };
+    let worst = all.iter().map(|b| b.state).max_by_key(|s| rank(*s))?;
+    let in_it: Vec<&BrokerStatus> = all.iter().filter(|b| b.state == worst).collect();
+    let since = match worst {
+        BrokerState::Connected => in_it.iter().map(|b| b.since_ms).max(),
+        _ => in_it.iter().map(|b| b.since_ms).min(),
+    }?;
+    Some(json!({
+        "state": worst.as_str(),
+        "since": rfc3339(since),
+        "error": in_it.iter().find_map(|b| b.error.clone()),
+        "retries": in_it.iter().map(|b| b.retries).max().unwrap_or(0),
+        "workers": in_it.len(),
+    }))
 }
 
 static DEGRADED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -68,12 +105,14 @@ pub fn document(
         .map(|(i, source)| {
             let of = |r: &WorkerReport| r.sources.get(i).cloned().unwrap_or_default();
             let sources: Vec<_> = reports.iter().map(of).collect();
+            let brokers: Vec<BrokerStatus> =
+                sources.iter().filter_map(|s| s.broker.clone()).collect();
             let watermark = statflow_dataflow::watermark::source_watermark(
                 source.late.millis() as i64,
                 sources.iter().flat_map(|s| s.partitions.iter()),
                 statflow_dataflow::ingest::wall_ms(),
             );
-            json!({
+            let mut doc = json!({
                 "name": source.name,
                 "kind": source.kind.keyword(),
                 "path": match &source.kind { SourceKind::File(f) => Json::String(f.path.clone()), _ => Json::Null },
@@ -85,7 +124,7 @@ pub fn document(
                 "watermark_ms": watermark,
                 "workers": reports.iter().map(|r| {
                     let s = of(r);
-                    json!({
+                    let mut worker = json!({
                         "worker": r.worker,
                         "process": r.process,
                         "records": s.records,
@@ -100,9 +139,18 @@ pub fn document(
                         })).collect::<Vec<_>>(),
                         "finished": s.finished,
                         "newest_event": s.max_event_ms.map(rfc3339).unwrap_or(Json::Null),
-                    })
+                    });
+                    if let Some(b) = &s.broker {
+                        worker["broker"] = broker_json(b);
+                    }
+                    worker
                 }).collect::<Vec<_>>(),
-            })
+            });
+            // Only sources with brokers (Kafka) say how they reach them.
+            if let Some(summary) = broker_summary(&brokers) {
+                doc["broker"] = summary;
+            }
+            doc
         })
         .collect();
     let workers: Vec<Json> = reports
@@ -124,4 +172,52 @@ pub fn document(
         "error": error,
         "done": cluster.done(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(state: BrokerState, since_ms: i64, error: Option<&str>, retries: u64) -> BrokerStatus {
+        BrokerStatus {
+            state,
+            since_ms,
+            error: error.map(str::to_string),
+            retries,
+        }
+    }
+
+    #[test]
+    fn a_source_reads_as_its_worst_worker() {
+        assert_eq!(broker_summary(&[]), None, "no brokers, no summary");
+        let t0 = 1_724_112_000_000;
+        let all = [
+            at(BrokerState::Connected, t0, None, 0),
+            at(BrokerState::Unreachable, t0 + 2_000, Some("refused"), 3),
+            at(BrokerState::Unreachable, t0 + 1_000, None, 5),
+        ];
+        assert_eq!(
+            broker_summary(&all),
+            Some(json!({
+                "state": "unreachable",
+                "since": "2024-08-20T00:00:01Z",
+                "error": "refused",
+                "retries": 5,
+                "workers": 2,
+            }))
+        );
+        let back = [
+            at(BrokerState::Connected, t0 + 5_000, None, 0),
+            at(BrokerState::Connected, t0 + 7_000, None, 0),
+        ];
+        assert_eq!(
+            broker_summary(&back).unwrap()["since"],
+            "2024-08-20T00:00:07Z",
+            "connected since the last worker reconnected"
+        );
+        assert_eq!(
+            broker_json(&all[1]),
+            json!({"state": "unreachable", "since": "2024-08-20T00:00:02Z", "error": "refused", "retries": 3})
+        );
+    }
 }

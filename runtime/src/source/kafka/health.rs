@@ -4,7 +4,7 @@
 //! reads the result on its worker thread.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 
 use rdkafka::client::ClientContext;
@@ -33,6 +33,13 @@ pub struct Health {
     connection: AtomicU8,
     /// The newest client error not yet reported by the reader.
     error: Mutex<Option<String>>,
+    /// The newest reason a broker connection failed, for the status while
+    /// the brokers are unreachable (librdkafka's own text: which broker,
+    /// and why).
+    connection_error: Mutex<Option<String>>,
+    /// Connection attempts to every broker so far, failed or not, from the
+    /// statistics: the reader counts retries from it.
+    connects: AtomicU64,
 }
 
 impl Health {
@@ -66,6 +73,40 @@ impl Health {
     /// Marks a broker reachable (a message arrived).
     pub fn mark_up(&self) {
         self.connection.store(1, Ordering::Relaxed);
+    }
+
+    /// Connection attempts so far, as of the newest statistics.
+    pub fn connects(&self) -> u64 {
+        self.connects.load(Ordering::Relaxed)
+    }
+
+    /// The newest reason a broker connection failed, if any since
+    /// [`clear_connection_error`](Self::clear_connection_error).
+    pub fn connection_error(&self) -> Option<String> {
+        self.connection_error.lock().ok()?.clone()
+    }
+
+    /// Forgets the last connection error (the brokers are back).
+    pub fn clear_connection_error(&self) {
+        if let Ok(mut slot) = self.connection_error.lock() {
+            *slot = None;
+        }
+    }
+
+    /// Notes why a broker connection failed: `reason` is librdkafka's
+    /// sentence for a transport failure or for every broker being down.
+    /// A transport failure names the broker and the cause, so it is not
+    /// replaced by the vaguer "all brokers are down" that follows it.
+    pub fn note_connection_error(&self, error: &KafkaError, reason: &str) {
+        use rdkafka::types::RDKafkaErrorCode::{AllBrokersDown, BrokerTransportFailure};
+        let Ok(mut slot) = self.connection_error.lock() else {
+            return;
+        };
+        match error.rdkafka_error_code() {
+            Some(BrokerTransportFailure) => *slot = Some(reason.to_string()),
+            Some(AllBrokersDown) if slot.is_none() => *slot = Some(reason.to_string()),
+            _ => {}
+        }
     }
 
     /// Takes the newest client error, if there was one since the last call.
@@ -107,6 +148,10 @@ impl Health {
             self.connection
                 .store(if up { 1 } else { 2 }, Ordering::Relaxed);
         }
+        // Every broker's attempts, the bootstrap entries' included: while
+        // the brokers are away, whichever entry librdkafka retries counts.
+        let connects = stats.brokers.values().map(|b| b.connects).sum();
+        self.connects.store(connects, Ordering::Relaxed);
         if let Ok(mut highs) = self.highs.lock() {
             for (topic, t) in stats.topics {
                 let entry = highs.entry(topic).or_default();
@@ -137,6 +182,9 @@ struct BrokerStats {
     state: String,
     #[serde(default = "minus_one")]
     nodeid: i32,
+    /// Connection attempts, failed or not.
+    #[serde(default)]
+    connects: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,6 +237,7 @@ impl ClientContext for SourceContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!(target: "librdkafka", %error, reason, "client error");
+        self.health.note_connection_error(&error, reason);
         self.health.note(&error);
     }
 }
@@ -206,8 +255,8 @@ mod tests {
         let json = br#"{
           "name": "c#consumer-1", "type": "consumer",
           "brokers": {
-            "127.0.0.1:9092/bootstrap": {"state": "INIT", "nodeid": -1},
-            "127.0.0.1:9092/111": {"state": "UP", "nodeid": 111}
+            "127.0.0.1:9092/bootstrap": {"state": "INIT", "nodeid": -1, "connects": 1},
+            "127.0.0.1:9092/111": {"state": "UP", "nodeid": 111, "connects": 2}
           },
           "topics": {"bets": {"partitions": {
             "0": {"partition": 0, "hi_offset": 40},
@@ -217,6 +266,7 @@ mod tests {
         }"#;
         health.absorb(serde_json::from_slice(json).unwrap());
         assert_eq!(health.connection(), Connection::Up);
+        assert_eq!(health.connects(), 3);
         assert_eq!(health.high("bets", 0), Some(40));
         assert_eq!(health.high("bets", 1), None);
         let json = br#"{"brokers": {"127.0.0.1:9092/111": {"state": "DOWN", "nodeid": 111}},
@@ -243,5 +293,39 @@ mod tests {
             .is_some_and(|e| e.contains("Authentication")));
         health.mark_up();
         assert_eq!(health.connection(), Connection::Up);
+    }
+
+    #[test]
+    fn the_connection_error_names_the_broker_and_the_cause() {
+        use rdkafka::types::RDKafkaErrorCode;
+        let health = Health::default();
+        let refused = "127.0.0.1:9092/1: Connect to ipv4#127.0.0.1:9092 failed: Connection refused";
+        health.note_connection_error(
+            &KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure),
+            refused,
+        );
+        health.note_connection_error(
+            &KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
+            "1/1 brokers are down",
+        );
+        assert_eq!(health.connection_error().as_deref(), Some(refused));
+        health.clear_connection_error();
+        health.note_connection_error(
+            &KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
+            "1/1 brokers are down",
+        );
+        assert_eq!(
+            health.connection_error().as_deref(),
+            Some("1/1 brokers are down")
+        );
+        health.note_connection_error(
+            &KafkaError::Global(RDKafkaErrorCode::Authentication),
+            "SASL failed",
+        );
+        assert_eq!(
+            health.connection_error().as_deref(),
+            Some("1/1 brokers are down"),
+            "only connection failures"
+        );
     }
 }

@@ -13,7 +13,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use statflow_dataflow::ingest::{ReadState, RecordAt, RecordReader, Resume};
+use statflow_dataflow::ingest::{
+    wall_ms, BrokerState, BrokerStatus, ReadState, RecordAt, RecordReader, Resume,
+};
 use statflow_dsl::{KafkaSource, StartPosition};
 
 use super::assign::partition_name;
@@ -68,8 +70,14 @@ pub struct KafkaReader {
     index: HashMap<String, HashMap<i32, usize>>,
     /// The spliced record.
     buffer: Vec<u8>,
-    /// What the logs last said about the connection, so they say it once.
-    said: Connection,
+    /// Whether the brokers answer, as the logs and the status last said:
+    /// each change is logged once.
+    state: BrokerState,
+    /// When (wall clock, milliseconds) `state` began.
+    since_ms: i64,
+    /// The client's connection attempts when `state` began, so that the
+    /// retries of an outage are the attempts since.
+    connects_before: u64,
     /// The last client error logged, so a repeated one is not.
     said_error: Option<String>,
     /// Set after a fatal client error: when to build a new client.
@@ -116,7 +124,9 @@ impl KafkaReader {
             parts: Vec::new(),
             index: HashMap::new(),
             buffer: Vec::new(),
-            said: Connection::Unknown,
+            state: BrokerState::Connecting,
+            since_ms: wall_ms(),
+            connects_before: 0,
             said_error: None,
             rebuild_at: None,
         })
@@ -165,24 +175,36 @@ impl KafkaReader {
                 self.said_error = Some(error);
             }
         }
-        let now = self.health.connection();
-        if now != self.said {
-            match (self.said, now) {
-                (_, Connection::Down) => {
-                    tracing::warn!(source = %self.spec.source, worker = self.spec.worker,
-                    "Kafka brokers unreachable; reconnecting with backoff, positions kept")
-                }
-                (Connection::Down, Connection::Up) => {
-                    tracing::info!(source = %self.spec.source, worker = self.spec.worker,
-                        "Kafka brokers reachable again; resuming at the kept positions");
-                    self.said_error = None;
-                }
-                _ => {
-                    tracing::debug!(source = %self.spec.source, worker = self.spec.worker, "connected to Kafka")
-                }
-            }
-            self.said = now;
+        let next = match self.health.connection() {
+            Connection::Up => BrokerState::Connected,
+            Connection::Down => BrokerState::Unreachable,
+            // A new client that has no statistics yet: no news.
+            Connection::Unknown => return,
+        };
+        if next == self.state {
+            return;
         }
+        match (self.state, next) {
+            (_, BrokerState::Unreachable) => {
+                let error = self.health.connection_error().unwrap_or_default();
+                tracing::warn!(source = %self.spec.source, worker = self.spec.worker, %error,
+                    "Kafka brokers unreachable; reconnecting with backoff, positions kept")
+            }
+            (BrokerState::Unreachable, _) => {
+                tracing::info!(source = %self.spec.source, worker = self.spec.worker,
+                    "Kafka brokers reachable again; resuming at the kept positions");
+                self.said_error = None;
+            }
+            _ => {
+                tracing::debug!(source = %self.spec.source, worker = self.spec.worker, "connected to Kafka")
+            }
+        }
+        if next == BrokerState::Connected {
+            self.health.clear_connection_error();
+        }
+        self.state = next;
+        self.since_ms = wall_ms();
+        self.connects_before = self.health.connects();
     }
 
     /// After a fatal client error: a new client, assigned at the positions
@@ -209,6 +231,8 @@ impl KafkaReader {
                 }
                 self.consumer = consumer;
                 self.health = health;
+                // The new client counts its attempts from zero.
+                self.connects_before = 0;
                 self.found = found;
                 self.stop = stop;
                 self.rebuild_at = None;
@@ -380,6 +404,24 @@ impl RecordReader for KafkaReader {
             .iter()
             .map(|p| u64::try_from(p.position).unwrap_or(0))
             .collect()
+    }
+
+    fn broker(&self) -> Option<BrokerStatus> {
+        let connected = self.state == BrokerState::Connected;
+        Some(BrokerStatus {
+            state: self.state,
+            since_ms: self.since_ms,
+            error: if connected {
+                None
+            } else {
+                self.health.connection_error()
+            },
+            retries: if self.state == BrokerState::Unreachable {
+                self.health.connects().saturating_sub(self.connects_before)
+            } else {
+                0
+            },
+        })
     }
 
     fn ends(&self) -> Vec<Option<u64>> {
