@@ -2,7 +2,9 @@
 //! headless Chromium (Debian's `/usr/bin/chromium`, through `playwright-core`
 //! from npm) against a `statflow run` of the example topology: sign in, build
 //! a panel, see a chart with data drawn, save, reload, share with a second
-//! user who sees it, and a third user refused. Screenshots land in
+//! user who sees it, a third user refused, and that user opening the
+//! statflow health dashboard made from the example's telemetry metric, its
+//! chart drawn. Screenshots land in
 //! `target/browser-artifacts/`.
 //!
 //! Never skipped: `.ci/run` installs Chromium and runs `npm ci` in

@@ -36,7 +36,8 @@ mod auth;
 
 /// The web app in headless Chromium (tests/browser/dashboards.mjs with
 /// playwright-core): sign in, build a panel whose chart has data drawn,
-/// save, reload, share with a second user, refuse a third; screenshots in
+/// save, reload, share with a second user, refuse a third, who still opens
+/// the statflow health dashboard and sees its chart; screenshots in
 /// target/browser-artifacts/.
 mod browser;
 
@@ -62,6 +63,11 @@ mod logs;
 
 /// statflow watching itself: the `telemetry()` source and a `statflow` metric.
 mod telemetry;
+
+/// The default "statflow health" dashboard: made for a topology with a
+/// telemetry metric, seen by every signed-in user, every panel's query
+/// answering with data; none without telemetry.
+mod health_dashboard;
 
 /// `GET /metrics` read with a Prometheus text parser: the source counters
 /// equal the lines and malformed lines of the file, the engine's gauges are

@@ -106,7 +106,9 @@ export async function openDashboard(root, dashboard, me, navigate) {
         canCreate && state.d ? h('button', { onclick: duplicate, name: 'duplicate' }, 'Duplicate') : null,
         isOwner && state.d ? h('button', { onclick: share, name: 'share' }, 'Share') : null,
         isOwner && state.d ? h('button', { class: 'danger', onclick: remove, name: 'delete' }, 'Delete') : null),
-      h('div', { class: 'meta' }, state.d ? `by ${state.d.owner} · your access: ${access}` : 'not saved yet', ' · ', saved, ' · ', stamp));
+      h('div', { class: 'meta' }, state.d ? `by ${state.d.owner} · your access: ${access}` : 'not saved yet', ' · ', saved, ' · ', stamp,
+        state.d && state.d.builtin ? h('div', { class: 'muted', id: 'builtin-note' },
+          'statflow made this dashboard from the topology\'s telemetry metric and keeps it in step with the metric until someone edits it.') : null));
   }
 
   function panelCard(panel, index) {

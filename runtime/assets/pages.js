@@ -39,13 +39,22 @@ export async function dashboardsPage(root, me) {
       ? h('table', { class: 'list', id: 'dashboards' },
         h('thead', {}, h('tr', {}, ['Title', 'Owner', 'Your access', 'Shared', 'Changed'].map((t) => h('th', {}, t)))),
         h('tbody', {}, dashboards.map((d) => h('tr', {},
-          h('td', {}, h('a', { href: `#/d/${d.id}` }, d.title)),
+          h('td', {}, h('a', { href: `#/d/${d.id}` }, d.title),
+            d.builtin ? h('span', { class: 'muted', title: 'statflow made this dashboard from the topology' }, ' · by statflow') : null),
           h('td', {}, d.owner),
           h('td', {}, d.access),
           h('td', {}, sharedText(d.sharing)),
           h('td', {}, ago(d.updated_ms))))))
       : h('div', { class: 'empty' }, h('strong', {}, 'No dashboards yet.'),
         h('p', {}, canCreate ? 'Make one with "New dashboard".' : 'None is shared with you yet; ask an editor to share one.')));
+}
+
+/** A Kafka source's connection to its brokers (other sources have none). */
+function brokerCell(b) {
+  if (!b) return h('td', { class: 'muted' }, '–');
+  const detail = [`since ${b.since}`, b.error, b.retries ? `${b.retries} retries` : null].filter(Boolean).join(' · ');
+  return h('td', { class: b.state === 'unreachable' ? 'bad' : '', title: detail, dataset: { broker: b.state } },
+    b.state === 'connected' ? 'connected' : `${b.state} (${b.workers} worker${b.workers === 1 ? '' : 's'})`);
 }
 
 function sharedText(s) {
@@ -70,12 +79,12 @@ export async function statusPage(root) {
       s.degraded ? h('strong', { class: 'bad' }, ' The cluster is degraded.') : null),
     h('h2', {}, 'Sources'),
     h('table', { class: 'list', id: 'sources' },
-      h('thead', {}, h('tr', {}, ['Source', 'Kind', 'Records', 'Errors', 'Lag (records)', 'Watermark', 'Finished'].map((t) => h('th', {}, t)))),
+      h('thead', {}, h('tr', {}, ['Source', 'Kind', 'Records', 'Errors', 'Lag (records)', 'Watermark', 'Brokers', 'Finished'].map((t) => h('th', {}, t)))),
       h('tbody', {}, sources.map((src) => h('tr', {},
         h('td', {}, src.name), h('td', {}, src.kind),
         h('td', { class: 'num' }, fmtExact(src.records)), h('td', { class: 'num' }, fmtExact(src.errors)),
         h('td', { class: 'num' }, fmtExact(lagOf(src))),
-        h('td', {}, src.watermark ?? 'no event yet'), h('td', {}, src.finished ? 'yes' : 'no'))))),
+        h('td', {}, src.watermark ?? 'no event yet'), brokerCell(src.broker), h('td', {}, src.finished ? 'yes' : 'no'))))),
     h('h2', {}, 'Workers'),
     h('table', { class: 'list', id: 'workers' },
       h('thead', {}, h('tr', {}, ['Worker', 'Process', 'Open epoch', 'Records', 'Errors'].map((t) => h('th', {}, t)))),

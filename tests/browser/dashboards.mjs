@@ -1,6 +1,7 @@
 // The web app in headless Chromium: sign in, build a panel, see a chart with
 // data drawn, save the dashboard, reload, share it with a second user who
-// then sees it, and check a third user is refused. Run by tests/browser.rs,
+// then sees it, check a third user is refused, and that one opens the
+// statflow health dashboard and sees its chart drawn. Run by tests/browser.rs,
 // which starts statflow and passes:
 //   STATFLOW_URL, ADMIN_TOKEN, BOB_TOKEN, CAT_TOKEN, ARTIFACTS (a folder for screenshots)
 // Chromium is Debian's /usr/bin/chromium (or CHROMIUM); nothing is downloaded.
@@ -209,6 +210,20 @@ try {
   await cat.page.waitForSelector('#refused');
   assert.match(await cat.page.textContent('#refused'), /not shared with cat/);
   await shot(cat.page, '08-refused');
+
+  // 7. The statflow health dashboard statflow made from the example's
+  // telemetry metric: shared with everyone signed in, so cat opens it too.
+  step('cat opens the statflow health dashboard and sees a drawn chart');
+  await cat.page.goto(`${base}/#/`);
+  await cat.page.click('#dashboards a:text-is("statflow health")');
+  const records = '#panels .panel[data-panel="records"] .panel-body';
+  await cat.page.waitForSelector(`${records}[data-state="ok"] canvas`, { timeout: 30000 });
+  assert.ok(Number(await cat.page.getAttribute(records, 'data-points')) > 0, 'records drawn');
+  assert.ok((await inkOf(cat.page, records)) > 200, 'the records chart has coloured pixels');
+  assert.equal(await cat.page.$('#panels .panel-body[data-state="error"]'), null, 'no panel is refused');
+  assert.equal(await cat.page.$('button[name="save"]'), null, 'a viewer cannot change it');
+  assert.ok(await cat.page.isVisible('#builtin-note'), 'it says statflow made it');
+  await shot(cat.page, '10-statflow-health');
 
   step('the admin adds a user in the Users page and sees its token once');
   await admin.page.goto(`${base}/#/users`);

@@ -15,6 +15,7 @@ mod dashboards;
 mod events;
 mod filters;
 mod handlers;
+pub mod health_dashboard;
 mod metrics;
 mod replies;
 mod status;
@@ -71,7 +72,9 @@ impl AppState {
         }
     }
 
-    /// State with users and dashboards in `store`.
+    /// State with users and dashboards in `store`. Also keeps the store's
+    /// "statflow health" dashboard in line with `plan`'s telemetry metric
+    /// ([`health_dashboard`]); failing to is logged, not fatal.
     pub fn with_store(
         engine: Arc<Engine>,
         plan: Arc<Plan>,
@@ -90,6 +93,9 @@ impl AppState {
                 Err(e) => return Err(e),
             }),
         };
+        if let Err(e) = health_dashboard::keep(&store, &plan) {
+            tracing::warn!(error = %e, "cannot keep the statflow health dashboard");
+        }
         Ok(AppState {
             engine,
             plan,

@@ -5,11 +5,15 @@
 //! in, or both. What a caller may do with one is [`Dashboard::access_for`]:
 //! the one rule the HTTP routes apply.
 //!
+//! statflow keeps a few dashboards itself ([`Store::keep_builtin`]): it
+//! makes them, upgrades them while nobody has edited them, and leaves them
+//! alone once someone has.
+//!
 //! The store keeps a dashboard's layout (`spec`: panels, their queries, the
 //! time range and refresh) as JSON it does not interpret; the app owns its
 //! shape, and the server checks only that it is an object of bounded size.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
@@ -68,6 +72,9 @@ pub struct Dashboard {
     pub created_ms: i64,
     /// When it last changed, in Unix milliseconds.
     pub updated_ms: i64,
+    /// Which dashboard statflow keeps this one as (`statflow-health`);
+    /// `None` for the ones people made.
+    pub builtin: Option<String>,
 }
 
 /// What a caller sends to make or change a dashboard.
@@ -98,7 +105,7 @@ impl Dashboard {
 }
 
 const SELECT: &str = "SELECT d.id, d.title, u.name, d.owner_id, d.spec, d.everyone,
-                             d.created_ms, d.updated_ms
+                             d.created_ms, d.updated_ms, d.builtin
                       FROM dashboards d JOIN users u ON u.id = d.owner_id";
 
 fn row_to_dashboard(r: &rusqlite::Row<'_>) -> rusqlite::Result<Dashboard> {
@@ -115,7 +122,49 @@ fn row_to_dashboard(r: &rusqlite::Row<'_>) -> rusqlite::Result<Dashboard> {
         },
         created_ms: r.get(6)?,
         updated_ms: r.get(7)?,
+        builtin: r.get(8)?,
     })
+}
+
+/// What [`Store::keep_builtin`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kept {
+    /// Made it, owned by the admin named here and viewable by everyone signed in.
+    Created {
+        /// Its id.
+        id: String,
+        /// Its owner.
+        owner: String,
+    },
+    /// It was as statflow last wrote it; it now has the new title and spec.
+    Upgraded {
+        /// Its id.
+        id: String,
+    },
+    /// It already has the title and spec wanted.
+    Current {
+        /// Its id.
+        id: String,
+    },
+    /// Someone changed it since statflow wrote it: left as it is.
+    Edited {
+        /// Its id.
+        id: String,
+    },
+    /// Not wanted any more and never edited: deleted.
+    Removed {
+        /// Its id.
+        id: String,
+    },
+    /// Neither wanted nor there.
+    Absent,
+    /// Wanted, but no admin exists to own it.
+    NoOwner,
+}
+
+/// The title and spec statflow writes, as `builtin_written` holds them.
+fn written(input: &DashboardInput) -> String {
+    serde_json::json!({"title": input.title, "spec": input.spec}).to_string()
 }
 
 impl Store {
@@ -141,7 +190,105 @@ impl Store {
             sharing: Sharing::default(),
             created_ms: now,
             updated_ms: now,
+            builtin: None,
         })
+    }
+
+    /// Keeps the dashboard statflow knows as `key` in line with `wanted`,
+    /// in one write transaction (the processes of a local cluster share the
+    /// store and start together; one of them does the work):
+    ///
+    /// - missing and wanted: made, owned by the oldest admin, viewable by
+    ///   everyone signed in (admins may edit it; others may duplicate it);
+    /// - as statflow last wrote it: upgraded to `wanted`, or deleted when
+    ///   nothing is wanted any more;
+    /// - changed by someone (title or spec): never touched again.
+    ///
+    /// Sharing is not compared: sharing it differently is not editing it.
+    pub fn keep_builtin(
+        &self,
+        key: &str,
+        wanted: Option<&DashboardInput>,
+    ) -> Result<Kept, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found: Option<(String, String, String, Option<String>)> = tx
+            .query_row(
+                "SELECT id, title, spec, builtin_written FROM dashboards WHERE builtin = ?1",
+                [key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let kept = match (found, wanted) {
+            (None, None) => Kept::Absent,
+            (None, Some(input)) => {
+                let admin: Option<(i64, String)> = tx
+                    .query_row(
+                        "SELECT id, name FROM users WHERE role = 'admin' ORDER BY id LIMIT 1",
+                        [],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                let Some((owner_id, owner)) = admin else {
+                    return Ok(Kept::NoOwner);
+                };
+                let id = secret::random_hex(8)?;
+                tx.execute(
+                    "INSERT INTO dashboards (id, owner_id, title, everyone, spec, created_ms,
+                                             updated_ms, builtin, builtin_written)
+                     VALUES (?1, ?2, ?3, 1, ?4, ?5, ?5, ?6, ?7)",
+                    params![
+                        id,
+                        owner_id,
+                        input.title,
+                        input.spec.to_string(),
+                        now_ms(),
+                        key,
+                        written(input)
+                    ],
+                )?;
+                Kept::Created { id, owner }
+            }
+            (Some((id, title, spec, last)), wanted) => {
+                let now: Json = serde_json::json!({
+                    "title": title,
+                    "spec": serde_json::from_str::<Json>(&spec).unwrap_or(Json::Null),
+                });
+                let last: Option<Json> = last.and_then(|l| serde_json::from_str(&l).ok());
+                if last.as_ref() != Some(&now) {
+                    Kept::Edited { id }
+                } else {
+                    match wanted {
+                        None => {
+                            tx.execute("DELETE FROM dashboards WHERE id = ?1", [&id])?;
+                            Kept::Removed { id }
+                        }
+                        Some(input)
+                            if input.title == title && Some(&input.spec) == now.get("spec") =>
+                        {
+                            Kept::Current { id }
+                        }
+                        Some(input) => {
+                            tx.execute(
+                                "UPDATE dashboards SET title = ?2, spec = ?3, updated_ms = ?4,
+                                                       builtin_written = ?5
+                                 WHERE id = ?1",
+                                params![
+                                    id,
+                                    input.title,
+                                    input.spec.to_string(),
+                                    now_ms(),
+                                    written(input)
+                                ],
+                            )?;
+                            Kept::Upgraded { id }
+                        }
+                    }
+                }
+            }
+        };
+        tx.commit()?;
+        Ok(kept)
     }
 
     /// The dashboard with this id, with its sharing.
@@ -310,5 +457,79 @@ mod tests {
 
         assert!(store.delete_dashboard(&d.id).unwrap());
         assert!(store.dashboard(&d.id).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_builtin_dashboard_follows_statflow_until_someone_edits_it() {
+        let store = Store::in_memory().unwrap();
+        let v1 = DashboardInput {
+            title: "statflow health".into(),
+            spec: json!({"panels": [{"id": "records"}]}),
+        };
+        let v2 = DashboardInput {
+            title: "statflow health".into(),
+            spec: json!({"panels": [{"id": "records"}, {"id": "lag"}]}),
+        };
+        assert_eq!(
+            store.keep_builtin("health", Some(&v1)).unwrap(),
+            Kept::NoOwner
+        );
+        let (ann, _) = store.add_user("ann", Role::Editor).unwrap();
+        let (root, _) = store.add_user("root", Role::Admin).unwrap();
+        store.add_user("second", Role::Admin).unwrap();
+        let Kept::Created { id, owner } = store.keep_builtin("health", Some(&v1)).unwrap() else {
+            panic!("made")
+        };
+        assert_eq!(owner, "root", "the oldest admin owns it");
+        let d = store.dashboard(&id).unwrap().unwrap();
+        assert_eq!(d.builtin.as_deref(), Some("health"));
+        assert_eq!(
+            d.access_for(&ann),
+            Some(Access::View),
+            "everyone may view it"
+        );
+        assert_eq!(d.access_for(&root), Some(Access::Owner));
+        assert_eq!(
+            store.keep_builtin("health", Some(&v1)).unwrap(),
+            Kept::Current { id: id.clone() }
+        );
+        assert_eq!(
+            store.keep_builtin("health", Some(&v2)).unwrap(),
+            Kept::Upgraded { id: id.clone() }
+        );
+        assert_eq!(store.dashboard(&id).unwrap().unwrap().spec, v2.spec);
+        // Sharing it differently is not editing it.
+        store.set_sharing(&id, &Sharing::default()).unwrap();
+        assert_eq!(
+            store.keep_builtin("health", Some(&v2)).unwrap(),
+            Kept::Current { id: id.clone() }
+        );
+        // Not wanted and never edited: gone; wanted again: back.
+        assert_eq!(
+            store.keep_builtin("health", None).unwrap(),
+            Kept::Removed { id: id.clone() }
+        );
+        assert_eq!(store.keep_builtin("health", None).unwrap(), Kept::Absent);
+        let Kept::Created { id, .. } = store.keep_builtin("health", Some(&v1)).unwrap() else {
+            panic!("made again")
+        };
+        // Someone renames it: statflow never touches it again.
+        let renamed = DashboardInput {
+            title: "our health".into(),
+            spec: v1.spec.clone(),
+        };
+        store.update_dashboard(&id, &renamed).unwrap();
+        for wanted in [Some(&v2), None] {
+            assert_eq!(
+                store.keep_builtin("health", wanted).unwrap(),
+                Kept::Edited { id: id.clone() }
+            );
+        }
+        assert_eq!(store.dashboard(&id).unwrap().unwrap().title, "our health");
+        assert_eq!(
+            store.dashboards_for(&ann).unwrap().len(),
+            1,
+            "made again, it is shared with everyone again"
+        );
     }
 }

@@ -48,6 +48,13 @@ pub const STEPS: &[&str] = &[
         PRIMARY KEY (dashboard_id, user_id)
     );
     CREATE INDEX shares_by_user ON dashboard_shares (user_id);",
+    // 2: dashboards statflow keeps itself (the statflow health dashboard):
+    // which one (`builtin`, at most one row each) and the title and spec
+    // statflow last wrote (`builtin_written`), to tell a dashboard someone
+    // edited from one statflow may still upgrade.
+    "ALTER TABLE dashboards ADD COLUMN builtin TEXT;
+    ALTER TABLE dashboards ADD COLUMN builtin_written TEXT;
+    CREATE UNIQUE INDEX dashboards_by_builtin ON dashboards (builtin) WHERE builtin IS NOT NULL;",
 ];
 
 /// The version a fully migrated file is at.
@@ -89,6 +96,26 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, latest());
+    }
+
+    #[test]
+    fn a_version_1_file_keeps_its_dashboards() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(STEPS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users VALUES (1, 'ann', 'admin', 't', x'00', 0);
+             INSERT INTO dashboards (id, owner_id, title, spec, created_ms, updated_ms)
+             VALUES ('d1', 1, 'Mine', '{}', 0, 0);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let (title, builtin): (String, Option<String>) = conn
+            .query_row("SELECT title, builtin FROM dashboards", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((title.as_str(), builtin), ("Mine", None));
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-pub use dashboards::{Access, Dashboard, DashboardInput, Share, Sharing};
+pub use dashboards::{Access, Dashboard, DashboardInput, Kept, Share, Sharing};
 pub use sessions::Session;
 pub use users::{Role, User};
 
