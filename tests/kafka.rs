@@ -7,7 +7,7 @@
 //! to the source's dead-letter topic; `statflow produce` loads the topics.
 
 #[path = "support/tansu.rs"]
-mod tansu;
+pub(crate) mod tansu;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -489,6 +489,9 @@ impl Intake {
             );
         }
         let mut read = 0usize;
+        // Records counted: all those read, but for a bounded read only those
+        // before the bound.
+        let mut counted = 0u64;
         let mut max_event = i64::MIN;
         let mut late = 0u64;
         let now = wall_ms();
@@ -513,6 +516,7 @@ impl Intake {
                 ..
             } = &mut *self;
             let mut count = |record: &[u8], at: RecordAt| {
+                counted += 1;
                 if partition_max.len() <= at.partition {
                     partition_max.resize(at.partition + 1, i64::MIN);
                     partition_seen.resize(at.partition + 1, i64::MIN);
@@ -588,7 +592,7 @@ impl Intake {
             self.dead_letters
                 .put(&self.source_name, partition, at.position, &reason, &record);
         }
-        stats.records.fetch_add(read as u64, Ordering::Relaxed);
+        stats.records.fetch_add(counted, Ordering::Relaxed);
         stats.max_event_ms.fetch_max(max_event, Ordering::Relaxed);
         if late > 0 {
             stats.late.fetch_add(late, Ordering::Relaxed);
