@@ -219,6 +219,13 @@ try {
   const records = '#panels .panel[data-panel="records"] .panel-body';
   await cat.page.waitForSelector(`${records}[data-state="ok"] canvas`, { timeout: 30000 });
   assert.ok(Number(await cat.page.getAttribute(records, 'data-points')) > 0, 'records drawn');
+  // statflow has watched itself for less than a minute: its first 1-minute
+  // bucket is a lone point, and a line needs a second one. The dashboard
+  // refreshes every 10 s, so wait for the next minute's bucket.
+  const drawnBy = Date.now() + 90000;
+  while ((await inkOf(cat.page, records)) <= 200 && Date.now() < drawnBy) {
+    await cat.page.waitForTimeout(2000);
+  }
   assert.ok((await inkOf(cat.page, records)) > 200, 'the records chart has coloured pixels');
   assert.equal(await cat.page.$('#panels .panel-body[data-state="error"]'), null, 'no panel is refused');
   assert.equal(await cat.page.$('button[name="save"]'), null, 'a viewer cannot change it');
