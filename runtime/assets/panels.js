@@ -139,7 +139,9 @@ function timeSeries(el, panel, answer, metric, zone, measures, keys) {
   const unit = measures.map((m) => unitOf(metric, m)).join(', ');
   const opts = {
     ...sizeOf(el),
-    scales: { x: { time: true } },
+    // A lone bucket gets a minute either side; uPlot would otherwise spread
+    // a zero-width range over years.
+    scales: { x: { time: true, range: (u, min, max) => (min === max ? [min - 60, max + 60] : [min, max]) } },
     tzDate: (ts) => zonedDate(ts, zone),
     axes: [
       { stroke: '#555', grid: { stroke: '#eee' } },
