@@ -152,14 +152,7 @@ fn a_metric_added_later_and_backfilled_equals_one_there_from_the_start() {
         let waiting = progress(&engine, &full, "sliding").expect("`sliding` has history");
         assert_eq!(waiting.state, BackfillState::Waiting);
         engine.wait_until_done().unwrap();
-        let read_live: u64 = engine.shared().workers[0..second]
-            .iter()
-            .map(|w| {
-                w.sources[0]
-                    .records
-                    .load(std::sync::atomic::Ordering::Relaxed)
-            })
-            .sum();
+        let read_live = engine.shared().records_read(0);
         if read_live > 0 {
             handovers_mid_file += 1;
             assert_ne!(
@@ -270,36 +263,22 @@ fn statflow_backfill_fills_in_a_metric_across_a_cluster_of_processes() {
         );
     }
 
-    let (status, body) = http(
-        &cluster.addresses[0],
-        "POST",
-        "/v1/backfill",
+    let refused = |order: &str, status: u16, said: &[&str]| {
+        let (got, body) = http(&cluster.addresses[0], "POST", "/v1/backfill", order).unwrap();
+        assert_eq!(got, status, "{order}: {body}");
+        assert!(said.iter().all(|s| body.contains(s)), "{order}: {body}");
+    };
+    refused(
         r#"{"metric": "slidin"}"#,
-    )
-    .unwrap();
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body.contains("\"path\":\"metric\"") && body.contains("sliding"),
-        "{body}"
+        400,
+        &["\"path\":\"metric\"", "sliding"],
     );
-    let (status, body) = http(
-        &cluster.addresses[0],
-        "POST",
-        "/v1/backfill",
-        r#"{"metric": "rewards"}"#,
-    )
-    .unwrap();
-    assert_eq!(status, 409, "{body}");
-    assert!(body.contains("nothing_to_backfill"), "{body}");
-    let (status, body) = http(
-        &cluster.addresses[0],
-        "POST",
-        "/v1/backfill",
+    refused(r#"{"metric": "rewards"}"#, 409, &["nothing_to_backfill"]);
+    refused(
         r#"{"metric": "sliding", "from": "2024-08-20T00:00:00Z"}"#,
-    )
-    .unwrap();
-    assert_eq!(status, 409, "{body}");
-    assert!(body.contains("backfill_already_ordered"), "{body}");
+        409,
+        &["backfill_already_ordered"],
+    );
     let (status, body) = http(&cluster.addresses[1], "GET", "/v1/backfill", "").unwrap();
     assert_eq!(status, 200, "{body}");
     let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -329,18 +308,7 @@ fn produce(brokers: &str, topic: &str, lines: &[&str]) {
 /// Waits until the engine has read `records` records, and they are queryable.
 fn caught_up(engine: &Engine, records: u64) {
     let deadline = Instant::now() + Duration::from_secs(120);
-    let read = || -> u64 {
-        engine
-            .shared()
-            .workers
-            .iter()
-            .map(|w| {
-                w.sources[0]
-                    .records
-                    .load(std::sync::atomic::Ordering::Relaxed)
-            })
-            .sum()
-    };
+    let read = || engine.shared().records_read(0);
     while read() < records {
         assert!(Instant::now() < deadline, "read {} of {records}", read());
         std::thread::sleep(Duration::from_millis(20));

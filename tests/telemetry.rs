@@ -92,16 +92,7 @@ fn the_statflow_metric_counts_what_the_engine_did() {
         let workers_reporting = ingest.rows.len();
         let queries_seen: i64 = queries.rows.iter().map(|r| int(&r[1])).sum();
         if workers_reporting == 2 && records > 0 && !epoch.rows.is_empty() && queries_seen >= 3 {
-            let read: u64 = engine
-                .shared()
-                .workers
-                .iter()
-                .map(|w| {
-                    w.sources[0]
-                        .records
-                        .load(std::sync::atomic::Ordering::Relaxed)
-                })
-                .sum();
+            let read = engine.shared().records_read(0);
             assert!(records as u64 <= read, "telemetry {records} ≤ read {read}");
             assert!(queries
                 .rows

@@ -240,6 +240,14 @@ impl Shared {
             .unwrap_or(0)
     }
 
+    /// Records this process's workers have read from source `source` (plan index).
+    pub fn records_read(&self, source: usize) -> u64 {
+        self.workers
+            .iter()
+            .map(|w| w.sources[source].records.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// True when every worker's sources have finished and their last epoch is complete.
     pub fn done(&self) -> bool {
         let complete = self.complete_epoch();
