@@ -1,6 +1,7 @@
 //! Clusters of processes on loopback: the same input gives identical answers
-//! under 1×1, 1×4, 2×2 and 3×2 (processes × workers), whichever process is
-//! asked; and a killed process makes the others stop within a bounded time.
+//! (tumbling, hopping and session windows) under 1×1, 1×4, 2×2 and 3×2
+//! (processes × workers), whichever process is asked; and a killed process
+//! makes the others stop within a bounded time.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -37,6 +38,16 @@ metric sliding from events {
   window     hopping 10m every 2m
   measures {
     n       = count()
+    players = distinct(user_id)
+  }
+}
+
+metric streaks from events {
+  dimensions reward_type
+  window     session 5m by game_id
+  measures {
+    n       = count()
+    amount  = sum(amount)
     players = distinct(user_id)
   }
 }
@@ -283,6 +294,8 @@ pub(crate) fn queries() -> Vec<Json> {
         json!({"metric": "rewards", "time_window": window, "group_by": ["game_id"], "order_by": [{"field": "amount", "desc": true}], "limit": 3}),
         json!({"metric": "sliding", "time_window": window, "group_by": ["__time", "kind"]}),
         json!({"metric": "sliding", "time_window": window, "group_by": ["kind"]}),
+        json!({"metric": "streaks", "time_window": window, "group_by": ["reward_type"]}),
+        json!({"metric": "streaks", "time_window": window, "group_by": ["__time"], "granularity": "1h", "time_zone": "+05:30"}),
     ]
 }
 

@@ -18,8 +18,7 @@ use statflow::runtime::engine::{Engine, EngineConfig};
 use statflow::runtime::query::MAX_BODY_BYTES;
 use statflow::runtime::server::{self, AppState};
 
-/// The issue's topology, plus a session-window metric that queries must
-/// refuse (`unsupported_window`).
+/// The issue's topology, plus a session-window metric.
 const TOPOLOGY: &str = r#"
 source s = file("events.jsonl") { time = ts as epoch_millis }
 
@@ -65,6 +64,7 @@ struct Event {
     seed_id: &'static str,
     reward_type: &'static str,
     user_id: String,
+    game_id: String,
     amount: f64,
 }
 
@@ -92,10 +92,11 @@ fn events() -> (Vec<Event>, Vec<String>) {
             reward_type: types[rng.random_range(0..types.len())],
             user_id: format!("u{}", rng.random_range(0..40)),
             amount: f64::from(rng.random_range(0..10_000)) / 100.0,
+            game_id: format!("g{}", rng.random_range(1..=3)),
         };
         lines.push(
             json!({
-                "game_id": format!("g{}", rng.random_range(1..=3)),
+                "game_id": e.game_id,
                 "seed_id": e.seed_id,
                 "reward_type": e.reward_type,
                 "user_id": e.user_id,
@@ -429,6 +430,80 @@ async fn json_and_edn_forms_of_a_query_answer_alike() {
     hour.check(&rows[0], "the hour in +08:00");
 }
 
+/// A session metric over JSON and EDN: sessions per (game, user), less
+/// than 30 minutes apart, counted by the hour of their start in +08:00,
+/// with the session measures named in EDN as keywords (`:avg-duration`).
+#[tokio::test]
+async fn session_metrics_answer_in_json_and_edn() {
+    let fx = Fixture::start(2);
+    let json = json!({
+        "metric": "sessions",
+        "time_window": {"from": "2024-08-20T08:00:00+08:00", "to": "2024-08-20T12:00:00+08:00"},
+        "group_by": ["__time"],
+        "granularity": "1h",
+        "time_zone": "+08:00",
+        "measures": ["n", "sessions", "avg_duration", "max_duration"],
+    });
+    let edn = r#"{:metric :sessions
+                  :time-window {:from "2024-08-20T08:00:00+08:00" :to "2024-08-20T12:00:00+08:00"}
+                  :group-by [:__time] :granularity "1h" :time-zone "+08:00"
+                  :measures [:n :sessions :avg-duration :max-duration]}"#;
+    let from_json = answer(&fx.state, &json).await;
+    let from_edn = query(&fx.state, edn, Some("application/edn"), None).await;
+    assert_eq!(from_edn.status, 200, "{}", from_edn.text());
+    let from_edn = from_edn.json();
+    assert_eq!(
+        from_json["columns"],
+        json!(["__time", "n", "sessions", "avg_duration", "max_duration"])
+    );
+    assert_eq!(from_edn["columns"], from_json["columns"]);
+    assert_eq!(from_edn["rows"], from_json["rows"]);
+
+    // Sessions cut from the events, by the hour (UTC hours are +08:00 hours).
+    let mut by_key: BTreeMap<(&str, &str), Vec<i64>> = BTreeMap::new();
+    for e in &fx.events {
+        by_key
+            .entry((&e.game_id, &e.user_id))
+            .or_default()
+            .push(e.ts);
+    }
+    let mut hours: BTreeMap<i64, (i64, Vec<i64>)> = BTreeMap::new();
+    for times in by_key.values_mut() {
+        times.sort_unstable();
+        let mut start = 0;
+        for i in 1..=times.len() {
+            if i == times.len() || times[i] - times[i - 1] >= 1_800_000 {
+                let hour = hours
+                    .entry(times[start].div_euclid(3_600_000) * 3_600_000)
+                    .or_default();
+                hour.0 += (i - start) as i64;
+                hour.1.push(times[i - 1] - times[start]);
+                start = i;
+            }
+        }
+    }
+    let rows = from_json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), hours.len(), "{from_json}");
+    for (row, (hour, (n, durations))) in rows.iter().zip(&hours) {
+        let local = (hour - T0) / 3_600_000 + 8;
+        assert_eq!(row["__time"], format!("2024-08-20T{local:02}:00:00+08:00"));
+        assert_eq!(row["n"], json!(n));
+        assert_eq!(row["sessions"], json!(durations.len()));
+        let avg = durations.iter().sum::<i64>() as f64 / durations.len() as f64 / 1000.0;
+        assert!(
+            (row["avg_duration"].as_f64().unwrap() - avg).abs() < 1e-9,
+            "{row}"
+        );
+        let max = *durations.iter().max().unwrap() as f64 / 1000.0;
+        assert_eq!(row["max_duration"], json!(max));
+    }
+    assert_eq!(
+        hours.values().map(|h| h.0).sum::<i64>(),
+        fx.events.len() as i64,
+        "every event is in one session"
+    );
+}
+
 /// A query of `reward_stats` over the issue's window, with these fields set.
 fn with(changes: Json) -> Json {
     let mut q = json!({
@@ -516,7 +591,6 @@ async fn every_validation_error_has_its_code_and_path() {
         ("unknown_field", "grup_by", with(json!({"grup_by": []})).to_string(), JSON),
         ("unknown_field", "time_window.size", with(json!({"time_window": {"last": "1h", "size": 1}})).to_string(), JSON),
         ("unknown_metric", "metric", with(json!({"metric": "reward_stat"})).to_string(), JSON),
-        ("unsupported_window", "metric", with(json!({"metric": "sessions"})).to_string(), JSON),
         ("duplicate_field", "group_by_keys", with(json!({"group_by": [], "group_by_keys": []})).to_string(), JSON),
         ("duplicate_field", "time_window", r#"{:metric :reward-stats :time-window {:last "1h"} :time_window {:last "2h"}}"#.into(), EDN),
         ("duplicate_name", "group_by_keys[1]", with(json!({"group_by_keys": ["__time", "__time"]})).to_string(), JSON),
@@ -706,8 +780,23 @@ async fn catalog_and_index_describe_the_endpoint() {
     assert_eq!(metric["window"]["kind"], "tumbling");
     assert_eq!(metric["window"]["step_ms"], 60_000);
     assert_eq!(metric["queryable"], true);
-    assert_eq!(catalog["metrics"][1]["name"], "sessions");
-    assert_eq!(catalog["metrics"][1]["queryable"], false);
+    let sessions = &catalog["metrics"][1];
+    assert_eq!(sessions["name"], "sessions");
+    assert_eq!(sessions["queryable"], true);
+    assert_eq!(sessions["window"]["kind"], "session");
+    assert_eq!(sessions["window"]["gap"], "30m");
+    assert_eq!(sessions["window"]["by"], "user_id");
+    assert_eq!(
+        names(&sessions["measures"]),
+        [
+            "n",
+            "sessions",
+            "avg_duration",
+            "p50_duration",
+            "p90_duration",
+            "max_duration"
+        ]
+    );
 
     let schema = &catalog["query_schema"];
     assert_eq!(
@@ -716,10 +805,9 @@ async fn catalog_and_index_describe_the_endpoint() {
     );
     assert_eq!(schema["type"], "object");
     assert_eq!(schema["required"], json!(["metric", "time_window"]));
-    // Only metrics a query can read are offered.
     assert_eq!(
         schema["properties"]["metric"]["enum"],
-        json!(["reward_stats"])
+        json!(["reward_stats", "sessions"])
     );
     for field in ["filters", "group_by", "order_by", "limit", "time_zone"] {
         assert!(

@@ -1,7 +1,11 @@
 //! Oracle tests: every answer of the engine equals a from-scratch
-//! recomputation over the same events, for every window kind, measure,
-//! filter form, group-by, granularity and time zone, under 1, 2 and 4
-//! workers, with out-of-order and late events and some malformed records.
+//! recomputation over the same events, for every window kind (session
+//! windows cut from scratch: per dimension values and `by` value, runs of
+//! events less than the gap apart, counted in the bucket of their start),
+//! measure (the session measures too), filter form, group-by, granularity
+//! and time zone, under 1, 2 and 4 workers, with out-of-order and late
+//! events and some malformed records; and session answers are the same
+//! whatever order the events arrive in.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
@@ -9,6 +13,7 @@ use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use statflow::dataflow::measure::{MeasureRef, SessionMeasure};
 use statflow::dataflow::query::{Cell, Column, Filter, GroupKey, OrderBy, Query};
 use statflow::dataflow::timebucket;
 use statflow::dataflow::value::Value;
@@ -48,7 +53,37 @@ metric sliding from events {
     players = distinct(user)
   }
 }
+
+metric play from events {
+  where      amount >= 0
+  dimensions level
+  window     session 10m by game
+  retain     30d
+  measures {
+    n       = count()
+    total   = sum(amount)
+    low     = min(amount)
+    high    = max(amount)
+    mean    = avg(amount)
+    players = distinct(user)
+    median  = quantile(amount, 0.5)
+  }
+}
+
+metric streaks from events {
+  where      kind = "reward"
+  window     session 3m by reward_type
+  measures {
+    n       = count()
+    players = distinct(user)
+    p90     = quantile(amount, 0.9)
+  }
+}
 "#;
+
+/// The session metrics' plan indices.
+const PLAY: usize = 2;
+const STREAKS: usize = 3;
 
 /// One generated event, as the oracle sees it.
 #[derive(Debug, Clone)]
@@ -105,18 +140,7 @@ fn events(seed: u64, n: usize) -> (Vec<Event>, Vec<String>) {
             user: format!("u{}", rng.random_range(0..400)),
             late: false,
         };
-        let mut line = format!(
-            r#"{{"ts": {}, "kind": "{}", "game": "{}", "amount": {}, "user": "{}""#,
-            e.ts, e.kind, e.game, e.amount, e.user
-        );
-        if let Some(t) = e.reward_type {
-            line.push_str(&format!(r#", "reward_type": "{t}""#));
-        }
-        if let Some(l) = e.level {
-            line.push_str(&format!(r#", "level": {l}"#));
-        }
-        line.push('}');
-        lines.push(line);
+        lines.push(line(&e));
         events.push(e);
         if i % 997 == 0 {
             lines.push(r#"{"kind": "reward", "note": "no time"}"#.to_string());
@@ -126,8 +150,27 @@ fn events(seed: u64, n: usize) -> (Vec<Event>, Vec<String>) {
             ));
         }
     }
-    mark_late(&mut events, &lines);
+    mark_late(&mut events, &lines, LATE_MS);
     (events, lines)
+}
+
+/// The topology's lateness bound.
+const LATE_MS: i64 = 300_000;
+
+/// An event as a JSON line.
+fn line(e: &Event) -> String {
+    let mut line = format!(
+        r#"{{"ts": {}, "kind": "{}", "game": "{}", "amount": {}, "user": "{}""#,
+        e.ts, e.kind, e.game, e.amount, e.user
+    );
+    if let Some(t) = e.reward_type {
+        line.push_str(&format!(r#", "reward_type": "{t}""#));
+    }
+    if let Some(l) = e.level {
+        line.push_str(&format!(r#", "level": {l}"#));
+    }
+    line.push('}');
+    line
 }
 
 /// Applies the lateness rule the engine documents: the file is cut into
@@ -135,7 +178,7 @@ fn events(seed: u64, n: usize) -> (Vec<Event>, Vec<String>) {
 /// older than the newest event read before it minus the bound. Lines that
 /// decode (even those no metric counts) move the newest event; lines that
 /// fail do not.
-fn mark_late(events: &mut [Event], lines: &[String]) {
+fn mark_late(events: &mut [Event], lines: &[String], late_ms: i64) {
     use statflow::runtime::source::file::slice_of;
     let len: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
     let mut newest: HashMap<u64, i64> = HashMap::new();
@@ -153,7 +196,7 @@ fn mark_late(events: &mut [Event], lines: &[String]) {
         let before = newest.get(&slice).copied().unwrap_or(i64::MIN);
         if value["amount"].is_number() {
             // One of the events, in order.
-            events[next_event].late = ts < before.saturating_sub(300_000);
+            events[next_event].late = ts < before.saturating_sub(late_ms);
             next_event += 1;
         }
         newest.insert(slice, before.max(ts));
@@ -162,15 +205,6 @@ fn mark_late(events: &mut [Event], lines: &[String]) {
 }
 
 fn start(dir: &std::path::Path, lines: &[String], workers: usize) -> (Engine, Plan) {
-    let path = dir.join("events.jsonl");
-    let mut f = std::fs::File::create(&path).unwrap();
-    for l in lines {
-        writeln!(f, "{l}").unwrap();
-    }
-    drop(f);
-    let compiled = statflow::dsl::compile(TOPOLOGY, Some(dir));
-    assert!(!compiled.has_errors(), "{:?}", compiled.diagnostics);
-    let plan = compiled.plan.unwrap();
     let config = EngineConfig {
         workers,
         epoch_interval: std::time::Duration::from_millis(20),
@@ -179,6 +213,24 @@ fn start(dir: &std::path::Path, lines: &[String], workers: usize) -> (Engine, Pl
         dead_letter_dir: dir.join("dead"),
         ..EngineConfig::default()
     };
+    start_with(TOPOLOGY, dir, lines, config)
+}
+
+fn start_with(
+    topology: &str,
+    dir: &std::path::Path,
+    lines: &[String],
+    config: EngineConfig,
+) -> (Engine, Plan) {
+    let path = dir.join("events.jsonl");
+    let mut f = std::fs::File::create(&path).unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+    drop(f);
+    let compiled = statflow::dsl::compile(topology, Some(dir));
+    assert!(!compiled.has_errors(), "{:?}", compiled.diagnostics);
+    let plan = compiled.plan.unwrap();
     let engine = Engine::start(plan.clone(), config, statflow::runtime::source::readers()).unwrap();
     engine.wait_until_done().unwrap();
     (engine, plan)
@@ -218,10 +270,38 @@ fn measure(kind: &MeasureKind, events: &[&Event]) -> Cell {
     }
 }
 
+/// The session measures' values for a group: how many sessions, and their
+/// durations (avg, p50, p90, max) in seconds; `sessions` is 0 and the
+/// durations null for a group of late events, which belong to no session.
+fn session_measure(which: SessionMeasure, durations: &[i64]) -> Cell {
+    let mut seconds: Vec<f64> = durations.iter().map(|d| *d as f64 / 1000.0).collect();
+    seconds.sort_by(f64::total_cmp);
+    let at = |q: f64| match seconds.len() {
+        0 => Cell::Null,
+        n => Cell::Float(seconds[(q * (n - 1) as f64) as usize]),
+    };
+    match which {
+        SessionMeasure::Sessions => Cell::Int(durations.len() as i64),
+        SessionMeasure::AvgDuration if durations.is_empty() => Cell::Null,
+        SessionMeasure::AvgDuration => {
+            Cell::Float(durations.iter().sum::<i64>() as f64 / durations.len() as f64 / 1000.0)
+        }
+        SessionMeasure::P50Duration => at(0.5),
+        SessionMeasure::P90Duration => at(0.9),
+        SessionMeasure::MaxDuration => durations
+            .iter()
+            .max()
+            .map(|m| Cell::Float(*m as f64 / 1000.0))
+            .unwrap_or(Cell::Null),
+    }
+}
+
 fn passes_metric(metric: usize, e: &Event) -> bool {
     match metric {
         0 => e.kind == "reward" && e.amount >= 0.0,
-        _ => (e.kind == "reward" || e.kind == "bet") && !e.user.starts_with("u1"),
+        1 => (e.kind == "reward" || e.kind == "bet") && !e.user.starts_with("u1"),
+        PLAY => e.amount >= 0.0,
+        _ => e.kind == "reward",
     }
 }
 
@@ -232,9 +312,57 @@ fn dim(metric: usize, d: usize, e: &Event) -> Value {
             .reward_type
             .map(|t| Value::Str(t.into()))
             .unwrap_or(Value::Null),
-        (0, 2) => e.level.map(Value::Int).unwrap_or(Value::Null),
+        (0, 2) | (PLAY, 0) => e.level.map(Value::Int).unwrap_or(Value::Null),
         _ => Value::Str(e.kind.into()),
     }
+}
+
+/// The `by` value of a session metric's event; `None` keeps the event out
+/// of every session.
+fn by(metric: usize, e: &Event) -> Option<String> {
+    match metric {
+        PLAY => Some(e.game.clone()),
+        _ => e.reward_type.map(str::to_string),
+    }
+}
+
+/// The sessions of a session metric, cut from scratch over its on-time
+/// events: per dimension values and `by` value, runs of events less than
+/// the gap apart. Each is its dimension values, its events by time, and
+/// its start.
+fn sessions<'e>(
+    plan: &Plan,
+    metric: usize,
+    events: &'e [Event],
+) -> Vec<(Vec<Value>, Vec<&'e Event>)> {
+    let Window::Session { gap, .. } = &plan.metrics[metric].window else {
+        panic!("not a session metric")
+    };
+    let gap = gap.millis() as i64;
+    let mut keys: BTreeMap<(Vec<Value>, String), Vec<&Event>> = BTreeMap::new();
+    for e in events
+        .iter()
+        .filter(|e| !e.late && passes_metric(metric, e))
+    {
+        let Some(by) = by(metric, e) else { continue };
+        let dims = (0..plan.metrics[metric].dimensions.len())
+            .map(|d| dim(metric, d, e))
+            .collect();
+        keys.entry((dims, by)).or_default().push(e);
+    }
+    let mut out = Vec::new();
+    for ((dims, _), mut evs) in keys {
+        evs.sort_by_key(|e| e.ts);
+        let mut run: Vec<&Event> = Vec::new();
+        for e in evs {
+            if run.last().is_some_and(|p| e.ts - p.ts >= gap) {
+                out.push((dims.clone(), std::mem::take(&mut run)));
+            }
+            run.push(e);
+        }
+        out.push((dims, run));
+    }
+    out
 }
 
 fn filter_ok(f: &Filter, dims: &[Value]) -> bool {
@@ -275,9 +403,34 @@ fn oracle(plan: &Plan, q: &Query, events: &[Event]) -> Vec<Vec<Cell>> {
     let step = metric.window.step().millis() as i64;
     let tz = timebucket::parse_time_zone(q.time_zone.as_deref().unwrap_or("Z")).unwrap();
     let granularity = q.granularity_ms.map(|g| g as i64).unwrap_or(step);
-    let mut groups: BTreeMap<Vec<Value>, Vec<&Event>> = BTreeMap::new();
+    // Each group's events, and the durations of its sessions.
+    let mut groups: BTreeMap<Vec<Value>, (Vec<&Event>, Vec<i64>)> = BTreeMap::new();
+    if metric.window.is_session() && !q.late {
+        // A session counts whole, in the bucket of its start.
+        for (dims, run) in sessions(plan, q.metric, events) {
+            let (start, last) = (run[0].ts, run[run.len() - 1].ts);
+            if start < q.from_ms || start >= q.to_ms {
+                continue;
+            }
+            if q.filter.as_ref().is_some_and(|f| !filter_ok(f, &dims)) {
+                continue;
+            }
+            let key: Vec<Value> = q
+                .group_by
+                .iter()
+                .map(|g| match g {
+                    GroupKey::Dimension(d) => dims[*d].clone(),
+                    GroupKey::Time => Value::Int(timebucket::floor(start, granularity, &tz)),
+                })
+                .collect();
+            let group = groups.entry(key).or_default();
+            group.0.extend(run);
+            group.1.push(last - start);
+        }
+    }
     for e in events
         .iter()
+        .filter(|e| !metric.window.is_session() || q.late && by(q.metric, e).is_some())
         .filter(|e| e.late == q.late && passes_metric(q.metric, e))
     {
         let pane = e.ts.div_euclid(step) * step;
@@ -331,12 +484,12 @@ fn oracle(plan: &Plan, q: &Query, events: &[Event]) -> Vec<Vec<Cell>> {
                     GroupKey::Time => Value::Int(b),
                 })
                 .collect();
-            groups.entry(key).or_default().push(e);
+            groups.entry(key).or_default().0.push(e);
         }
     }
     groups
         .into_iter()
-        .map(|(key, evs)| {
+        .map(|(key, (evs, durations))| {
             let mut row: Vec<Cell> = key
                 .into_iter()
                 .zip(&q.group_by)
@@ -346,11 +499,12 @@ fn oracle(plan: &Plan, q: &Query, events: &[Event]) -> Vec<Vec<Cell>> {
                     (_, v) => Cell::Value(v),
                 })
                 .collect();
-            row.extend(
-                q.measures
-                    .iter()
-                    .map(|m| measure(&metric.measures[*m].kind, &evs)),
-            );
+            row.extend(q.measures.iter().map(|m| {
+                match statflow::dataflow::measure::measure(metric, *m).unwrap() {
+                    MeasureRef::Declared(x) => measure(&x.kind, &evs),
+                    MeasureRef::Session(s) => session_measure(s, &durations),
+                }
+            }));
             row
         })
         .collect()
@@ -427,21 +581,53 @@ fn check(plan: &Plan, engine: &Engine, q: Query, events: &[Event], label: &str) 
         truth.first()
     );
     let metric = &plan.metrics[q.metric];
-    let count_at = q
+    let asked: Vec<MeasureRef<'_>> = q
         .measures
         .iter()
-        .position(|m| matches!(metric.measures[*m].kind, MeasureKind::Count));
+        .map(|m| statflow::dataflow::measure::measure(metric, *m).unwrap())
+        .collect();
+    assert_eq!(
+        answer.columns[keys..],
+        asked
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect::<Vec<_>>()[..],
+        "{label}: measure columns"
+    );
+    let position = |wanted: &dyn Fn(&MeasureRef<'_>) -> bool| asked.iter().position(wanted);
+    let count_at =
+        position(&|m| matches!(m, MeasureRef::Declared(x) if x.kind == MeasureKind::Count));
+    let sessions_at = position(&|m| *m == MeasureRef::Session(SessionMeasure::Sessions));
+    let size_at = |at: Option<usize>, t: &[Cell]| {
+        at.map(|c| if let Cell::Int(n) = t[keys + c] { n } else { 0 })
+            .unwrap_or(i64::MAX)
+    };
     for (r, t) in rows.iter().zip(&truth) {
         assert_eq!(&r[..keys], &t[..keys], "{label}: group keys");
-        let size = count_at
-            .map(|c| if let Cell::Int(n) = t[keys + c] { n } else { 0 })
-            .unwrap_or(i64::MAX);
-        for (i, m) in q.measures.iter().enumerate() {
-            let kind = &metric.measures[*m].kind;
+        for (i, m) in asked.iter().enumerate() {
+            let ok = match m {
+                MeasureRef::Declared(x) => same(
+                    Some(&x.kind),
+                    &r[keys + i],
+                    &t[keys + i],
+                    size_at(count_at, t),
+                ),
+                // Duration quantiles are exact up to 64 sessions, like any quantile.
+                MeasureRef::Session(s) if s.is_quantile() => same(
+                    Some(&MeasureKind::Quantile {
+                        field: statflow::dsl::FieldPath::parse("duration"),
+                        q: 0.5,
+                    }),
+                    &r[keys + i],
+                    &t[keys + i],
+                    size_at(sessions_at, t),
+                ),
+                MeasureRef::Session(_) => same(None, &r[keys + i], &t[keys + i], 0),
+            };
             assert!(
-                same(Some(kind), &r[keys + i], &t[keys + i], size),
+                ok,
                 "{label}: measure {} of group {:?}: engine {:?}, truth {:?}",
-                metric.measures[*m].name,
+                m.name(),
                 &t[..keys],
                 r[keys + i],
                 t[keys + i]
@@ -459,7 +645,7 @@ fn base(metric: usize, plan: &Plan) -> Query {
         group_by: vec![],
         granularity_ms: None,
         time_zone: None,
-        measures: (0..plan.metrics[metric].measures.len()).collect(),
+        measures: (0..statflow::dataflow::measure::measures(&plan.metrics[metric]).len()).collect(),
         order_by: vec![],
         limit: None,
         late: false,
@@ -604,7 +790,151 @@ fn queries(plan: &Plan) -> Vec<(&'static str, Query)> {
             ..base(1, plan)
         },
     ));
+    out.extend(session_queries(plan));
     out
+}
+
+/// Queries on the session metrics: every measure (declared and session),
+/// group-bys, granularities and time zones, filters, order and limit, a
+/// window that cuts through sessions, and the late rows.
+fn session_queries(plan: &Plan) -> Vec<(&'static str, Query)> {
+    vec![
+        ("sessions in total", base(PLAY, plan)),
+        (
+            "sessions by level",
+            Query {
+                group_by: vec![GroupKey::Dimension(0)],
+                ..base(PLAY, plan)
+            },
+        ),
+        (
+            "sessions by start minute",
+            Query {
+                group_by: vec![GroupKey::Time],
+                ..base(PLAY, plan)
+            },
+        ),
+        (
+            "sessions per hour in Asia/Kolkata by level",
+            Query {
+                group_by: vec![GroupKey::Time, GroupKey::Dimension(0)],
+                granularity_ms: Some(3_600_000),
+                time_zone: Some("Asia/Kolkata".into()),
+                ..base(PLAY, plan)
+            },
+        ),
+        (
+            "sessions per day in +08:00",
+            Query {
+                group_by: vec![GroupKey::Time],
+                granularity_ms: Some(86_400_000),
+                time_zone: Some("+08:00".into()),
+                ..base(PLAY, plan)
+            },
+        ),
+        (
+            "sessions starting in a window that cuts through sessions, 5m buckets in -05:30",
+            Query {
+                group_by: vec![GroupKey::Time],
+                granularity_ms: Some(300_000),
+                time_zone: Some("-05:30".into()),
+                from_ms: T0 + 3_600_000 + 17_000,
+                to_ms: T0 + 3 * 3_600_000 - 250_000,
+                ..base(PLAY, plan)
+            },
+        ),
+        (
+            "sessions of some levels, session measures only",
+            Query {
+                filter: Some(Filter::Or(vec![
+                    Filter::In(0, vec![Value::Int(1), Value::Int(3)]),
+                    Filter::Not(Box::new(Filter::Range {
+                        dimension: 0,
+                        gte: Some(0.0),
+                        gt: None,
+                        lt: None,
+                        lte: None,
+                    })),
+                ])),
+                group_by: vec![GroupKey::Dimension(0)],
+                measures: (7..12).collect(),
+                ..base(PLAY, plan)
+            },
+        ),
+        (
+            "levels with the most sessions",
+            Query {
+                group_by: vec![GroupKey::Dimension(0)],
+                order_by: vec![OrderBy {
+                    column: Column::Measure(7),
+                    desc: true,
+                }],
+                limit: Some(2),
+                ..base(PLAY, plan)
+            },
+        ),
+        (
+            "late rows of a session metric",
+            Query {
+                late: true,
+                group_by: vec![GroupKey::Dimension(0), GroupKey::Time],
+                granularity_ms: Some(3_600_000),
+                ..base(PLAY, plan)
+            },
+        ),
+        ("streaks in total", base(STREAKS, plan)),
+        (
+            "streaks per 15 minutes",
+            Query {
+                group_by: vec![GroupKey::Time],
+                granularity_ms: Some(900_000),
+                ..base(STREAKS, plan)
+            },
+        ),
+        (
+            "streaks per hour in Asia/Kolkata",
+            Query {
+                group_by: vec![GroupKey::Time],
+                granularity_ms: Some(3_600_000),
+                time_zone: Some("Asia/Kolkata".into()),
+                ..base(STREAKS, plan)
+            },
+        ),
+    ]
+}
+
+/// How the arrival order reshapes a session metric's sessions: taking the
+/// on-time events in file order, how many join two sessions seen so far
+/// into one, and how many start a session earlier than it seemed to.
+fn reshapes(plan: &Plan, metric: usize, events: &[Event]) -> (usize, usize) {
+    let Window::Session { gap, .. } = &plan.metrics[metric].window else {
+        panic!("not a session metric")
+    };
+    let gap = gap.millis() as i64;
+    // Per (dimension values, `by` value), the spans of the sessions so far.
+    type Key = (Vec<Value>, String);
+    let mut spans: HashMap<Key, Vec<(i64, i64)>> = HashMap::new();
+    let (mut joined, mut moved) = (0, 0);
+    for e in events
+        .iter()
+        .filter(|e| !e.late && passes_metric(metric, e))
+    {
+        let Some(by) = by(metric, e) else { continue };
+        let dims = (0..plan.metrics[metric].dimensions.len())
+            .map(|d| dim(metric, d, e))
+            .collect();
+        let list = spans.entry((dims, by)).or_default();
+        let (near, mut far): (Vec<_>, Vec<_>) = list
+            .iter()
+            .partition(|(first, last)| e.ts - last < gap && first - e.ts < gap);
+        joined += usize::from(near.len() > 1);
+        moved += usize::from(!near.is_empty() && near.iter().all(|(first, _)| e.ts < *first));
+        let first = near.iter().map(|s| s.0).chain([e.ts]).min().unwrap();
+        let last = near.iter().map(|s| s.1).chain([e.ts]).max().unwrap();
+        far.push((first, last));
+        *list = far;
+    }
+    (joined, moved)
 }
 
 fn run(workers: usize) {
@@ -618,6 +948,15 @@ fn run(workers: usize) {
             q,
             &events,
             &format!("{workers} workers, {label}"),
+        );
+    }
+    // The input reshapes sessions: out-of-order events join sessions that
+    // seemed apart and move starts earlier.
+    for metric in [PLAY, STREAKS] {
+        let (joined, moved) = reshapes(&plan, metric, &events);
+        assert!(
+            joined >= 3 && moved >= 10,
+            "metric {metric}: {joined} joins, {moved} moves"
         );
     }
     // Malformed records are counted and dead-lettered, never counted as events.
@@ -675,6 +1014,71 @@ fn two_workers() {
 #[test]
 fn four_workers() {
     run(4);
+}
+
+/// Sessions do not depend on the order events arrive in: the same events
+/// (with a lateness bound of two days, so that none is set aside) in file
+/// order, backwards, and shuffled in small blocks, read a few records per
+/// epoch so that pieces of one session arrive epochs apart, on 1, 2 and 4
+/// workers, give answers equal to the oracle's and to one another.
+#[test]
+fn sessions_are_the_same_whatever_the_arrival_order() {
+    let (mut events, _) = events(13, 4_000);
+    for e in &mut events {
+        e.late = false;
+    }
+    let topology = TOPOLOGY.replace("late = 5m", "late = 2d");
+    assert_ne!(topology, TOPOLOGY);
+    let forward: Vec<usize> = (0..events.len()).collect();
+    let backward: Vec<usize> = forward.iter().rev().copied().collect();
+    let mut shuffled = forward.clone();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for block in shuffled.chunks_mut(40) {
+        use rand::seq::SliceRandom;
+        block.shuffle(&mut rng);
+    }
+    let mut reference: Option<Vec<Vec<Vec<Cell>>>> = None;
+    for (order, workers, name) in [
+        (&forward, 1, "in file order"),
+        (&backward, 2, "backwards"),
+        (&shuffled, 4, "shuffled"),
+    ] {
+        let ordered: Vec<Event> = order.iter().map(|i| events[*i].clone()).collect();
+        let lines: Vec<String> = ordered.iter().map(line).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let config = EngineConfig {
+            workers,
+            epoch_interval: std::time::Duration::from_millis(1),
+            epoch_records: 20,
+            batch: 7,
+            dead_letter_dir: dir.path().join("dead"),
+            ..EngineConfig::default()
+        };
+        let (engine, plan) = start_with(&topology, dir.path(), &lines, config);
+        for metric in [PLAY, STREAKS] {
+            let (joined, moved) = reshapes(&plan, metric, &ordered);
+            assert!(
+                joined + moved >= 10,
+                "{name}: metric {metric}: {joined} joins, {moved} moves"
+            );
+        }
+        let mut answers = Vec::new();
+        for (label, q) in session_queries(&plan).into_iter().filter(|(_, q)| !q.late) {
+            check(
+                &plan,
+                &engine,
+                q.clone(),
+                &ordered,
+                &format!("{name}, {label}"),
+            );
+            answers.push(engine.query_blocking(q).unwrap().rows);
+        }
+        engine.shutdown();
+        match &reference {
+            None => reference = Some(answers),
+            Some(first) => assert!(first == &answers, "{name}: answers differ from file order"),
+        }
+    }
 }
 
 /// Reading while events still arrive: every answer is a consistent cut, so

@@ -51,6 +51,10 @@ pub enum MeasureState {
     Distinct(DistinctSketch),
     /// Values for quantiles.
     Quantile(QuantileState),
+    /// The first and last event time (milliseconds) of a session or of a
+    /// piece of one: kept after the declared measures of a session metric's
+    /// rows, never asked for by name (see [`crate::session`]).
+    Span(i64, i64),
 }
 
 /// Values for a quantile: exact while few, a DDSketch after.
@@ -157,7 +161,20 @@ impl MeasureState {
         }
     }
 
-    /// Adds one number (ignored by `Count` and `Distinct`).
+    /// The span of no event: merging keeps the other side's times.
+    pub fn empty_span() -> Self {
+        MeasureState::Span(i64::MAX, i64::MIN)
+    }
+
+    /// Widens a `Span` to hold an event at `ts` (ignored by the others).
+    pub fn add_time(&mut self, ts: i64) {
+        if let MeasureState::Span(first, last) = self {
+            *first = (*first).min(ts);
+            *last = (*last).max(ts);
+        }
+    }
+
+    /// Adds one number (ignored by `Count`, `Distinct` and `Span`).
     pub fn add_number(&mut self, v: f64) {
         match self {
             MeasureState::Sum(total) => *total += to_fixed(v),
@@ -168,7 +185,7 @@ impl MeasureState {
                 *n += 1;
             }
             MeasureState::Quantile(q) => q.insert(v),
-            MeasureState::Count | MeasureState::Distinct(_) => {}
+            MeasureState::Count | MeasureState::Distinct(_) | MeasureState::Span(..) => {}
         }
     }
 
@@ -191,6 +208,10 @@ impl MeasureState {
             }
             (MeasureState::Distinct(a), MeasureState::Distinct(b)) => a.merge(b),
             (MeasureState::Quantile(a), MeasureState::Quantile(b)) => a.merge(b),
+            (MeasureState::Span(first, last), MeasureState::Span(f, l)) => {
+                *first = (*first).min(*f);
+                *last = (*last).max(*l);
+            }
             _ => {}
         }
     }
@@ -211,6 +232,7 @@ impl MeasureState {
                 state.quantile(*q).map(Cell::Float).unwrap_or(Cell::Null)
             }
             (MeasureState::Quantile(_), _) => Cell::Null,
+            (MeasureState::Span(..), _) => Cell::Null,
         }
     }
 
@@ -231,6 +253,7 @@ impl MeasureState {
                 }
             }
             (MeasureState::Quantile(a), MeasureState::Quantile(b)) => encoded(a).cmp(&encoded(b)),
+            (MeasureState::Span(f, l), MeasureState::Span(g, m)) => (f, l).cmp(&(g, m)),
             (a, b) => variant(a).cmp(&variant(b)),
         }
     }
@@ -245,6 +268,7 @@ fn variant(state: &MeasureState) -> u8 {
         MeasureState::Avg(..) => 4,
         MeasureState::Distinct(_) => 5,
         MeasureState::Quantile(_) => 6,
+        MeasureState::Span(..) => 7,
     }
 }
 

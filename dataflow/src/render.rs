@@ -50,7 +50,6 @@ pub fn render_ingest(
     specs: Vec<IngestSpec>,
     restored: Vec<(RollupKey, Aggregates)>,
 ) -> Rendered {
-    let _ = plan;
     let mut updates = InputHandleVec::new();
     worker.dataflow_named("Ingest", |scope| {
         let mut parts: Vec<VecCollection<'_, u64, RollupKey, Aggregates>> = Vec::new();
@@ -65,8 +64,9 @@ pub fn render_ingest(
         for spec in specs {
             parts.push(ingest(scope, clock, spec));
         }
-        let arranged = differential_dataflow::collection::concatenate(scope, parts)
-            .arrange_by_self_named("Rollup");
+        let all = differential_dataflow::collection::concatenate(scope, parts);
+        // Session metrics' updates are cut into sessions on their way in.
+        let arranged = crate::session::sessionize(plan, all).arrange_by_self_named("Rollup");
         let probe = ProbeHandle::new();
         let trace = arranged.trace.clone();
         arranged.stream.probe_with(&probe);

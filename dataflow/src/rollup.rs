@@ -8,11 +8,12 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use statflow_dsl::{
     Comparison, FieldPath, FieldType, Literal, MeasureKind, MetricPlan, Plan, Predicate,
-    SourcePlan, TimeEncoding,
+    SourcePlan, TimeEncoding, Window,
 };
 
 use crate::aggregate::Aggregates;
 use crate::decode::{Scalar, Selector};
+use crate::session::empty_row;
 use crate::value::Value;
 
 /// The key of one rollup row: a metric, a pane start and the group's
@@ -111,6 +112,8 @@ struct CompiledMetric {
     filter: Option<Compiled>,
     dims: Vec<usize>,
     measures: Vec<(MeasureKind, Option<usize>)>,
+    /// A session window's gap (milliseconds) and the slot of its `by` field.
+    session: Option<(i64, usize)>,
 }
 
 enum Compiled {
@@ -206,6 +209,12 @@ impl SourceDecoder {
             if metric.filter.as_ref().is_some_and(|f| !f.eval(slots)) {
                 continue;
             }
+            // An event with no `by` value belongs to no session.
+            if let Some((_, by)) = metric.session {
+                if matches!(slots[by], None | Some(Scalar::Null) | Some(Scalar::Complex)) {
+                    continue;
+                }
+            }
             for (kind, slot) in &metric.measures {
                 let numeric = !matches!(kind, MeasureKind::Count | MeasureKind::Distinct { .. });
                 if let (true, Some(slot)) = (numeric, slot) {
@@ -238,16 +247,22 @@ impl SourceDecoder {
             for (value, slot) in key.dims.iter_mut().zip(&metric.dims) {
                 set_value(value, slots[*slot].as_ref());
             }
+            // An on-time event of a session metric is a piece of a session:
+            // its row is keyed by the gap-long slot holding it and its `by`
+            // value too (see `crate::session`). A late one counts in the
+            // late rows like any other.
+            if let (Some((gap, by)), false) = (metric.session, late) {
+                key.bucket = ts.div_euclid(gap) * gap;
+                key.dims.push(Value::Null);
+                if let Some(value) = key.dims.last_mut() {
+                    set_value(value, slots[by].as_ref());
+                }
+            }
             match rows.get_mut(&*key) {
-                Some(row) => metric.add(row, slots, &mut scratch.text),
+                Some(row) => metric.add(row, ts, slots, &mut scratch.text),
                 None => {
-                    let mut row = Aggregates::empty(
-                        plan.metrics[metric.index as usize]
-                            .measures
-                            .iter()
-                            .map(|m| &m.kind),
-                    );
-                    metric.add(&mut row, slots, &mut scratch.text);
+                    let mut row = empty_row(&plan.metrics[metric.index as usize]);
+                    metric.add(&mut row, ts, slots, &mut scratch.text);
                     rows.insert(key.clone(), row);
                 }
             }
@@ -370,14 +385,23 @@ impl CompiledMetric {
                 .iter()
                 .map(|m| (m.kind.clone(), m.kind.field().map(|f| selector.add(f))))
                 .collect(),
+            session: match &metric.window {
+                Window::Session { gap, by } => Some((gap.millis().max(1) as i64, selector.add(by))),
+                _ => None,
+            },
         }
     }
 }
 
 impl CompiledMetric {
-    /// Counts one event, whose fields are `slots`, into `row`.
-    fn add(&self, row: &mut Aggregates, slots: &[Option<Scalar<'_>>], text: &mut String) {
+    /// Counts one event at `ts`, whose fields are `slots`, into `row`.
+    fn add(&self, row: &mut Aggregates, ts: i64, slots: &[Option<Scalar<'_>>], text: &mut String) {
         row.count += 1;
+        if self.session.is_some() {
+            if let Some(span) = row.measures.last_mut() {
+                span.add_time(ts);
+            }
+        }
         for ((kind, slot), state) in self.measures.iter().zip(row.measures.iter_mut()) {
             let Some(slot) = slot else { continue };
             // Only `distinct` reads text; formatting a number for the others

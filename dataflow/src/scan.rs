@@ -23,8 +23,10 @@ use timely::progress::Antichain;
 use timely::worker::Worker;
 
 use crate::aggregate::{Aggregates, MeasureState};
+use crate::measure::{self, MeasureRef};
 use crate::query::{Answer, AsOf, Cell, Column, Filter, GroupKey, Query, SourceMark};
 use crate::rollup::RollupKey;
+use crate::session;
 use crate::timebucket;
 use crate::value::Value;
 
@@ -253,6 +255,16 @@ fn scan(plan: &Plan, trace: &mut RollupTrace, msg: &QueryMsg, report: WorkerRepo
     };
     let shape = Shape::new(q, &metric.window);
     let filter = q.filter.as_ref().map(CompiledFilter::new);
+    // Which asked measures are session measures, worked out per row: a
+    // session metric's row is one session, keyed by its start, with its
+    // last event time in its span. Late rows are no sessions.
+    let asked: Vec<Option<MeasureRef<'_>>> = q
+        .measures
+        .iter()
+        .map(|i| measure::measure(metric, *i))
+        .collect();
+    let sessions = metric.window.is_session() && !q.late;
+    let declared = metric.measures.len();
     let (mut cursor, storage) = cursor_list(batches);
     // A metric's late rows live under its index plus the number of metrics.
     let stored = q.metric as u32 + if q.late { plan.metrics.len() as u32 } else { 0 };
@@ -281,14 +293,19 @@ fn scan(plan: &Plan, trace: &mut RollupTrace, msg: &QueryMsg, report: WorkerRepo
             // Events of the row up to the query's epoch; none means the row
             // does not exist yet at that epoch.
             let mut count = 0;
+            let mut last = i64::MIN;
             while cursor.val_valid(&storage) {
                 cursor.map_times(&storage, |time, diff| {
                     if *time <= msg.as_of {
                         count += diff.count;
+                        if let (true, Some((_, l))) = (sessions, session::span(diff)) {
+                            last = last.max(l);
+                        }
                     }
                 });
                 cursor.step_val(&storage);
             }
+            let duration = last.saturating_sub(key.bucket).max(0);
             if count > 0 {
                 if pane != Some(key.bucket) {
                     shape.buckets(key.bucket, &mut times);
@@ -308,10 +325,9 @@ fn scan(plan: &Plan, trace: &mut RollupTrace, msg: &QueryMsg, report: WorkerRepo
                             index.insert(group.clone(), accumulators.len());
                             accumulators.push(Aggregates {
                                 count: 0,
-                                measures: q
-                                    .measures
+                                measures: asked
                                     .iter()
-                                    .map(|i| MeasureState::empty(&metric.measures[*i].kind))
+                                    .map(|m| m.map_or(MeasureState::Count, |m| m.empty()))
                                     .collect(),
                             });
                             accumulators.len() - 1
@@ -325,13 +341,21 @@ fn scan(plan: &Plan, trace: &mut RollupTrace, msg: &QueryMsg, report: WorkerRepo
                                 acc.count += diff.count;
                                 // A retraction carries no measures (see `render::retraction`).
                                 for (state, i) in acc.measures.iter_mut().zip(&q.measures) {
-                                    if let Some(m) = diff.measures.get(*i) {
+                                    if let Some(m) = diff.measures.get(*i).filter(|_| *i < declared)
+                                    {
                                         state.merge(m);
                                     }
                                 }
                             }
                         });
                         cursor.step_val(&storage);
+                    }
+                    if sessions {
+                        for (state, m) in acc.measures.iter_mut().zip(&asked) {
+                            if let Some(MeasureRef::Session(s)) = m {
+                                s.add_session(state, duration);
+                            }
+                        }
                     }
                 }
             }
@@ -586,11 +610,15 @@ pub fn finish(
             GroupKey::Time => "__time".to_string(),
         })
         .collect();
+    let asked: Vec<Option<MeasureRef<'_>>> = query
+        .measures
+        .iter()
+        .map(|i| measure::measure(metric, *i))
+        .collect();
     columns.extend(
-        query
-            .measures
+        asked
             .iter()
-            .map(|i| metric.measures[*i].name.clone()),
+            .map(|m| m.map_or_else(String::new, |m| m.name().to_string())),
     );
     let mut rows: Vec<Vec<Cell>> = groups
         .into_iter()
@@ -605,11 +633,10 @@ pub fn finish(
                 })
                 .collect();
             row.extend(
-                query
-                    .measures
+                asked
                     .iter()
                     .zip(&agg.measures)
-                    .map(|(i, state)| state.finish(&metric.measures[*i].kind, agg.count)),
+                    .map(|(m, state)| m.map_or(Cell::Null, |m| m.finish(state, agg.count))),
             );
             row
         })

@@ -951,8 +951,9 @@ impl Checker<'_, '_> {
                     );
                     ok = false;
                 }
+                // A session metric keeps one row per session, not per bucket.
                 let buckets = d.millis() / window.step().millis().max(1);
-                if buckets > MANY_BUCKETS {
+                if buckets > MANY_BUCKETS && !window.is_session() {
                     self.push(
                         Problem::ManyBuckets {
                             buckets,
@@ -969,7 +970,7 @@ impl Checker<'_, '_> {
                 // The default retention can keep too many buckets as well; point at the window.
                 let retain = DEFAULT_RETAIN.max(window.size());
                 let buckets = retain.millis() / window.step().millis().max(1);
-                if buckets > MANY_BUCKETS {
+                if buckets > MANY_BUCKETS && !window.is_session() {
                     self.push(
                         Problem::ManyBuckets {
                             buckets,

@@ -137,11 +137,22 @@ pub fn explain(plan: &Plan) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let _ = writeln!(
-            out,
-            "  state:      one row per ({} bucket, {groups}) holding every measure; up to {buckets} buckets per group kept; each event updates one row{panes}",
-            metric.window.step()
-        );
+        match &metric.window {
+            Window::Session { gap, by } => {
+                let _ = writeln!(
+                    out,
+                    "  state:      one row per session (per {groups} and {by}, ended by {gap} of quiet) holding every measure, keyed by its start, and each session's measures kept a second time to join it with events that arrive out of order; queries group sessions by start, per {} or coarser",
+                    metric.window.step()
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    "  state:      one row per ({} bucket, {groups}) holding every measure; up to {buckets} buckets per group kept; each event updates one row{panes}",
+                    metric.window.step()
+                );
+            }
+        }
         out.push('\n');
     }
     out

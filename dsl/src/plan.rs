@@ -302,6 +302,9 @@ pub struct Dimension {
     pub ty: Option<FieldType>,
 }
 
+/// The finest granularity at which queries group sessions by their start.
+pub const SESSION_STEP: Duration = Duration::from_millis(60_000);
+
 /// How a metric assigns events to time buckets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -336,13 +339,22 @@ impl Window {
         }
     }
 
-    /// The smallest time step at which windows start: the finest query granularity.
+    /// The smallest time step at which windows start: the finest query
+    /// granularity. A session starts at its first event, at any
+    /// millisecond; queries group sessions by start at a whole number of
+    /// minutes ([`SESSION_STEP`]), whatever the gap, so that "sessions per
+    /// hour" works for a gap of 45 minutes too.
     pub fn step(&self) -> Duration {
         match self {
             Window::Tumbling { size } => *size,
             Window::Hopping { every, .. } => *every,
-            Window::Session { gap, .. } => *gap,
+            Window::Session { .. } => SESSION_STEP,
         }
+    }
+
+    /// True for a session window.
+    pub fn is_session(&self) -> bool {
+        matches!(self, Window::Session { .. })
     }
 }
 
@@ -629,7 +641,8 @@ mod tests {
             gap: Duration::from_millis(1_800_000),
             by: FieldPath::parse("user_id"),
         };
-        assert_eq!(session.step(), session.size());
+        assert_eq!(session.step(), SESSION_STEP);
+        assert_eq!(session.size().millis(), 1_800_000);
         assert_eq!(session.to_string(), "session 30m by user_id");
     }
 

@@ -7,6 +7,7 @@
 
 use serde_json::{json, Map, Value as Json};
 use statflow_dataflow::aggregate::{EXACT_QUANTILE_VALUES, QUANTILE_ALPHA, SUM_SCALE};
+use statflow_dataflow::measure::{self, session_measures, SessionMeasure};
 use statflow_dsl::{Duration, MeasureKind, MetricPlan, Plan, Window};
 
 use super::validate::{granularities, FIELDS, TIME_KEY};
@@ -47,6 +48,9 @@ fn metric_entry(m: &MetricPlan) -> Json {
         }),
         Window::Session { gap, by } => json!({
             "kind": "session", "gap": duration_text(*gap), "by": by.to_string(),
+            "description": format!(
+                "per dimension values and value of `{by}`, a run of events less than {gap} apart; a session counts in the time bucket of its first event"
+            ),
         }),
     };
     let mut window = window;
@@ -55,17 +59,10 @@ fn metric_entry(m: &MetricPlan) -> Json {
         w.insert("step_ms".into(), json!(m.window.step().millis()));
         w.insert("text".into(), json!(m.window.to_string()));
     }
-    let queryable = !matches!(m.window, Window::Session { .. });
-    let mut entry = json!({
-        "name": m.name,
-        "sources": m.sources,
-        "where": m.filter.as_ref().map(|p| p.to_string()),
-        "dimensions": m.dimensions.iter().map(|d| json!({
-            "name": d.name,
-            "field": d.path.to_string(),
-            "type": d.ty.map(|t| t.keyword()),
-        })).collect::<Vec<_>>(),
-        "measures": m.measures.iter().map(|x| {
+    let mut measures: Vec<Json> = m
+        .measures
+        .iter()
+        .map(|x| {
             let (exact, error) = error_bound(&x.kind);
             let mut e = json!({
                 "name": x.name,
@@ -79,21 +76,50 @@ fn metric_entry(m: &MetricPlan) -> Json {
                 o.insert("q".into(), json!(q));
             }
             e
-        }).collect::<Vec<_>>(),
+        })
+        .collect();
+    measures.extend(session_measures(m).into_iter().map(|s| {
+        let (exact, error) = session_error_bound(s);
+        json!({
+            "name": s.name(),
+            "function": s.name(),
+            "field": null,
+            "text": s.text(),
+            "exact": exact,
+            "error": error,
+            "session": true,
+        })
+    }));
+    json!({
+        "name": m.name,
+        "sources": m.sources,
+        "where": m.filter.as_ref().map(|p| p.to_string()),
+        "dimensions": m.dimensions.iter().map(|d| json!({
+            "name": d.name,
+            "field": d.path.to_string(),
+            "type": d.ty.map(|t| t.keyword()),
+        })).collect::<Vec<_>>(),
+        "measures": measures,
         "window": window,
         "retention": duration_text(m.retain),
         "granularities": granularities(m.window.step()).into_iter().map(duration_text).collect::<Vec<_>>(),
-        "queryable": queryable,
-    });
-    if !queryable {
-        if let Some(o) = entry.as_object_mut() {
-            o.insert(
-                "note".into(),
-                json!("queries cannot read session windows yet"),
-            );
-        }
+        "queryable": true,
+    })
+}
+
+/// Whether a session measure is exact, and its error bound in words.
+pub fn session_error_bound(measure: SessionMeasure) -> (bool, String) {
+    if measure.is_quantile() {
+        (
+            false,
+            format!(
+                "exact up to {EXACT_QUANTILE_VALUES} sessions, then {}% relative error (DDSketch)",
+                QUANTILE_ALPHA * 100.0
+            ),
+        )
+    } else {
+        (true, "exact, to the millisecond".to_string())
     }
-    entry
 }
 
 /// Whether a measure is exact, and its error bound in words.
@@ -133,12 +159,7 @@ pub fn error_bound(kind: &MeasureKind) -> (bool, String) {
 
 /// A JSON Schema (draft 2020-12) of query bodies for this plan.
 pub fn query_schema(plan: &Plan) -> Json {
-    let queryable: Vec<(usize, &MetricPlan)> = plan
-        .metrics
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| !matches!(m.window, Window::Session { .. }))
-        .collect();
+    let queryable: Vec<(usize, &MetricPlan)> = plan.metrics.iter().enumerate().collect();
     let names: Vec<&str> = queryable.iter().map(|(_, m)| m.name.as_str()).collect();
 
     let mut defs = Map::new();
@@ -243,7 +264,8 @@ pub fn query_schema(plan: &Plan) -> Json {
         );
         let mut keys: Vec<&str> = m.dimensions.iter().map(|d| d.name.as_str()).collect();
         keys.push(TIME_KEY);
-        let measures: Vec<&str> = m.measures.iter().map(|x| x.name.as_str()).collect();
+        let all = measure::measures(m);
+        let measures: Vec<&str> = all.iter().map(|x| x.name()).collect();
         let mut columns = keys.clone();
         columns.extend(&measures);
         let step = m.window.step().millis();
@@ -327,7 +349,8 @@ mod tests {
 
     const TOPOLOGY: &str = "source events = generator()
 metric reward_stats from events { dimensions game_id, seed_id, reward_type  window tumbling 1m  retain 7d  measures { rewards = count()  amount = sum(amount)  players = distinct(user_id)  p99 = quantile(amount, 0.99) } }
-metric hourly from events { dimensions game_id  window hopping 1h every 5m  measures { n = count() } }";
+metric hourly from events { dimensions game_id  window hopping 1h every 5m  measures { n = count() } }
+metric play from events { dimensions platform  window session 30m by user_id  measures { events = count() } }";
 
     fn plan() -> Plan {
         statflow_dsl::compile(TOPOLOGY, None)
@@ -365,6 +388,34 @@ metric hourly from events { dimensions game_id  window hopping 1h every 5m  meas
         assert_eq!(h["window"]["every"], "5m");
         assert_eq!(h["window"]["step"], "5m");
         assert_eq!(h["granularities"][0], "5m");
+        let p = &c["metrics"][2];
+        assert_eq!(p["window"]["kind"], "session");
+        assert_eq!(p["window"]["gap"], "30m");
+        assert_eq!(p["window"]["by"], "user_id");
+        // Sessions are grouped by start in whole minutes, whatever the gap.
+        assert_eq!(p["window"]["step"], "1m");
+        assert_eq!(p["granularities"][0], "1m");
+        assert_eq!(p["queryable"], true);
+        let names: Vec<&str> = p["measures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "events",
+                "sessions",
+                "avg_duration",
+                "p50_duration",
+                "p90_duration",
+                "max_duration"
+            ]
+        );
+        assert_eq!(p["measures"][1]["session"], true);
+        assert_eq!(p["measures"][1]["exact"], true);
+        assert_eq!(p["measures"][3]["exact"], false);
     }
 
     #[test]
@@ -373,7 +424,18 @@ metric hourly from events { dimensions game_id  window hopping 1h every 5m  meas
         assert_eq!(s["$schema"], "https://json-schema.org/draft/2020-12/schema");
         assert_eq!(
             s["properties"]["metric"]["enum"],
-            json!(["reward_stats", "hourly"])
+            json!(["reward_stats", "hourly", "play"])
+        );
+        assert_eq!(
+            s["allOf"][2]["then"]["properties"]["measures"]["items"]["enum"],
+            json!([
+                "events",
+                "sessions",
+                "avg_duration",
+                "p50_duration",
+                "p90_duration",
+                "max_duration"
+            ])
         );
         let then = &s["allOf"][0]["then"]["properties"];
         assert_eq!(

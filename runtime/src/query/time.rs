@@ -224,11 +224,16 @@ impl Checker {
                     .map(|d| d.to_string())
                     .collect();
                 let examples: Vec<&str> = examples.iter().map(String::as_str).collect();
+                let what = if m.window.is_session() {
+                    "which groups sessions by their start in whole minutes".to_string()
+                } else {
+                    format!("whose windows start every {step}")
+                };
                 self.push(
                     "bad_granularity",
                     PATH,
                     format!(
-                        "A granularity of {g} does not fit metric `{}`, whose windows start every {step}: use a multiple of {step}, such as {}.",
+                        "A granularity of {g} does not fit metric `{}`, {what}: use a multiple of {step}, such as {}.",
                         m.name,
                         list(&examples).replace(" and ", " or ")
                     ),

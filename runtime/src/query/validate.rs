@@ -43,12 +43,17 @@
 //! - Without `limit` a query gets [`MAX_ROWS`] as its limit, so no answer
 //!   is ever larger than that.
 //! - Filters nest at most [`MAX_FILTER_DEPTH`] deep.
-//! - Queries on metrics with session windows are refused: the engine does
-//!   not keep them yet.
+//! - A session metric answers its declared measures and the session
+//!   measures (`sessions`, `avg_duration`, `p50_duration`, `p90_duration`,
+//!   `max_duration`; see [`statflow_dataflow::measure`]), all of them when
+//!   `measures` is left out. Its sessions are grouped by their start, at a
+//!   granularity of whole minutes, and a time window holds the sessions
+//!   that start in it.
 
 use serde_json::{Map, Value as Json};
+use statflow_dataflow::measure;
 use statflow_dataflow::query::{Column, GroupKey, OrderBy, Query};
-use statflow_dsl::{did_you_mean, MetricPlan, Plan, Window};
+use statflow_dsl::{did_you_mean, MetricPlan, Plan};
 
 use super::{QueryError, MAX_ROWS};
 
@@ -301,19 +306,7 @@ impl Checker {
             );
             return None;
         };
-        let m = &plan.metrics[index];
-        if let Window::Session { .. } = m.window {
-            self.push(
-                "unsupported_window",
-                "metric",
-                format!(
-                    "Metric `{name}` has a session window ({}), which queries cannot read yet: query a metric with a tumbling or hopping window.",
-                    m.window
-                ),
-            );
-            return None;
-        }
-        Some((index, m))
+        Some((index, &plan.metrics[index]))
     }
 
     // ---- group keys, measures, granularity, zone -------------------------
@@ -375,7 +368,7 @@ impl Checker {
     fn measures(&mut self, v: Option<&Json>, metric: MetricRef) -> Vec<usize> {
         let Some(v) = v else {
             return metric
-                .map(|(_, m)| (0..m.measures.len()).collect())
+                .map(|(_, m)| (0..measure::measures(m).len()).collect())
                 .unwrap_or_default();
         };
         let names = self.names("measures", v, "measure");
@@ -384,11 +377,11 @@ impl Checker {
         };
         let mut out = Vec::new();
         for (here, name) in names {
-            match m.measures.iter().position(|x| x.name == name) {
+            match measure::index_of(m, name) {
                 Some(i) => out.push(i),
                 None => {
-                    let candidates: Vec<&str> =
-                        m.measures.iter().map(|x| x.name.as_str()).collect();
+                    let all = measure::measures(m);
+                    let candidates: Vec<&str> = all.iter().map(|x| x.name()).collect();
                     let extra = if m.dimension(name).is_some() {
                         format!("; `{name}` is a dimension: put it in `group_by`.")
                     } else {
@@ -476,7 +469,7 @@ impl Checker {
                 group_by
                     .contains(&GroupKey::Dimension(d))
                     .then_some(Column::Key(GroupKey::Dimension(d)))
-            } else if let Some(x) = m.measures.iter().position(|x| x.name == name) {
+            } else if let Some(x) = measure::index_of(m, name) {
                 measures.contains(&x).then_some(Column::Measure(x))
             } else {
                 let columns = answer_columns(m, group_by, measures);
@@ -494,7 +487,7 @@ impl Checker {
             match column {
                 Some(column) => out.push(OrderBy { column, desc }),
                 None => {
-                    let fix = if m.measure(name).is_some() {
+                    let fix = if measure::index_of(m, name).is_some() {
                         "add it to `measures` to sort by it"
                     } else {
                         "add it to `group_by` to sort by it"
@@ -539,7 +532,12 @@ fn answer_columns(m: &MetricPlan, group_by: &[GroupKey], measures: &[usize]) -> 
             GroupKey::Dimension(i) => m.dimensions[*i].name.clone(),
             GroupKey::Time => TIME_KEY.to_string(),
         })
-        .chain(measures.iter().map(|i| m.measures[*i].name.clone()))
+        .chain(
+            measures
+                .iter()
+                .filter_map(|i| measure::measure(m, *i))
+                .map(|x| x.name().to_string()),
+        )
         .collect()
 }
 
@@ -1011,13 +1009,73 @@ mod tests {
         one(with(json!({"limit": 100_001})), "bad_limit", "limit");
         one(with(json!({"limit": 2.5})), "bad_limit", "limit");
         one(with(json!({"limit": "10"})), "bad_type", "limit");
-        let m = one_in(
-            &more(),
-            json!({"metric": "sessions", "time_window": {"last": "1h"}}),
-            "unsupported_window",
-            "metric",
+    }
+
+    #[test]
+    fn session_metrics_answer_their_measures_and_the_session_measures() {
+        let plan = more();
+        let session = |changes: Json| {
+            let mut q = json!({"metric": "sessions", "time_window": {"last": "1d"}});
+            for (k, v) in changes.as_object().unwrap() {
+                q[k] = v.clone();
+            }
+            q
+        };
+        let q = validate(&session(json!({})), &plan, NOW).unwrap();
+        assert_eq!(q.metric, 2);
+        // `n`, then sessions, avg, p50, p90 and max duration.
+        assert_eq!(q.measures, vec![0, 1, 2, 3, 4, 5]);
+        let q = validate(
+            &session(json!({
+                "measures": ["p90_duration", "sessions"],
+                "group_by": ["__time", "game_id"],
+                "granularity": "1h",
+                "time_zone": "Asia/Kolkata",
+                "order_by": [{"field": "sessions", "desc": true}],
+            })),
+            &plan,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(q.measures, vec![4, 1]);
+        assert_eq!(q.granularity_ms, Some(3_600_000));
+        assert_eq!(
+            q.order_by,
+            vec![OrderBy {
+                column: Column::Measure(1),
+                desc: true
+            }]
         );
-        assert!(m.contains("session"), "{m}");
+        // Sessions are grouped by start in whole minutes, whatever the gap.
+        let q = validate(
+            &session(json!({"group_by": ["__time"], "granularity": "5m"})),
+            &plan,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(q.granularity_ms, Some(300_000));
+        let m = one_in(
+            &plan,
+            session(json!({"granularity": "90s"})),
+            "bad_granularity",
+            "granularity",
+        );
+        assert!(m.contains("whole minutes"), "{m}");
+        let m = one_in(
+            &plan,
+            session(json!({"measures": ["session"]})),
+            "unknown_measure",
+            "measures[0]",
+        );
+        assert!(m.contains("did you mean `sessions`?"), "{m}");
+        // A tumbling metric has no session measures.
+        let m = one_in(
+            &plan,
+            json!({"metric": "typed", "time_window": {"last": "1h"}, "measures": ["sessions"]}),
+            "unknown_measure",
+            "measures[0]",
+        );
+        assert!(!m.contains("did you mean `sessions`"), "{m}");
     }
 
     #[test]
