@@ -18,13 +18,16 @@ use statflow::runtime::server::backfill::{progress_of, BackfillProgress, Backfil
 
 use crate::cluster::{answers, http, write_input, Cluster};
 
-/// The cluster tests' topology without its `sliding` metric: the metric
-/// that joins later.
-fn without_sliding(dir: &Path) -> String {
+/// The metrics of the cluster tests' topology that join later: a hopping
+/// one and a session one.
+const JOINING: [&str; 2] = ["sliding", "streaks"];
+
+/// The cluster tests' topology with only its first metric, `rewards`.
+fn only_rewards(dir: &Path) -> String {
     let text = std::fs::read_to_string(dir.join("cluster.topo")).unwrap();
     let start = text
         .find("metric sliding")
-        .expect("the topology has `sliding`");
+        .expect("`sliding` follows `rewards`");
     text[..start].to_string()
 }
 
@@ -116,7 +119,7 @@ fn a_metric_added_later_and_backfilled_equals_one_there_from_the_start() {
         dir.path(),
         &std::fs::read_to_string(dir.path().join("cluster.topo")).unwrap(),
     );
-    let early = compile(dir.path(), &without_sliding(dir.path()));
+    let early = compile(dir.path(), &only_rewards(dir.path()));
     let reference = {
         let state = tempfile::tempdir().unwrap();
         let mut config = config(state.path(), 2);
@@ -124,14 +127,23 @@ fn a_metric_added_later_and_backfilled_equals_one_there_from_the_start() {
         let engine =
             Engine::start(full.clone(), config, statflow::runtime::source::readers()).unwrap();
         engine.wait_until_done().unwrap();
-        let answers = (
-            ask(&engine, &full, "sliding"),
-            ask(&engine, &full, "rewards"),
-        );
+        let answers: Vec<_> = ["rewards", "sliding", "streaks"]
+            .iter()
+            .map(|m| (*m, ask(&engine, &full, m)))
+            .collect();
         engine.shutdown();
         answers
     };
-    assert!(reference.0.iter().all(|(_, rows)| !rows.is_empty()));
+    let reference = |metric: &str| {
+        let (_, answers) = reference.iter().find(|(m, _)| *m == metric).unwrap();
+        assert!(answers.iter().all(|(_, rows)| !rows.is_empty()), "{metric}");
+        answers.clone()
+    };
+    let order_of = |metric: &str| BackfillOrder {
+        metric: full.metrics.iter().position(|m| m.name == metric).unwrap() as u32,
+        from_ms: None,
+        to_ms: None,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -142,35 +154,31 @@ fn a_metric_added_later_and_backfilled_equals_one_there_from_the_start() {
         for file in ["events.jsonl", "cluster.topo"] {
             std::fs::copy(dir.path().join(file), state.path().join(file)).unwrap();
         }
-        // The first run, without `sliding`, stops after its first checkpoint.
+        // The first run, with `rewards` only, stops after its first checkpoint.
         let engine = start(state.path(), &early, first);
         wait_for_checkpoint(state.path(), None);
         engine.shutdown();
 
-        // `sliding` joins: it counts from where the file resumes.
+        // The others join: they count from where the file resumes.
         let engine = start(state.path(), &full, second);
-        let waiting = progress(&engine, &full, "sliding").expect("`sliding` has history");
-        assert_eq!(waiting.state, BackfillState::Waiting);
-        engine.wait_until_done().unwrap();
-        let read_live = engine.shared().records_read(0);
-        if read_live > 0 {
-            handovers_mid_file += 1;
-            assert_ne!(
-                ask(&engine, &full, "sliding"),
-                reference.0,
-                "not backfilled yet"
-            );
+        for metric in JOINING {
+            let waiting = progress(&engine, &full, metric).expect("history to fill in");
+            assert_eq!(waiting.state, BackfillState::Waiting, "{metric}");
         }
-        let order = BackfillOrder {
-            metric: full
-                .metrics
-                .iter()
-                .position(|m| m.name == "sliding")
-                .unwrap() as u32,
-            from_ms: None,
-            to_ms: None,
-        };
-        runtime.block_on(engine.backfill(order.clone())).unwrap();
+        engine.wait_until_done().unwrap();
+        if engine.shared().records_read(0) > 0 {
+            handovers_mid_file += 1;
+            for metric in JOINING {
+                assert_ne!(
+                    ask(&engine, &full, metric),
+                    reference(metric),
+                    "{metric} not backfilled yet"
+                );
+            }
+        }
+        for metric in JOINING {
+            runtime.block_on(engine.backfill(order_of(metric))).unwrap();
+        }
         // Interrupted at a random moment, or not at all.
         std::thread::sleep(Duration::from_millis(rng.random_range(0..60)));
         let engine = if rng.random_bool(0.5) {
@@ -178,21 +186,26 @@ fn a_metric_added_later_and_backfilled_equals_one_there_from_the_start() {
             let engine = start(state.path(), &full, third);
             engine.wait_until_done().unwrap();
             // An order no checkpoint holds yet is lost with the run: given again.
-            if progress(&engine, &full, "sliding").unwrap().state == BackfillState::Waiting {
-                runtime.block_on(engine.backfill(order)).unwrap();
+            for metric in JOINING {
+                if progress(&engine, &full, metric).unwrap().state == BackfillState::Waiting {
+                    runtime.block_on(engine.backfill(order_of(metric))).unwrap();
+                }
             }
             engine
         } else {
             engine
         };
-        let done = wait_until_backfilled(&engine, &full, "sliding");
-        assert!(done.total > 0 && done.read == done.total, "{done:?}");
-        assert_eq!(
-            ask(&engine, &full, "sliding"),
-            reference.0,
-            "{first}, {second}, {third} workers"
-        );
-        assert_eq!(ask(&engine, &full, "rewards"), reference.1);
+        for metric in JOINING {
+            let done = wait_until_backfilled(&engine, &full, metric);
+            assert!(done.total > 0 && done.read == done.total, "{done:?}");
+        }
+        for metric in ["rewards", "sliding", "streaks"] {
+            assert_eq!(
+                ask(&engine, &full, metric),
+                reference(metric),
+                "{metric}: {first}, {second}, {third} workers"
+            );
+        }
 
         // A restart after the backfill neither repeats nor loses it.
         let filled = engine.shared().complete_epoch();
@@ -200,16 +213,18 @@ fn a_metric_added_later_and_backfilled_equals_one_there_from_the_start() {
         engine.shutdown();
         let engine = start(state.path(), &full, first);
         engine.wait_until_done().unwrap();
-        assert_eq!(
-            wait_until_backfilled(&engine, &full, "sliding").records,
-            0,
-            "nothing is read again"
-        );
-        assert_eq!(
-            ask(&engine, &full, "sliding"),
-            reference.0,
-            "after a restart"
-        );
+        for metric in JOINING {
+            assert_eq!(
+                wait_until_backfilled(&engine, &full, metric).records,
+                0,
+                "{metric}: nothing is read again"
+            );
+            assert_eq!(
+                ask(&engine, &full, metric),
+                reference(metric),
+                "{metric} after a restart"
+            );
+        }
         engine.shutdown();
     }
     assert!(
@@ -232,7 +247,7 @@ fn statflow_backfill_fills_in_a_metric_across_a_cluster_of_processes() {
         got
     };
     let flags = ["--checkpoint-interval", "50ms"];
-    std::fs::write(&topology, without_sliding(dir.path())).unwrap();
+    std::fs::write(&topology, only_rewards(dir.path())).unwrap();
     let cluster = Cluster::start_in(dir.path(), "state", 2, 1, &flags);
     cluster.wait_until_done();
     wait_for_checkpoint(&dir.path().join("state"), None);
@@ -242,20 +257,22 @@ fn statflow_backfill_fills_in_a_metric_across_a_cluster_of_processes() {
     let cluster = Cluster::start_in(dir.path(), "state", 2, 1, &flags);
     cluster.wait_until_done();
     // Any process takes the order for the whole cluster.
-    let out = Command::new(env!("CARGO_BIN_EXE_statflow"))
-        .arg("backfill")
-        .arg(&topology)
-        .args(["--metric", "sliding", "--url"])
-        .arg(format!("http://{}", cluster.addresses[1]))
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(said.contains("backfilled `sliding`"), "{said}");
+    for metric in JOINING {
+        let out = Command::new(env!("CARGO_BIN_EXE_statflow"))
+            .arg("backfill")
+            .arg(&topology)
+            .args(["--metric", metric, "--url"])
+            .arg(format!("http://{}", cluster.addresses[1]))
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains(&format!("backfilled `{metric}`")), "{said}");
+    }
     for addr in &cluster.addresses {
         assert!(
             answers(addr) == reference,
@@ -282,7 +299,9 @@ fn statflow_backfill_fills_in_a_metric_across_a_cluster_of_processes() {
     let (status, body) = http(&cluster.addresses[1], "GET", "/v1/backfill", "").unwrap();
     assert_eq!(status, 200, "{body}");
     let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(listed["backfills"][0]["state"], "done", "{body}");
+    let listed = listed["backfills"].as_array().unwrap();
+    assert_eq!(listed.len(), JOINING.len(), "{body}");
+    assert!(listed.iter().all(|b| b["state"] == "done"), "{body}");
     cluster.stop();
 }
 
@@ -338,7 +357,7 @@ fn a_kafka_metric_is_backfilled_from_the_topic_s_oldest_messages() {
         )
     };
     let full = compile(dir.path(), &with_kafka(&topology));
-    let early = compile(dir.path(), &with_kafka(&without_sliding(dir.path())));
+    let early = compile(dir.path(), &with_kafka(&only_rewards(dir.path())));
     let readers =
         statflow::runtime::source::readers_with(statflow::runtime::source::SourceOptions {
             kafka_brokers: Some(broker.brokers()),
