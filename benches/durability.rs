@@ -7,8 +7,10 @@
 //!    every second and without, in rounds: events/s and CPU beside each
 //!    other. Then the newest complete checkpoint is read back from its
 //!    files (bytes ÷ rollup rows × 1,000,000), and the engine's own counters
-//!    give the time one checkpoint takes (`CheckpointStats::micros` over
-//!    `shards`: each worker writes its shard at the same time as the others).
+//!    give the time one checkpoint takes: on the worker thread, reading the
+//!    shard out of the rollup (`CheckpointStats::read_micros`), and on the
+//!    worker's writer thread, encoding and writing it (`micros`), each over
+//!    `shards` (every worker writes its shard at the same time as the others).
 //! 2. **Recovery.** The run with checkpoints waits for a checkpoint that
 //!    holds every event, stops, and a new `Engine` starts on the same
 //!    checkpoint folder: timed until `wait_until_done` returns and a query
@@ -32,6 +34,8 @@
 //!
 //! Settings, all optional:
 //!
+//! - `STATFLOW_BENCH_PARTS`: which parts to run, `checkpoints` (1 and 2)
+//!   and/or `memory` (3), comma-separated (both).
 //! - `STATFLOW_BENCH_EVENTS`: events in the 24-hour file (5,000,000).
 //! - `STATFLOW_BENCH_LONG_EVENTS`: events in the 7-day file (5,000,000).
 //! - `STATFLOW_BENCH_WORKERS`: worker counts for parts 1 and 2 (`1,2`).
@@ -49,6 +53,11 @@
 //! This is a benchmark, not a test: it asserts nothing about time.
 
 mod common;
+
+/// The allocator of the `statflow` binary, so that part 3 measures the
+/// resident memory a real run has (see src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -141,14 +150,18 @@ struct Ingest {
 struct Checkpointed {
     /// Checkpoints completed while the file was being read.
     during_completed: u64,
-    /// Shards written while the file was being read, and the time spent.
+    /// Shards written while the file was being read, and the time spent
+    /// writing them (writer threads) and reading them (worker threads).
     during_shards: u64,
     during_micros: u64,
+    during_read_micros: u64,
     /// After ingest: from done until a checkpoint holding every event completed.
     wait_seconds: f64,
-    /// Shards written after ingest (each holds the worker's whole state), and the time spent.
+    /// Shards written after ingest (each holds the worker's whole state),
+    /// and the time spent writing and reading them.
     full_shards: u64,
     full_micros: u64,
+    full_read_micros: u64,
     /// The newest complete checkpoint, read back from its files.
     epoch: u64,
     files: usize,
@@ -236,8 +249,34 @@ mod parent {
         machine::print();
         println!("load average at start: {}", machine::load());
 
+        let parts =
+            std::env::var("STATFLOW_BENCH_PARTS").unwrap_or_else(|_| "checkpoints,memory".into());
+        let part = |name: &str| parts.split(',').any(|p| p.trim() == name);
+        let mut equal = true;
+        if part("checkpoints") {
+            equal = checkpoint_parts(events, &workers, runs, checkpoint_ms)?;
+        }
+        if part("memory") {
+            memory_part(long_events, memory_workers)?;
+        }
+        println!("load average at the end: {}", machine::load());
+
+        Ok(if equal {
+            ExitCode::SUCCESS
+        } else {
+            eprintln!("error: the restored engine's answers differ from the original's");
+            ExitCode::FAILURE
+        })
+    }
+
+    /// Parts 1 and 2; true when every restored run answered as its original.
+    fn checkpoint_parts(
+        events: u64,
+        workers: &[usize],
+        runs: u64,
+        checkpoint_ms: u64,
+    ) -> anyhow::Result<bool> {
         let file = data::ensure(events)?;
-        let long_file = data::ensure_span(long_events, LONG_DAYS * DAY_MS)?;
         let bytes = warm_page_cache(&file)?;
         println!(
             "file:    {} ({:.0} MiB, read once beforehand so that every variant finds it in the page cache)",
@@ -265,8 +304,12 @@ mod parent {
             }
         }
         let results: Vec<Ingest> = all.iter().map(|runs| median(runs)).collect();
-        let equal = report_ingest(&results, &all, events, checkpoint_ms);
+        Ok(report_ingest(&results, &all, events, checkpoint_ms))
+    }
 
+    /// Part 3: every retention variant over the 7-day file.
+    fn memory_part(long_events: u64, memory_workers: usize) -> anyhow::Result<()> {
+        let long_file = data::ensure_span(long_events, LONG_DAYS * DAY_MS)?;
         let long_bytes = warm_page_cache(&long_file)?;
         println!(
             "file:    {} ({:.0} MiB, {LONG_DAYS} days of event time)",
@@ -297,14 +340,7 @@ mod parent {
             memory.push(spawn(&args, &long_file)?);
         }
         report_memory(&memory);
-        println!("load average at the end: {}", machine::load());
-
-        Ok(if equal {
-            ExitCode::SUCCESS
-        } else {
-            eprintln!("error: the restored engine's answers differ from the original's");
-            ExitCode::FAILURE
-        })
+        Ok(())
     }
 
     fn worker_list(name: &str, default: &[usize]) -> anyhow::Result<Vec<usize>> {
@@ -381,9 +417,9 @@ mod parent {
         );
         println!();
         println!(
-            "| workers | checkpoints | seconds | events/s | vs none | CPU s | events/CPU-s | vs none | peak RSS MiB | vs none | checkpoints completed during ingest | shard write during ingest, mean ms |"
+            "| workers | checkpoints | seconds | events/s | vs none | CPU s | events/CPU-s | vs none | peak RSS MiB | vs none | checkpoints completed during ingest | shard read on the worker during ingest, mean ms | shard write on its writer thread during ingest, mean ms |"
         );
-        println!("|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+        println!("|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
         for pair in results.chunks(2) {
             let base = &pair[0];
             let base_rate = base.events as f64 / base.seconds;
@@ -391,15 +427,16 @@ mod parent {
             for r in pair {
                 let rate = r.events as f64 / r.seconds;
                 let cpu_rate = r.events as f64 / r.cpu_seconds;
-                let (completed, write) = match &r.checkpoint {
+                let (completed, read, write) = match &r.checkpoint {
                     Some(c) => (
                         c.during_completed.to_string(),
+                        ms(c.during_read_micros, c.during_shards),
                         ms(c.during_micros, c.during_shards),
                     ),
-                    None => ("–".into(), "–".into()),
+                    None => ("–".into(), "–".into(), "–".into()),
                 };
                 println!(
-                    "| {} | {} | {:.2} | {} | {:.2}× | {:.2} | {} | {:.2}× | {:.0} | {:.2}× | {} | {} |",
+                    "| {} | {} | {:.2} | {} | {:.2}× | {:.2} | {} | {:.2}× | {:.0} | {:.2}× | {} | {} | {} |",
                     r.workers,
                     if r.checkpoints {
                         format!("every {checkpoint_ms} ms")
@@ -415,6 +452,7 @@ mod parent {
                     mib(r.peak_rss_kib),
                     r.peak_rss_kib as f64 / base.peak_rss_kib as f64,
                     completed,
+                    read,
                     write,
                 );
             }
@@ -441,19 +479,20 @@ mod parent {
         println!("Checkpoint size and time (the newest complete checkpoint after ingest, read back from its files):");
         println!();
         println!(
-            "| workers | shard files | rollup rows | of which late | bytes | bytes per 1M rows | one full-state checkpoint, ms per shard (shards) | ingest done → checkpoint of every event, s |"
+            "| workers | shard files | rollup rows | of which late | bytes | bytes per 1M rows | one full-state checkpoint per shard: read on the worker ms, written by its writer ms (shards) | ingest done → checkpoint of every event, s |"
         );
         println!("|--:|--:|--:|--:|--:|--:|--:|--:|");
         for r in results.iter().filter(|r| r.checkpoints) {
             let Some(c) = &r.checkpoint else { continue };
             println!(
-                "| {} | {} | {} | {} | {} | {} | {} ({}) | {:.2} |",
+                "| {} | {} | {} | {} | {} | {} | {}, {} ({}) | {:.2} |",
                 r.workers,
                 c.files,
                 thousands(c.rows),
                 thousands(c.late_rows),
                 thousands(c.bytes),
                 thousands((c.bytes as f64 / c.rows.max(1) as f64 * 1e6) as u64),
+                ms(c.full_read_micros, c.full_shards),
                 ms(c.full_micros, c.full_shards),
                 c.full_shards,
                 c.wait_seconds,
@@ -711,6 +750,7 @@ mod child {
         let during_completed = stats.completed.load(Ordering::Relaxed);
         let during_shards = stats.shards.load(Ordering::Relaxed);
         let during_micros = stats.micros.load(Ordering::Relaxed);
+        let during_read_micros = stats.read_micros.load(Ordering::Relaxed);
 
         let newest_event = newest(&shared).ok_or_else(|| anyhow::anyhow!("no event was read"))?;
         let day = day_query(newest_event);
@@ -758,6 +798,7 @@ mod child {
         let wait_seconds = done.elapsed().as_secs_f64();
         let full_shards = stats.shards.load(Ordering::Relaxed) - during_shards;
         let full_micros = stats.micros.load(Ordering::Relaxed) - during_micros;
+        let full_read_micros = stats.read_micros.load(Ordering::Relaxed) - during_read_micros;
 
         // The newest complete checkpoint, from its files. Three are kept, so
         // it is not pruned while being read.
@@ -784,9 +825,11 @@ mod child {
             during_completed,
             during_shards,
             during_micros,
+            during_read_micros,
             wait_seconds,
             full_shards,
             full_micros,
+            full_read_micros,
             epoch,
             files: workers,
             bytes,

@@ -85,11 +85,18 @@ fn progress(engine: &Engine, plan: &Plan, metric: &str) -> Option<BackfillProgre
 fn wait_for_checkpoint(dir: &Path, newer_than: Option<u64>) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let newest = checkpoint::list(&dir.join("checkpoints"))
+        // Folders are named by time; the manifest holds the epoch.
+        let checkpoints = dir.join("checkpoints");
+        let newest = checkpoint::list(&checkpoints)
             .unwrap_or_default()
             .into_iter()
             .filter(|(_, complete)| *complete)
-            .map(|(epoch, _)| epoch)
+            .filter_map(|(at_ms, _)| {
+                let manifest = checkpoint::folder(&checkpoints, at_ms).join(checkpoint::MANIFEST);
+                let manifest: checkpoint::Manifest =
+                    serde_json::from_slice(&std::fs::read(manifest).ok()?).ok()?;
+                Some(manifest.epoch)
+            })
             .max();
         if let Some(epoch) = newest.filter(|e| newer_than.is_none_or(|n| *e > n)) {
             return epoch;

@@ -212,8 +212,9 @@ async fn rollup_rows_and_bytes_per_metric_are_measured() {
                 "per worker"
             );
             let bytes = m.sum("statflow_rollup_bytes", &[("metric", "plays")]);
-            // A key (metric, bucket, one short dimension) and a count: tens of bytes a row.
-            assert!(bytes > 20.0 * rows && bytes < 200.0 * rows, "{bytes}");
+            // A key (metric, bucket, one short dimension) and a count: 18
+            // bytes a row as checkpoint format 3 encodes them.
+            assert!(bytes > 10.0 * rows && bytes < 200.0 * rows, "{bytes}");
             break;
         }
         assert!(std::time::Instant::now() < deadline, "rows are measured");

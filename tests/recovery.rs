@@ -1,7 +1,8 @@
 //! Checkpoints and recovery: a run stopped at a random moment and resumed
 //! (on the same or another number of workers) ends with exactly the answers
 //! of a run that was never stopped; a torn checkpoint is skipped for the one
-//! before it; and `kill -9` of a process of a 2-process cluster, then a
+//! before it; a restart with another epoch length resumes from the newest
+//! checkpoint; and `kill -9` of a process of a 2-process cluster, then a
 //! restart, changes nothing in the final answers.
 
 use std::path::Path;
@@ -26,10 +27,13 @@ fn plan(dir: &Path) -> Plan {
     compiled.plan.unwrap()
 }
 
+/// The epoch length of these tests' runs.
+const EPOCH_MS: u64 = 10;
+
 fn config(dir: &Path, workers: usize, checkpoints: bool) -> EngineConfig {
     EngineConfig {
         workers,
-        epoch_interval: Duration::from_millis(10),
+        epoch_interval: Duration::from_millis(EPOCH_MS),
         epoch_records: 300,
         batch: 50,
         dead_letter_dir: dir.join("dead"),
@@ -165,7 +169,99 @@ fn a_torn_checkpoint_is_skipped_for_the_one_before_it() {
         statflow::runtime::source::readers(),
     )
     .unwrap();
-    assert_eq!(engine.shared().restored_from, Some(complete[1]));
+    // Folders are named by time: the epoch times the epoch length.
+    assert_eq!(engine.shared().restored_from, Some(complete[1] / EPOCH_MS));
+    engine.wait_until_done().unwrap();
+    assert_eq!(ask(&engine, &plan), reference);
+    engine.shutdown();
+}
+
+/// The complete checkpoints under `dir`, newest first: each folder's time
+/// and the epoch its manifest holds.
+fn complete_checkpoints(dir: &Path) -> Vec<(u64, u64)> {
+    checkpoint::list(dir)
+        .unwrap()
+        .into_iter()
+        .filter(|(_, complete)| *complete)
+        .map(|(at_ms, _)| {
+            let manifest = checkpoint::folder(dir, at_ms).join(checkpoint::MANIFEST);
+            let manifest: checkpoint::Manifest =
+                serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
+            (at_ms, manifest.epoch)
+        })
+        .collect()
+}
+
+/// Waits until `dir` holds a complete checkpoint newer than `after` (a
+/// folder time), and returns the complete ones.
+fn wait_for_checkpoint_after(dir: &Path, after: u64) -> Vec<(u64, u64)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let complete = complete_checkpoints(dir);
+        if complete.first().is_some_and(|(at_ms, _)| *at_ms > after) {
+            return complete;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a checkpoint after {after} completes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Checkpoints were named by epoch number, so a restart with longer epochs
+/// numbered its checkpoints below the old ones: the old ones stayed
+/// "newest", the new ones were pruned, and the next restart went back to
+/// the old ones. Named by time, they keep their order.
+#[test]
+fn a_restart_with_longer_epochs_resumes_from_the_newest_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    write_input(dir.path());
+    let plan = plan(dir.path());
+    let checkpoints = dir.path().join("checkpoints");
+    let longer = |dir: &Path| EngineConfig {
+        epoch_interval: Duration::from_millis(5 * EPOCH_MS),
+        ..config(dir, 2, true)
+    };
+
+    let engine = run_to_the_end(dir.path(), 2, true);
+    let reference = ask(&engine, &plan);
+    wait_for_checkpoint_after(&checkpoints, 0);
+    engine.shutdown();
+    let (first_at, first_epoch) = complete_checkpoints(&checkpoints)[0];
+
+    // Epochs five times as long: five times smaller epoch numbers.
+    let engine = Engine::start(
+        plan.clone(),
+        longer(dir.path()),
+        statflow::runtime::source::readers(),
+    )
+    .unwrap();
+    assert_eq!(engine.shared().restored_from, Some(first_epoch));
+    engine.wait_until_done().unwrap();
+    let second = wait_for_checkpoint_after(&checkpoints, first_at);
+    // One more, so that pruning (keep 2) has passed the first run's.
+    wait_for_checkpoint_after(&checkpoints, second[0].0);
+    engine.shutdown();
+    let second = complete_checkpoints(&checkpoints);
+    let (second_at, second_epoch) = second[0];
+    assert!(
+        second_epoch < first_epoch,
+        "{second_epoch} vs {first_epoch}"
+    );
+    assert_eq!(second_at, second_epoch * 5 * EPOCH_MS);
+    assert!(
+        second.iter().all(|(at, _)| *at > first_at),
+        "the newest two are the second run's: {second:?}"
+    );
+
+    let engine = Engine::start(
+        plan.clone(),
+        longer(dir.path()),
+        statflow::runtime::source::readers(),
+    )
+    .unwrap();
+    assert_eq!(engine.shared().restored_from, Some(second_epoch));
     engine.wait_until_done().unwrap();
     assert_eq!(ask(&engine, &plan), reference);
     engine.shutdown();

@@ -2,27 +2,42 @@
 //!
 //! ```text
 //! bytes 0..8    magic "SFSHARD\n"
-//! bytes 8..12   format version, u32 little-endian (now 2; 1 is still read)
+//! bytes 8..12   format version, u32 little-endian (now 3; 1 and 2 are still read)
 //! bytes 12..20  body length n, u64 little-endian
-//! bytes 20..    body: the `Shard` in bincode 1 (fixed-width integers)
+//! bytes 20..    body: the `Shard` in bincode 1 with variable-length
+//!               integers (formats 1 and 2: fixed-width integers)
 //! last 4 bytes  CRC-32 (IEEE) of the body, u32 little-endian
 //! ```
 //!
 //! A file that is shorter or longer than its header says, or whose checksum
 //! does not match, is torn or corrupt, and its checkpoint is skipped.
+//!
+//! The body is streamed to the file as it is encoded, the checksum computed
+//! on the way, and the length filled in at the end, so a shard is never held
+//! in memory as bytes beside its rows.
 
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use bincode::Options;
 use serde::{Deserialize, Serialize};
 use statflow_dataflow::aggregate::Aggregates;
 use statflow_dataflow::backfill::BackfillOrder;
 use statflow_dataflow::ingest::{Resume, SourcePositions};
 use statflow_dataflow::rollup::RollupKey;
 
-use super::{folder, shard_file, write_atomically};
+use super::{folder, shard_file, write_atomically_with};
 
 /// The shard format version; bumped whenever the layout or the body changes.
-pub const FORMAT: u32 = 2;
+/// Format 3 encodes integers by their size (bincode's varint), in about
+/// half the bytes of format 2 for the same rows; format 2 added backfills
+/// to format 1.
+pub const FORMAT: u32 = 3;
+
+/// The body's encoding in [`FORMAT`]: variable-length integers, little-endian.
+fn encoding() -> impl Options {
+    bincode::DefaultOptions::new()
+}
 
 const MAGIC: &[u8; 8] = b"SFSHARD\n";
 const HEADER: usize = 20;
@@ -99,18 +114,158 @@ pub enum CheckpointError {
     },
 }
 
-/// Writes `shard` into its checkpoint's folder under `dir`; returns its size in bytes.
-pub fn write_shard(dir: &Path, shard: &Shard) -> std::io::Result<u64> {
-    let body = bincode::serialize(shard).map_err(std::io::Error::other)?;
-    let mut bytes = Vec::with_capacity(HEADER + body.len() + 4);
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&FORMAT.to_le_bytes());
-    bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&body);
-    bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    let path = folder(dir, shard.epoch).join(shard_file(shard.worker));
-    write_atomically(&path, &bytes)?;
-    Ok(bytes.len() as u64)
+/// The bytes `value` takes in a shard body of [`FORMAT`].
+pub fn encoded_size<T: Serialize + ?Sized>(value: &T) -> u64 {
+    encoding().serialized_size(value).unwrap_or(0)
+}
+
+/// Writes `shard` into the folder of its checkpoint (named by `at_ms`, see
+/// [`folder`]) under `dir`; returns the file's size in bytes.
+pub fn write_shard(dir: &Path, at_ms: u64, shard: &Shard) -> std::io::Result<u64> {
+    write_body(dir, at_ms, shard.worker, |body| {
+        encoding()
+            .serialize_into(body, shard)
+            .map_err(std::io::Error::other)
+    })
+}
+
+/// Rollup rows encoded as a shard body holds them. A worker encodes its
+/// rows here as it reads them out of the rollup, which is cheaper than
+/// copying each row (every key and measure state is a few allocations),
+/// and hands the bytes to its writer thread.
+#[derive(Debug, Default)]
+pub struct EncodedRows {
+    count: u64,
+    bytes: Vec<u8>,
+}
+
+impl EncodedRows {
+    /// No rows yet, encoded into `buffer` (emptied first): a buffer from an
+    /// earlier shard saves growing a new one, and the fresh pages it takes.
+    pub fn reusing(mut buffer: Vec<u8>) -> Self {
+        buffer.clear();
+        EncodedRows {
+            count: 0,
+            bytes: buffer,
+        }
+    }
+
+    /// The buffer, for [`EncodedRows::reusing`].
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// Adds one row.
+    pub fn push(&mut self, key: &RollupKey, row: &Aggregates) -> std::io::Result<()> {
+        encoding()
+            .serialize_into(&mut self.bytes, &(key, row))
+            .map_err(std::io::Error::other)?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Rows added.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// True when no row was added.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+/// Writes the shard made of `head` with `rows` in place of its (empty)
+/// rows, byte for byte what [`write_shard`] writes for the whole shard.
+pub fn write_shard_encoded(
+    dir: &Path,
+    at_ms: u64,
+    head: &Shard,
+    rows: &EncodedRows,
+) -> std::io::Result<u64> {
+    debug_assert!(head.rows.is_empty(), "the rows come encoded");
+    let head_bytes = encoding().serialize(head).map_err(std::io::Error::other)?;
+    // `rows` follows `sources` in `Shard`; an empty list is one byte, its
+    // length 0. (A unit test checks the result against `write_shard`.)
+    let split = encoding()
+        .serialized_size(&(
+            head.epoch,
+            head.worker,
+            head.workers,
+            &head.metrics,
+            &head.sources,
+        ))
+        .map_err(std::io::Error::other)? as usize;
+    if head_bytes.get(split) != Some(&0) {
+        return Err(std::io::Error::other(
+            "the shard's rows are not where expected",
+        ));
+    }
+    write_body(dir, at_ms, head.worker, |body| {
+        body.write_all(&head_bytes[..split])?;
+        encoding()
+            .serialize_into(&mut *body, &rows.count)
+            .map_err(std::io::Error::other)?;
+        body.write_all(&rows.bytes)?;
+        body.write_all(&head_bytes[split + 1..])
+    })
+}
+
+/// Writes a shard file of worker `worker` into the folder named by `at_ms`:
+/// the header, the body that `encode` writes, and its checksum, streamed
+/// into the file and the length filled in at the end.
+fn write_body(
+    dir: &Path,
+    at_ms: u64,
+    worker: usize,
+    encode: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<u64> {
+    let path = folder(dir, at_ms).join(shard_file(worker));
+    let mut size = 0;
+    write_atomically_with(&path, |file| {
+        file.write_all(MAGIC)?;
+        file.write_all(&FORMAT.to_le_bytes())?;
+        // The body's length, filled in once it is written.
+        file.write_all(&0u64.to_le_bytes())?;
+        // bincode writes a few bytes at a time: buffer them before the
+        // checksum, which is fastest over large slices.
+        let mut body = std::io::BufWriter::with_capacity(
+            64 << 10,
+            Checksummed {
+                inner: &mut *file,
+                crc: crc32fast::Hasher::new(),
+                bytes: 0,
+            },
+        );
+        encode(&mut body)?;
+        let Checksummed { crc, bytes, .. } = body.into_inner().map_err(|e| e.into_error())?;
+        file.write_all(&crc.finalize().to_le_bytes())?;
+        file.seek(SeekFrom::Start(12))?;
+        file.write_all(&bytes.to_le_bytes())?;
+        size = HEADER as u64 + bytes + 4;
+        Ok(())
+    })?;
+    Ok(size)
+}
+
+/// A writer that counts and checksums what passes through it.
+struct Checksummed<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Checksummed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Reads and checks one shard file.
@@ -127,9 +282,9 @@ pub fn read_shard(path: &Path) -> Result<Shard, CheckpointError> {
         return Err(corrupt("it does not start like a shard file".into()));
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
-    if version != FORMAT && version != 1 {
+    if !(1..=FORMAT).contains(&version) {
         return Err(corrupt(format!(
-            "format {version}, and this statflow reads format {FORMAT}"
+            "format {version}, and this statflow reads formats 1 to {FORMAT}"
         )));
     }
     let len = u64::from_le_bytes(bytes[12..20].try_into().unwrap_or_default());
@@ -157,7 +312,11 @@ pub fn read_shard(path: &Path) -> Result<Shard, CheckpointError> {
             backfills: Vec::new(),
         });
     }
-    bincode::deserialize(body).map_err(undecodable)
+    if version == 2 {
+        // Format 2: today's fields with fixed-width integers.
+        return bincode::deserialize(body).map_err(undecodable);
+    }
+    encoding().deserialize(body).map_err(undecodable)
 }
 
 #[cfg(test)]
@@ -212,10 +371,51 @@ mod tests {
     #[test]
     fn a_shard_reads_back_as_written() {
         let dir = tempfile::tempdir().unwrap();
-        let bytes = write_shard(dir.path(), &shard()).unwrap();
-        let path = folder(dir.path(), 99).join(shard_file(1));
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), bytes);
+        let bytes = write_shard(dir.path(), 990, &shard()).unwrap();
+        let path = folder(dir.path(), 990).join(shard_file(1));
+        let file = std::fs::read(&path).unwrap();
+        assert_eq!(file.len() as u64, bytes);
+        assert_eq!(&file[8..12], &FORMAT.to_le_bytes());
         assert_eq!(read_shard(&path).unwrap(), shard());
+    }
+
+    #[test]
+    fn a_shard_with_encoded_rows_is_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = shard();
+        write_shard(dir.path(), 1, &whole).unwrap();
+        let mut rows = EncodedRows::default();
+        for (key, row) in &whole.rows {
+            rows.push(key, row).unwrap();
+        }
+        let head = Shard {
+            rows: Vec::new(),
+            ..whole.clone()
+        };
+        write_shard_encoded(dir.path(), 2, &head, &rows).unwrap();
+        let read = |at| std::fs::read(folder(dir.path(), at).join(shard_file(1))).unwrap();
+        assert_eq!(read(1), read(2));
+    }
+
+    /// A shard file of `version` around `body`.
+    fn file_of(version: u32, body: &[u8]) -> Vec<u8> {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&version.to_le_bytes());
+        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(body);
+        bytes.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_format_2_shard_still_reads_in_more_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let two = file_of(2, &bincode::serialize(&shard()).unwrap());
+        let path = dir.path().join("format-2.shard");
+        std::fs::write(&path, &two).unwrap();
+        assert_eq!(read_shard(&path).unwrap(), shard());
+        let three = write_shard(dir.path(), 990, &shard()).unwrap();
+        assert!(three < two.len() as u64, "{three} vs {}", two.len());
     }
 
     #[test]
@@ -247,8 +447,8 @@ mod tests {
     #[test]
     fn torn_and_flipped_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        write_shard(dir.path(), &shard()).unwrap();
-        let path = folder(dir.path(), 99).join(shard_file(1));
+        write_shard(dir.path(), 990, &shard()).unwrap();
+        let path = folder(dir.path(), 990).join(shard_file(1));
         let good = std::fs::read(&path).unwrap();
 
         std::fs::write(&path, &good[..good.len() - 7]).unwrap();

@@ -91,14 +91,14 @@ impl Restored {
                 return None;
             }
         };
-        for (epoch, complete) in listed {
+        for (at_ms, complete) in listed {
             if !complete {
                 continue;
             }
-            match Self::read(dir, epoch, plan) {
+            match Self::read(dir, at_ms, plan) {
                 Ok(restored) => return Some(restored),
                 Err(reason) => tracing::warn!(
-                    epoch,
+                    at_ms,
                     %reason,
                     "checkpoint is damaged; trying the one before it"
                 ),
@@ -107,8 +107,8 @@ impl Restored {
         None
     }
 
-    fn read(dir: &Path, epoch: u64, plan: &Plan) -> Result<Restored, String> {
-        let folder = folder(dir, epoch);
+    fn read(dir: &Path, at_ms: u64, plan: &Plan) -> Result<Restored, String> {
+        let folder = folder(dir, at_ms);
         let manifest: Manifest = std::fs::read(folder.join(MANIFEST))
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
@@ -130,7 +130,7 @@ impl Restored {
         let mut held = std::collections::BTreeSet::new();
         for entry in &manifest.shards {
             let shard = read_shard(&folder.join(&entry.file)).map_err(|e| e.to_string())?;
-            if shard.epoch != epoch || shard.workers != manifest.workers {
+            if shard.epoch != manifest.epoch || shard.workers != manifest.workers {
                 return Err(format!("{} belongs to another checkpoint", entry.file));
             }
             // Old metric index → new one, for metrics whose definition is unchanged.
@@ -208,7 +208,7 @@ impl Restored {
             }
         }
         Ok(Restored {
-            epoch,
+            epoch: manifest.epoch,
             workers: manifest.workers,
             resume,
             newest,

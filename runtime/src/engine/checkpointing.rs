@@ -3,43 +3,72 @@
 //! Checkpoint epochs are the multiples of `interval / epoch interval`, so
 //! every worker of every process picks the same ones without talking. A
 //! worker holds its rollup's compaction at the next checkpoint epoch, and
-//! once that epoch is complete everywhere it writes its shard: the rows as
-//! of that epoch and its sources' positions at the end of it. Worker 0 then
-//! writes the manifest once every shard is there, and prunes old checkpoints.
+//! once that epoch is complete everywhere it reads its shard: the rows as of
+//! that epoch and its sources' positions at the end of it. That read is all
+//! the worker thread does (it encodes each row as it reads it, which costs
+//! less than copying it); the worker's writer thread checksums, writes,
+//! syncs and renames the shard. Worker 0's writer then writes
+//! the manifest once every shard is there, and prunes old checkpoints.
+//!
+//! At most one shard per worker is in the writer's hands. A worker whose
+//! previous shard is still being written when the next checkpoint epoch is
+//! complete does not wait for the disk: it keeps holding compaction at that
+//! epoch and, once its writer is free, reads at the newest checkpoint epoch
+//! that is complete then. A slow disk so makes checkpoints rarer rather than
+//! ingest slower, and holds at most one shard's rows in memory beside the
+//! rollup. Workers choose from the same epochs, so they mostly choose
+//! alike; a checkpoint that some worker skipped never completes, and the
+//! next one does.
 
 use std::cell::RefCell;
+use std::path::Path;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use differential_dataflow::trace::cursor::{cursor_list, Cursor};
+use differential_dataflow::trace::TraceReader;
+use statflow_dataflow::aggregate::Aggregates;
 use statflow_dataflow::ingest::PositionLog;
 use statflow_dataflow::scan::RollupTrace;
-use statflow_dataflow::snapshot::rows_at;
+use timely::progress::Antichain;
 
 use super::Shared;
-use crate::checkpoint::{self, BackfillState, CheckpointConfig, Shard};
+use crate::checkpoint::{self, BackfillState, CheckpointConfig, EncodedRows, Shard};
 
-/// How often worker 0 looks for shards of pending checkpoints.
+/// How often worker 0's writer looks for shards of pending checkpoints.
 const COMPLETION_POLL: Duration = Duration::from_millis(50);
+
+/// Checkpoints worker 0's writer waits for at most; an older one that some
+/// worker skipped would never complete.
+const MAX_PENDING: usize = 8;
 
 /// One worker's checkpointing state.
 pub(super) struct Checkpointer {
-    config: CheckpointConfig,
     /// Epochs between checkpoints.
     every: u64,
+    /// The epoch length in milliseconds: a checkpoint's folder is named by
+    /// its epoch's time.
+    epoch_ms: u64,
     /// The next checkpoint epoch.
     next: u64,
+    /// This worker's index over every process, and how many there are:
+    /// a shard names both, so a restore can tell its checkpoint's shape.
     worker: usize,
     workers: usize,
+    /// Every metric's name and fingerprint, written into each shard.
     metrics: Vec<(String, u64)>,
     /// Each ingested source's name and position log.
     logs: Vec<(String, Rc<RefCell<PositionLog>>)>,
-    /// Worker 0: checkpoints written here whose manifest is not written yet.
-    pending: Vec<u64>,
-    last_poll: Instant,
+    /// The thread that writes this worker's shards.
+    writer: Writer,
 }
 
 impl Checkpointer {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         config: CheckpointConfig,
         epoch_interval: Duration,
@@ -48,19 +77,20 @@ impl Checkpointer {
         workers: usize,
         metrics: Vec<(String, u64)>,
         logs: Vec<(String, Rc<RefCell<PositionLog>>)>,
-    ) -> Self {
-        let every = (config.interval.as_millis() / epoch_interval.as_millis().max(1)).max(1) as u64;
-        Checkpointer {
-            config,
+        shared: &Arc<Shared>,
+    ) -> std::io::Result<Self> {
+        let epoch_ms = epoch_interval.as_millis().max(1) as u64;
+        let every = (config.interval.as_millis() as u64 / epoch_ms).max(1);
+        Ok(Checkpointer {
             every,
+            epoch_ms,
             next: (start_epoch / every + 1) * every,
             worker,
             workers,
             metrics,
             logs,
-            pending: Vec::new(),
-            last_poll: Instant::now(),
-        }
+            writer: Writer::spawn(config, worker, workers, Arc::clone(shared))?,
+        })
     }
 
     /// The rollup must stay readable at this epoch: compaction may not pass it.
@@ -68,8 +98,9 @@ impl Checkpointer {
         self.next
     }
 
-    /// Writes this worker's shard once the next checkpoint epoch is complete
-    /// everywhere (`complete` is the first epoch that is not). `backfills`
+    /// Reads this worker's shard once the next checkpoint epoch is complete
+    /// everywhere (`complete` is the first epoch that is not) and this
+    /// worker's writer is free, and hands it to the writer. `backfills`
     /// gives the state of backfills as of a checkpoint epoch.
     pub(super) fn step(
         &mut self,
@@ -78,51 +109,44 @@ impl Checkpointer {
         backfills: &mut dyn FnMut(u64) -> Vec<BackfillState>,
         shared: &Shared,
     ) {
-        if complete > self.next {
-            // The newest checkpoint epoch that is complete; missed ones are skipped.
-            let epoch = (complete - 1) / self.every * self.every;
-            self.next = epoch + self.every;
-            let started = Instant::now();
-            match self.write(epoch, trace, backfills(epoch)) {
-                Ok(bytes) => {
-                    let stats = &shared.checkpoints;
-                    stats.bytes.fetch_add(bytes, Ordering::Relaxed);
-                    stats.shards.fetch_add(1, Ordering::Relaxed);
-                    stats
-                        .micros
-                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                    if self.worker == 0 {
-                        self.pending.push(epoch);
-                        // A checkpoint some worker skipped never completes; stop looking.
-                        if self.pending.len() > 8 {
-                            self.pending.remove(0);
-                        }
-                    }
-                }
-                Err(e) => tracing::error!(
-                    epoch,
-                    worker = self.worker,
-                    error = %e,
-                    "cannot write this worker's checkpoint shard; the checkpoint will not complete"
-                ),
-            }
+        if complete <= self.next || self.writer.busy() {
+            return;
         }
-        if self.worker == 0
-            && !self.pending.is_empty()
-            && self.last_poll.elapsed() >= COMPLETION_POLL
-        {
-            self.last_poll = Instant::now();
-            self.complete_pending(shared);
+        // The newest checkpoint epoch that is complete; missed ones are skipped.
+        let epoch = (complete - 1) / self.every * self.every;
+        self.next = epoch + self.every;
+        let started = Instant::now();
+        match self.read(epoch, trace, backfills(epoch)) {
+            Ok((head, rows)) => {
+                shared
+                    .checkpoints
+                    .read_micros
+                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                self.writer.write(Job {
+                    at_ms: checkpoint::time_of(epoch, self.epoch_ms),
+                    head,
+                    rows,
+                });
+            }
+            Err(e) => tracing::error!(
+                epoch,
+                worker = self.worker,
+                error = %e,
+                "cannot read this worker's checkpoint shard; the checkpoint will not complete"
+            ),
         }
     }
 
-    fn write(
+    /// This worker's shard as of `epoch`, its rows encoded apart: what must
+    /// be read on the worker thread, since the rollup and the position logs
+    /// live there.
+    fn read(
         &mut self,
         epoch: u64,
         trace: &mut RollupTrace,
         backfills: Vec<BackfillState>,
-    ) -> anyhow::Result<u64> {
-        let rows = rows_at(trace, epoch)
+    ) -> anyhow::Result<(Shard, EncodedRows)> {
+        let rows = encode_rows_at(trace, epoch, self.writer.spare())?
             .ok_or_else(|| anyhow::anyhow!("the rollup cannot be read at epoch {epoch}"))?;
         let mut sources = Vec::with_capacity(self.logs.len());
         for (name, log) in &self.logs {
@@ -133,24 +157,237 @@ impl Checkpointer {
             log.forget_before(epoch + 1);
             sources.push((name.clone(), positions));
         }
-        let shard = Shard {
+        let head = Shard {
             epoch,
             worker: self.worker,
             workers: self.workers,
             metrics: self.metrics.clone(),
             sources,
-            rows,
+            rows: Vec::new(),
             backfills,
         };
-        Ok(checkpoint::write_shard(&self.config.dir, &shard)?)
+        Ok((head, rows))
+    }
+}
+
+/// Every row of this worker's shard as it stood at epoch `as_of`, encoded:
+/// the rows `statflow_dataflow::snapshot::rows_at` gives, without copying
+/// them first. A key with one update at or before `as_of` (most keys, once
+/// compacted) is encoded straight from the trace. `None` when the shard
+/// cannot be read exactly at `as_of`.
+fn encode_rows_at(
+    trace: &mut RollupTrace,
+    as_of: u64,
+    buffer: Vec<u8>,
+) -> std::io::Result<Option<EncodedRows>> {
+    let mut upper = Antichain::new();
+    trace.read_upper(&mut upper);
+    if upper.less_equal(&as_of) || !trace.get_logical_compaction().less_equal(&as_of) {
+        return Ok(None);
+    }
+    let Some(batches) = trace.batches_through(upper.borrow()) else {
+        return Ok(None);
+    };
+    let (mut cursor, storage) = cursor_list(batches);
+    let mut rows = EncodedRows::reusing(buffer);
+    while let Some(key) = cursor.get_key(&storage) {
+        while cursor.val_valid(&storage) {
+            let (mut updates, mut events) = (0, 0);
+            cursor.map_times(&storage, |time, diff| {
+                if *time <= as_of {
+                    updates += 1;
+                    events += diff.count;
+                }
+            });
+            if events > 0 && updates == 1 {
+                let mut pushed = Ok(());
+                cursor.map_times(&storage, |time, diff| {
+                    if *time <= as_of {
+                        pushed = rows.push(key, diff);
+                    }
+                });
+                pushed?;
+            } else if events > 0 {
+                let mut row: Option<Aggregates> = None;
+                cursor.map_times(&storage, |time, diff| {
+                    if *time <= as_of {
+                        match &mut row {
+                            Some(row) => row.merge(diff),
+                            None => row = Some(diff.clone()),
+                        }
+                    }
+                });
+                if let Some(row) = row {
+                    rows.push(key, &row)?;
+                }
+            }
+            cursor.step_val(&storage);
+        }
+        cursor.step_key(&storage);
+    }
+    Ok(Some(rows))
+}
+
+/// A shard on its way to the disk, with the time that names its folder.
+struct Job {
+    /// The checkpoint's time, which names its folder.
+    at_ms: u64,
+    /// Every field of the shard but its rows.
+    head: Shard,
+    /// The rows, encoded.
+    rows: EncodedRows,
+}
+
+/// The handle of one worker's writer thread.
+struct Writer {
+    /// Hands shards to the thread; dropped to stop it.
+    jobs: Option<Sender<Job>>,
+    /// True from a shard's hand-over until it is written (or failed).
+    busy: Arc<AtomicBool>,
+    /// The buffer of the last shard written, handed back for the next one:
+    /// a shard's rows are as large as the shard, and a fresh buffer would
+    /// be grown and paged in anew at every checkpoint.
+    spare: Receiver<Vec<u8>>,
+    /// Joined on drop, so that a clean stop finishes the shard in hand.
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    fn spawn(
+        config: CheckpointConfig,
+        worker: usize,
+        workers: usize,
+        shared: Arc<Shared>,
+    ) -> std::io::Result<Self> {
+        // Capacity one: `busy` already keeps a second shard from being sent.
+        let (jobs, received) = crossbeam_channel::bounded::<Job>(1);
+        let (give_back, spare) = crossbeam_channel::bounded::<Vec<u8>>(1);
+        let busy = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let busy = Arc::clone(&busy);
+            std::thread::Builder::new()
+                .name(format!("checkpoint-writer-{worker}"))
+                .spawn(move || {
+                    let mut manifests = Manifests {
+                        config,
+                        workers,
+                        pending: Vec::new(),
+                    };
+                    loop {
+                        match received.recv_timeout(COMPLETION_POLL) {
+                            Ok(job) => {
+                                let epoch = job.head.epoch;
+                                if write(&manifests.config.dir, &job, &shared) && worker == 0 {
+                                    manifests.expect(job.at_ms, epoch);
+                                }
+                                let _ = give_back.try_send(job.rows.into_buffer());
+                                busy.store(false, Ordering::Release);
+                            }
+                            Err(RecvTimeoutError::Timeout) => {}
+                            Err(RecvTimeoutError::Disconnected) => break,
+                        }
+                        manifests.complete_pending(&shared);
+                    }
+                })?
+        };
+        Ok(Writer {
+            jobs: Some(jobs),
+            busy,
+            spare,
+            thread: Some(thread),
+        })
     }
 
+    /// The last shard's buffer, or a new one.
+    fn spare(&self) -> Vec<u8> {
+        self.spare.try_recv().unwrap_or_default()
+    }
+
+    /// True while the previous shard is not written yet.
+    fn busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
+    }
+
+    fn write(&mut self, job: Job) {
+        let Some(jobs) = &self.jobs else { return };
+        self.busy.store(true, Ordering::Release);
+        if jobs.send(job).is_err() {
+            // The thread is gone (it panicked): nothing will be written.
+            self.busy.store(false, Ordering::Release);
+            tracing::error!("the checkpoint writer thread has stopped; no more checkpoints");
+            self.jobs = None;
+        }
+    }
+}
+
+impl Drop for Writer {
+    /// Lets the shard being written finish (so no temporary file is left
+    /// behind by a clean stop), then stops the thread.
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Writes one shard, counting it; false when it could not be written.
+fn write(dir: &Path, job: &Job, shared: &Shared) -> bool {
+    let started = Instant::now();
+    match checkpoint::write_shard_encoded(dir, job.at_ms, &job.head, &job.rows) {
+        Ok(bytes) => {
+            let stats = &shared.checkpoints;
+            stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+            stats.shards.fetch_add(1, Ordering::Relaxed);
+            stats
+                .micros
+                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            true
+        }
+        Err(e) => {
+            tracing::error!(
+                epoch = job.head.epoch,
+                worker = job.head.worker,
+                error = %e,
+                "cannot write this worker's checkpoint shard; the checkpoint will not complete"
+            );
+            false
+        }
+    }
+}
+
+/// Worker 0's writer: checkpoints whose own shard it wrote, waiting for
+/// the other workers' shards before their manifest is written.
+struct Manifests {
+    /// Where the checkpoints are, and how many to keep.
+    config: CheckpointConfig,
+    /// Shards a checkpoint needs: one per worker over every process.
+    workers: usize,
+    /// `(folder time, epoch)` of checkpoints without a manifest yet.
+    pending: Vec<(u64, u64)>,
+}
+
+impl Manifests {
+    fn expect(&mut self, at_ms: u64, epoch: u64) {
+        self.pending.push((at_ms, epoch));
+        // A checkpoint some worker skipped never completes; stop looking.
+        if self.pending.len() > MAX_PENDING {
+            self.pending.remove(0);
+        }
+    }
+
+    /// Writes the manifest of every pending checkpoint whose shards are
+    /// all there (each was synced before its rename), newest last.
     fn complete_pending(&mut self, shared: &Shared) {
+        if self.pending.is_empty() {
+            return;
+        }
         let mut completed = None;
-        self.pending.retain(|epoch| {
-            match checkpoint::try_complete(&self.config.dir, *epoch, self.workers) {
+        let (dir, workers) = (&self.config.dir, self.workers);
+        self.pending.retain(|&(at_ms, epoch)| {
+            match checkpoint::try_complete(dir, at_ms, epoch, workers) {
                 Ok(true) => {
-                    completed = completed.max(Some(*epoch));
+                    completed = completed.max(Some((at_ms, epoch)));
                     false
                 }
                 Ok(false) => true,
@@ -160,7 +397,7 @@ impl Checkpointer {
                 }
             }
         });
-        if let Some(epoch) = completed {
+        if let Some((at_ms, epoch)) = completed {
             shared.checkpoints.completed.fetch_add(1, Ordering::Relaxed);
             shared
                 .checkpoints
@@ -168,7 +405,7 @@ impl Checkpointer {
                 .store(epoch, Ordering::Relaxed);
             tracing::info!(epoch, "checkpoint complete");
             // Older pending ones can no longer be the newest: forget them.
-            self.pending.retain(|e| *e > epoch);
+            self.pending.retain(|(t, _)| *t > at_ms);
             if let Err(e) = checkpoint::prune(&self.config.dir, self.config.keep) {
                 tracing::warn!(error = %e, "cannot delete old checkpoints");
             }

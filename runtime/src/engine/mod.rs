@@ -216,8 +216,12 @@ pub struct CheckpointStats {
     pub shards: AtomicU64,
     /// Bytes of shards written by this process's workers.
     pub bytes: AtomicU64,
-    /// Time spent writing shards, in microseconds.
+    /// Time spent writing shards, in microseconds (by the writer threads).
     pub micros: AtomicU64,
+    /// Time the workers spent reading their shards out of the rollup for
+    /// checkpoints, in microseconds: the part of a checkpoint that holds up
+    /// ingest.
+    pub read_micros: AtomicU64,
 }
 
 impl Shared {
@@ -348,7 +352,7 @@ impl Engine {
                     Arc::new(crate::telemetry::Hub::new(process, workers))
                 }),
         });
-        let timely_config = match &config.cluster {
+        let mut timely_config = match &config.cluster {
             None => timely::Config::process(workers),
             Some(cluster) => {
                 anyhow::ensure!(
@@ -374,6 +378,10 @@ impl Engine {
             (0..workers).map(|_| crossbeam_channel::unbounded()).unzip();
         let receivers = Arc::new(receivers);
         let worker_shared = Arc::clone(&shared);
+        timely_config.worker.set(
+            retention::EXERT_LOGIC_KEY.to_string(),
+            retention::merge_retracted(),
+        );
         let guards = timely::execute(timely_config, move |worker| {
             let index = worker.index();
             let local = index - first_local;

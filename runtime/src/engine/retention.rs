@@ -9,8 +9,16 @@
 //! compaction has merged them. The margin (a tenth of the retention) covers
 //! workers that see the watermark a little apart; answers say which part of
 //! their window is past retention (see `AsOf::retained_from_ms`).
+//!
+//! A retracted row is gone only once the batch holding it has been merged
+//! with the batch holding its retraction, after compaction has passed both
+//! (see [`merge_retracted`]).
 
+use std::cell::Cell;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use differential_dataflow::trace::ExertionLogic;
 
 use statflow_dataflow::rollup::RollupKey;
 use statflow_dataflow::scan::{source_marks, RollupTrace, WorkerReport};
@@ -24,6 +32,9 @@ pub(super) struct Retention {
     /// Per metric (plan index): panes starting before this are evicted.
     /// Only moves forward.
     cuts: Vec<i64>,
+    /// The epoch of the newest retractions sent, until compaction has
+    /// passed it and the trace was asked to merge them away.
+    unmerged: Option<u64>,
 }
 
 impl Retention {
@@ -32,6 +43,22 @@ impl Retention {
             period,
             last: Instant::now(),
             cuts: vec![i64::MIN; plan.metrics.len()],
+            unmerged: None,
+        }
+    }
+
+    /// Notes that retractions were sent at `epoch`.
+    pub(super) fn retracted(&mut self, epoch: u64) {
+        self.unmerged = Some(epoch);
+    }
+
+    /// Notes that the rollup's compaction frontier is now `frontier`: once
+    /// it has passed the newest retractions, the trace is asked to merge
+    /// whole, which drops the retracted rows (see [`merge_retracted`]).
+    pub(super) fn compacted(&mut self, frontier: u64) {
+        if self.unmerged.is_some_and(|epoch| epoch < frontier) {
+            self.unmerged = None;
+            merge_whole();
         }
     }
 
@@ -90,5 +117,115 @@ impl Retention {
             }
         }
         out
+    }
+}
+
+/// The key under which differential looks for the exertion logic of every
+/// arrangement a worker builds.
+pub(super) const EXERT_LOGIC_KEY: &str = "differential/default_exert_logic";
+
+thread_local! {
+    /// Set by a worker's loop once compaction has passed its newest
+    /// retractions; cleared by [`merge_retracted`] once the worker's trace
+    /// is one batch. Differential asks the exertion logic on the thread of
+    /// the worker whose trace it is, and the logic is shared by every worker
+    /// of the process, so a worker's request lives on its own thread.
+    static MERGE_WHOLE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Asks this worker's rollup trace to merge into one batch soon, which
+/// drops every row whose updates sum to zero events: call it once
+/// compaction has passed the epoch of the newest retractions.
+pub(super) fn merge_whole() {
+    MERGE_WHOLE.with(|m| m.set(true));
+}
+
+/// How the rollup's trace merges its batches beyond what new updates pay
+/// for: into one batch, when [`merge_whole`] asked for it or once the
+/// batches besides the largest hold at least half as many updates as it.
+///
+/// Differential keeps a trace as batches of roughly doubling sizes and
+/// merges two only when a new one of the same size forms, so that each
+/// update is merged a logarithmic number of times. With retention the
+/// oldest rows, the ones retracted, sit in the largest batch and their
+/// retractions in new small ones; a row and its retraction cancel only in a
+/// merge that starts after compaction has passed the retraction, and the
+/// largest batch is merged only once about as many updates again have
+/// arrived. Over a simulated week with `retain 1d` (benches/durability.rs,
+/// part 3) the trace held four to five times its live rows, and a merge in
+/// progress holds its inputs beside its output.
+///
+/// Merging everything once compaction has passed the newest retractions
+/// drops the retracted rows within about one retention period; merging
+/// everything once the smaller batches reach half the largest bounds the
+/// trace at about one and a half times its updates otherwise. A whole merge
+/// runs at once on the worker thread, in time proportional to the shard;
+/// the ratio rule costs each update about three merges, fewer than the
+/// logarithmic schedule's, and retention adds one whole merge per
+/// retention period (5 s by default).
+pub(super) fn merge_retracted() -> ExertionLogic {
+    Arc::new(|layers: &[(usize, usize, usize)]| {
+        // (level, batches at that level, updates), largest level first.
+        let mut non_empty = layers.iter().filter(|(_, _, len)| *len > 0);
+        let &(top, count, largest) = non_empty.next()?;
+        let rest: usize = non_empty.map(|(_, _, len)| len).sum();
+        if rest == 0 && count < 2 {
+            // One batch: merged whole.
+            MERGE_WHOLE.with(|m| m.set(false));
+            return None;
+        }
+        // Effort at the largest level rolls every smaller batch into the
+        // largest one, and gives a merge in progress enough fuel to end.
+        (MERGE_WHOLE.with(Cell::get) || rest * 2 >= largest).then_some(1usize << top)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trace_is_merged_whole_once_small_batches_reach_half_the_largest() {
+        let logic = merge_retracted();
+        // One batch: nothing to merge.
+        assert_eq!(logic(&[(20, 1, 600_000)]), None);
+        // Small batches holding less than half the largest: the usual schedule.
+        assert_eq!(
+            logic(&[(20, 1, 600_000), (17, 1, 100_000), (3, 1, 8)]),
+            None
+        );
+        // At half: everything into one batch, with effort at the top level.
+        assert_eq!(
+            logic(&[
+                (20, 1, 600_000),
+                (18, 1, 200_000),
+                (17, 1, 100_000),
+                (0, 0, 0)
+            ]),
+            Some(1 << 20)
+        );
+        // A merge in progress at the top counts its two inputs.
+        assert_eq!(logic(&[(20, 2, 900_000)]), None);
+        assert_eq!(logic(&[(20, 2, 900_000), (19, 1, 450_000)]), Some(1 << 20));
+        assert_eq!(logic(&[(5, 0, 0)]), None);
+        assert_eq!(logic(&[]), None);
+    }
+
+    #[test]
+    fn a_requested_merge_lasts_until_the_trace_is_one_batch() {
+        let logic = merge_retracted();
+        let two = [(20, 1, 600_000), (14, 1, 10_000)];
+        assert_eq!(logic(&two), None);
+        merge_whole();
+        // Asked again and again (differential asks before it merges) ...
+        assert_eq!(logic(&two), Some(1 << 20));
+        assert_eq!(logic(&two), Some(1 << 20));
+        // ... until the trace is one batch, which ends the request.
+        assert_eq!(logic(&[(20, 1, 590_000)]), None);
+        assert_eq!(logic(&two), None);
+        // Another worker's request is its own.
+        merge_whole();
+        let other = std::thread::spawn(move || merge_retracted()(&two));
+        assert_eq!(other.join().unwrap(), None);
     }
 }

@@ -174,8 +174,8 @@ pub(super) fn run(
     let mut compaction = 0u64;
     let epoch_ms = config.epoch_interval.as_millis().max(1) as u64;
     let wall_epoch = || statflow_dataflow::ingest::wall_ms().max(0) as u64 / epoch_ms;
-    let mut checkpointer = config.checkpoints.clone().map(|c| {
-        Checkpointer::new(
+    let mut checkpointer = match config.checkpoints.clone() {
+        Some(c) => Some(Checkpointer::new(
             c,
             config.epoch_interval,
             wall_epoch(),
@@ -183,8 +183,10 @@ pub(super) fn run(
             peers,
             metric_fingerprints(&plan),
             logs,
-        )
-    });
+            shared,
+        )?),
+        None => None,
+    };
 
     while !shared.shutdown.load(Ordering::Relaxed) {
         let now = Instant::now();
@@ -271,7 +273,7 @@ pub(super) fn run(
                 &mut trace.borrow_mut(),
                 plan.metrics.len(),
                 FOOTPRINT_KEYS,
-                |key, row| bincode::serialized_size(&(key, row)).unwrap_or(0),
+                |key, row| crate::checkpoint::encoded_size(&(key, row)),
             );
             if let Some(measured) = measured {
                 measure_at = now + super::FOOTPRINT_EVERY;
@@ -311,6 +313,7 @@ pub(super) fn run(
                 let mut trace = trace.borrow_mut();
                 trace.set_logical_compaction(AntichainRef::new(&[compaction]));
                 trace.set_physical_compaction(AntichainRef::new(&[compaction]));
+                retention.compacted(compaction);
             }
         }
 
@@ -348,6 +351,7 @@ pub(super) fn run(
                         }
                         updates.flush();
                         retired_at = Some(epoch);
+                        retention.retracted(epoch);
                     }
                 }
                 continue;
