@@ -48,6 +48,11 @@ use serde::{Deserialize, Serialize};
 use statflow::dataflow::query::{Cell, GroupKey, Query};
 use statflow::runtime::engine::Engine;
 
+/// The allocator of the `statflow` binary (see src/main.rs), for the plain
+/// loop and the engine alike, so that peak memory is what a real run has.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runs of every variant unless `STATFLOW_BENCH_RUNS` says otherwise; the
 /// table shows the median run of each, as other work on the machine can
 /// slow any single run.
