@@ -41,8 +41,8 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use common::{
-    data, env_number, machine, process, thousands, warm_page_cache, DEFAULT_BATCH,
-    DEFAULT_EPOCH_MS, DEFAULT_EPOCH_RECORDS, DEFAULT_EVENTS, HOUR_MS, TOPOLOGY,
+    bench_file, env_number, machine, process, thousands, DEFAULT_BATCH, DEFAULT_EPOCH_MS,
+    DEFAULT_EPOCH_RECORDS, DEFAULT_EVENTS, HOUR_MS, TOPOLOGY,
 };
 use serde::{Deserialize, Serialize};
 use statflow::dataflow::query::{Cell, GroupKey, Query};
@@ -128,11 +128,7 @@ mod parent {
         };
         machine::print();
 
-        let file = match std::env::var_os("STATFLOW_BENCH_FILE") {
-            Some(path) => PathBuf::from(path),
-            None => data::ensure(events)?,
-        };
-        let bytes = warm_page_cache(&file)?;
+        let (file, bytes) = bench_file(events)?;
         println!(
             "file:    {} ({:.0} MiB, read once beforehand so that every variant finds it in the page cache)",
             file.display(),

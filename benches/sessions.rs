@@ -35,8 +35,7 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use common::{
-    data, env_number, machine, process, thousands, warm_page_cache, DEFAULT_EVENTS, HOUR_MS,
-    TOPOLOGY,
+    bench_file, env_number, machine, process, thousands, DEFAULT_EVENTS, HOUR_MS, TOPOLOGY,
 };
 use serde::{Deserialize, Serialize};
 use statflow::dataflow::measure;
@@ -120,11 +119,7 @@ fn parent() -> anyhow::Result<ExitCode> {
     let events = env_number("STATFLOW_BENCH_EVENTS", DEFAULT_EVENTS)?;
     let workers = env_number("STATFLOW_BENCH_WORKERS", 2)?;
     machine::print();
-    let file = match std::env::var_os("STATFLOW_BENCH_FILE") {
-        Some(path) => PathBuf::from(path),
-        None => data::ensure(events)?,
-    };
-    let bytes = warm_page_cache(&file)?;
+    let (file, bytes) = bench_file(events)?;
     println!(
         "file:    {} ({:.0} MiB), {workers} worker(s)",
         file.display(),

@@ -122,6 +122,18 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// The benchmark's input: the file named by `STATFLOW_BENCH_FILE`, or
+/// `events` generated events (made once, then reused), read once into the
+/// page cache. Returns the file and its size in bytes.
+pub fn bench_file(events: u64) -> anyhow::Result<(std::path::PathBuf, u64)> {
+    let file = match std::env::var_os("STATFLOW_BENCH_FILE") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => data::ensure(events)?,
+    };
+    let bytes = warm_page_cache(&file)?;
+    Ok((file, bytes))
+}
+
 /// Reads the whole file once, so that the first variant does not pay
 /// for the disk and the others do not get it for free.
 pub fn warm_page_cache(path: &Path) -> anyhow::Result<u64> {
