@@ -155,6 +155,14 @@ impl Cluster {
     }
 
     /// Starts `processes × workers` with `--state-dir DIR/STATE` and extra `flags`.
+    ///
+    /// A start in which some process has not said where it serves within a
+    /// minute is stopped (as a crash would stop it) and tried once more,
+    /// after printing what it said. Such a hang has been seen about once in
+    /// a few dozen starts of a cluster on a loaded machine, only right after
+    /// another cluster was killed; its cause is not found yet, and it is
+    /// not what these tests check (answers, and crash recovery, which a
+    /// stopped start is one more case of).
     pub(crate) fn start_in(
         dir: &Path,
         state: &str,
@@ -162,6 +170,31 @@ impl Cluster {
         workers: usize,
         flags: &[&str],
     ) -> Cluster {
+        match Self::try_start_in(dir, state, processes, workers, flags) {
+            Ok(cluster) => cluster,
+            Err(said) => {
+                eprintln!(
+                    "a {processes}×{workers} cluster did not say where it serves within a minute; it said:\n{}\nstarting it again",
+                    said.join("\n")
+                );
+                Self::try_start_in(dir, state, processes, workers, flags).unwrap_or_else(|said| {
+                    panic!(
+                        "every process says where it serves, twice running; it said:\n{}",
+                        said.join("\n")
+                    )
+                })
+            }
+        }
+    }
+
+    /// One start; on a timeout, the cluster is killed and what it said returned.
+    fn try_start_in(
+        dir: &Path,
+        state: &str,
+        processes: usize,
+        workers: usize,
+        flags: &[&str],
+    ) -> Result<Cluster, Vec<String>> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_statflow"));
         command.arg("run").arg(dir.join("cluster.topo"));
         if processes > 1 {
@@ -205,11 +238,16 @@ impl Cluster {
             regex::Regex::new(r"statflow (?:process (\d+) of \d+ )?is serving http://(\S+)")
                 .unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
+        let mut said = Vec::new();
         while cluster.addresses.iter().any(String::is_empty) {
-            let line = cluster
+            let Ok(line) = cluster
                 .lines
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("every process says where it serves");
+            else {
+                // Dropping the cluster kills the supervisor and every process.
+                return Err(said);
+            };
+            said.push(line.clone());
             // Processes share one stderr, so look for the messages anywhere in a line.
             if let Some(c) = started.captures(&line) {
                 cluster.pids.push(c[1].parse().unwrap());
@@ -219,7 +257,7 @@ impl Cluster {
                 cluster.addresses[process] = c[2].to_string();
             }
         }
-        cluster
+        Ok(cluster)
     }
 
     pub(crate) fn wait_until_done(&self) {
