@@ -60,14 +60,14 @@ mod common;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    data, env_number, machine, process, thousands, warm_page_cache, DAY_MS, DEFAULT_EVENTS,
-    FILE_END_MS, HOUR_MS, TOPOLOGY,
+    arg_value, data, env_number, machine, process, spawn_variant, thousands, warm_page_cache,
+    DAY_MS, DEFAULT_EVENTS, FILE_END_MS, HOUR_MS, RESULT_MARK, TOPOLOGY,
 };
 use serde::{Deserialize, Serialize};
 use statflow::dataflow::query::{Answer, GroupKey, Query};
@@ -121,8 +121,6 @@ const DEFAULT_SAMPLE_MS: u64 = 50;
 
 /// How long to wait for a checkpoint that holds every event.
 const CHECKPOINT_DEADLINE: Duration = Duration::from_secs(120);
-
-const RESULT_MARK: &str = "DURABILITY-RESULT ";
 
 /// One run of part 1 (and, with checkpoints, part 2), as the child reports it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -299,7 +297,7 @@ mod parent {
                         "--checkpoints",
                         on,
                     ];
-                    all[2 * i + j].push(spawn(&args, &file)?);
+                    all[2 * i + j].push(spawn_variant(&args, &file)?);
                 }
             }
         }
@@ -337,7 +335,7 @@ mod parent {
                 "--compaction-ms",
                 &lag.to_string(),
             ];
-            memory.push(spawn(&args, &long_file)?);
+            memory.push(spawn_variant(&args, &long_file)?);
         }
         report_memory(&memory);
         Ok(())
@@ -359,34 +357,6 @@ mod parent {
         let mut sorted = runs.to_vec();
         sorted.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
         sorted[sorted.len() / 2].clone()
-    }
-
-    /// Runs this binary again as one variant and reads its result line.
-    fn spawn<T: serde::de::DeserializeOwned>(args: &[&str], file: &Path) -> anyhow::Result<T> {
-        println!(
-            "{} (load average before: {})",
-            args.join(" "),
-            machine::load()
-        );
-        let exe = std::env::current_exe()?;
-        let output = Command::new(exe)
-            .args(args)
-            .arg("--file")
-            .arg(file)
-            .stderr(std::process::Stdio::inherit())
-            .output()?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        for line in stdout.lines().filter(|l| !l.starts_with(RESULT_MARK)) {
-            println!("  {line}");
-        }
-        if !output.status.success() {
-            anyhow::bail!("variant {args:?} failed: {}", output.status);
-        }
-        let line = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(RESULT_MARK))
-            .ok_or_else(|| anyhow::anyhow!("variant {args:?} printed no result"))?;
-        Ok(serde_json::from_str(line)?)
     }
 
     fn mib(kib: u64) -> f64 {
@@ -621,12 +591,7 @@ mod child {
     use super::*;
 
     pub fn run(args: &[String]) -> anyhow::Result<ExitCode> {
-        let arg = |name: &str| {
-            args.iter()
-                .position(|a| a == name)
-                .and_then(|i| args.get(i + 1))
-                .ok_or_else(|| anyhow::anyhow!("missing {name}"))
-        };
+        let arg = |name: &str| arg_value(args, name);
         let workers: usize = arg("--workers")?.parse()?;
         let file = PathBuf::from(arg("--file")?);
         let line = match arg("--variant")?.as_str() {

@@ -37,12 +37,12 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use common::{
-    bench_file, env_number, machine, process, thousands, DEFAULT_BATCH, DEFAULT_EPOCH_MS,
-    DEFAULT_EPOCH_RECORDS, DEFAULT_EVENTS, HOUR_MS, TOPOLOGY,
+    arg_value, bench_file, env_number, machine, process, spawn_variant, thousands, DEFAULT_BATCH,
+    DEFAULT_EPOCH_MS, DEFAULT_EPOCH_RECORDS, DEFAULT_EVENTS, HOUR_MS, RESULT_MARK, TOPOLOGY,
 };
 use serde::{Deserialize, Serialize};
 use statflow::dataflow::query::{Cell, GroupKey, Query};
@@ -93,8 +93,6 @@ struct Measured {
     /// Records the engine could not count.
     errors: u64,
 }
-
-const RESULT_MARK: &str = "E2E-RESULT ";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -147,9 +145,12 @@ mod parent {
         let runs = env_number("STATFLOW_BENCH_RUNS", DEFAULT_RUNS)?.max(1);
         let mut all: Vec<Vec<Measured>> = vec![Vec::new(); 1 + workers.len()];
         for _ in 0..runs {
-            all[0].push(spawn(&["--variant", "plain", "--workers", "1"], &file)?);
+            all[0].push(spawn_variant(
+                &["--variant", "plain", "--workers", "1"],
+                &file,
+            )?);
             for (i, w) in workers.iter().enumerate() {
-                all[i + 1].push(spawn(
+                all[i + 1].push(spawn_variant(
                     &["--variant", "engine", "--workers", &w.to_string()],
                     &file,
                 )?);
@@ -163,34 +164,6 @@ mod parent {
         let mut sorted = runs.to_vec();
         sorted.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
         sorted[sorted.len() / 2].clone()
-    }
-
-    /// Runs this binary again as one variant and reads its result line.
-    fn spawn(args: &[&str], file: &Path) -> anyhow::Result<Measured> {
-        println!(
-            "{} (load average before: {})",
-            args.join(" "),
-            machine::load()
-        );
-        let exe = std::env::current_exe()?;
-        let output = Command::new(exe)
-            .args(args)
-            .arg("--file")
-            .arg(file)
-            .stderr(std::process::Stdio::inherit())
-            .output()?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        for line in stdout.lines().filter(|l| !l.starts_with(RESULT_MARK)) {
-            println!("  {line}");
-        }
-        if !output.status.success() {
-            anyhow::bail!("variant {args:?} failed: {}", output.status);
-        }
-        let line = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(RESULT_MARK))
-            .ok_or_else(|| anyhow::anyhow!("variant {args:?} printed no result"))?;
-        Ok(serde_json::from_str(line)?)
     }
 
     /// Prints the median run of each variant (`all[0]` is the plain loop),
@@ -316,12 +289,7 @@ mod child {
     use super::*;
 
     pub fn run(args: &[String]) -> anyhow::Result<ExitCode> {
-        let arg = |name: &str| {
-            args.iter()
-                .position(|a| a == name)
-                .and_then(|i| args.get(i + 1))
-                .ok_or_else(|| anyhow::anyhow!("missing {name}"))
-        };
+        let arg = |name: &str| arg_value(args, name);
         let variant = arg("--variant")?.as_str();
         let workers: usize = arg("--workers")?.parse()?;
         let file = PathBuf::from(arg("--file")?);

@@ -31,11 +31,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use common::{
-    bench_file, env_number, machine, process, thousands, DEFAULT_EVENTS, HOUR_MS, TOPOLOGY,
+    arg_value, bench_file, env_number, machine, process, spawn_variant, thousands, DEFAULT_EVENTS,
+    HOUR_MS, RESULT_MARK, TOPOLOGY,
 };
 use serde::{Deserialize, Serialize};
 use statflow::dataflow::measure;
@@ -71,8 +72,6 @@ metric play_by_user from s {
 
 /// Timed runs of the session query unless `STATFLOW_BENCH_QUERY_RUNS` says otherwise.
 const QUERY_RUNS: u64 = 50;
-
-const RESULT_MARK: &str = "SESSIONS-RESULT ";
 
 /// One variant's figures, printed by the child as one JSON line.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,22 +126,11 @@ fn parent() -> anyhow::Result<ExitCode> {
     );
     let mut results = Vec::new();
     for variant in ["alone", "sessions", "by_user"] {
-        println!("{variant} (load average before: {})", machine::load());
-        let output = Command::new(std::env::current_exe()?)
-            .args(["--variant", variant, "--workers", &workers.to_string()])
-            .arg("--file")
-            .arg(&file)
-            .stderr(std::process::Stdio::inherit())
-            .output()?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() {
-            anyhow::bail!("variant {variant} failed: {}", output.status);
-        }
-        let line = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(RESULT_MARK))
-            .ok_or_else(|| anyhow::anyhow!("variant {variant} printed no result"))?;
-        results.push(serde_json::from_str::<Measured>(line)?);
+        let workers = workers.to_string();
+        results.push(spawn_variant::<Measured>(
+            &["--variant", variant, "--workers", &workers],
+            &file,
+        )?);
     }
     println!();
     println!("| variant | seconds | events/s | peak RSS MiB | RSS MiB | rows added | query p50 ms | query p99 ms |");
@@ -188,12 +176,7 @@ fn parent() -> anyhow::Result<ExitCode> {
 }
 
 fn child(args: &[String]) -> anyhow::Result<ExitCode> {
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .ok_or_else(|| anyhow::anyhow!("missing {name}"))
-    };
+    let arg = |name: &str| arg_value(args, name);
     let variant = arg("--variant")?.clone();
     let workers: usize = arg("--workers")?.parse()?;
     let file = PathBuf::from(arg("--file")?);

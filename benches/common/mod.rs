@@ -122,6 +122,49 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// How a variant's child process marks its one line of results on stdout.
+pub const RESULT_MARK: &str = "BENCH-RESULT ";
+
+/// Runs this benchmark binary again with `args` and `--file FILE` as one
+/// variant, echoes what it prints, and reads back its result line (JSON
+/// after [`RESULT_MARK`]).
+pub fn spawn_variant<T: serde::de::DeserializeOwned>(
+    args: &[&str],
+    file: &Path,
+) -> anyhow::Result<T> {
+    println!(
+        "{} (load average before: {})",
+        args.join(" "),
+        machine::load()
+    );
+    let output = std::process::Command::new(std::env::current_exe()?)
+        .args(args)
+        .arg("--file")
+        .arg(file)
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in stdout.lines().filter(|l| !l.starts_with(RESULT_MARK)) {
+        println!("  {line}");
+    }
+    if !output.status.success() {
+        anyhow::bail!("variant {args:?} failed: {}", output.status);
+    }
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(RESULT_MARK))
+        .ok_or_else(|| anyhow::anyhow!("variant {args:?} printed no result"))?;
+    Ok(serde_json::from_str(line)?)
+}
+
+/// In a child's arguments, the value after `--name`.
+pub fn arg_value<'a>(args: &'a [String], name: &str) -> anyhow::Result<&'a String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .ok_or_else(|| anyhow::anyhow!("missing {name}"))
+}
+
 /// The benchmark's input: the file named by `STATFLOW_BENCH_FILE`, or
 /// `events` generated events (made once, then reused), read once into the
 /// page cache. Returns the file and its size in bytes.
