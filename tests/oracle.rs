@@ -307,7 +307,7 @@ fn passes_metric(metric: usize, e: &Event) -> bool {
 
 fn dim(metric: usize, d: usize, e: &Event) -> Value {
     match (metric, d) {
-        (0, 0) => Value::Str(e.game.clone()),
+        (0, 0) => Value::Str(e.game.as_str().into()),
         (0, 1) => e
             .reward_type
             .map(|t| Value::Str(t.into()))

@@ -12,8 +12,9 @@ use std::cmp::Ordering;
 
 use cardinality_estimator::CardinalityEstimator;
 use differential_dataflow::difference::{IsZero, Semigroup};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sketches_ddsketch::DDSketch;
+use smallvec::SmallVec;
 use statflow_dsl::MeasureKind;
 
 use crate::query::Cell;
@@ -34,19 +35,69 @@ pub const QUANTILE_ALPHA: f64 = 0.01;
 /// error of 1.04/√4096 ≈ 1.6%.
 pub type DistinctSketch = CardinalityEstimator<str>;
 
+/// A sum in billionths: an `i128` kept as two 64-bit halves. The same
+/// number, but aligned to 8 bytes rather than 16, which makes a
+/// [`MeasureState`] 32 bytes instead of 48. Serialized as the `i128`.
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fixed {
+    // Field order matters: the derived order compares `hi` first.
+    hi: i64,
+    lo: u64,
+}
+
+impl Fixed {
+    /// The number.
+    pub fn get(self) -> i128 {
+        (i128::from(self.hi) << 64) | i128::from(self.lo)
+    }
+}
+
+impl From<i128> for Fixed {
+    fn from(v: i128) -> Self {
+        Fixed {
+            hi: (v >> 64) as i64,
+            lo: v as u64,
+        }
+    }
+}
+
+impl std::ops::AddAssign<i128> for Fixed {
+    fn add_assign(&mut self, rhs: i128) {
+        *self = Fixed::from(self.get() + rhs);
+    }
+}
+
+impl std::fmt::Debug for Fixed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+impl Serialize for Fixed {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i128(self.get())
+    }
+}
+
+impl<'de> Deserialize<'de> for Fixed {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        i128::deserialize(d).map(Fixed::from)
+    }
+}
+
 /// The state of one measure in one row.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum MeasureState {
     /// `count()` needs nothing beyond the row's event count.
     Count,
     /// Sum in billionths.
-    Sum(i128),
+    Sum(Fixed),
     /// Smallest value seen; `+inf` when none.
     Min(f64),
     /// Largest value seen; `-inf` when none.
     Max(f64),
     /// Sum in billionths and how many values.
-    Avg(i128, u64),
+    Avg(Fixed, u64),
     /// Distinct values.
     Distinct(DistinctSketch),
     /// Values for quantiles.
@@ -150,10 +201,10 @@ impl MeasureState {
     pub fn empty(kind: &MeasureKind) -> Self {
         match kind {
             MeasureKind::Count => MeasureState::Count,
-            MeasureKind::Sum { .. } => MeasureState::Sum(0),
+            MeasureKind::Sum { .. } => MeasureState::Sum(Fixed::default()),
             MeasureKind::Min { .. } => MeasureState::Min(f64::INFINITY),
             MeasureKind::Max { .. } => MeasureState::Max(f64::NEG_INFINITY),
-            MeasureKind::Avg { .. } => MeasureState::Avg(0, 0),
+            MeasureKind::Avg { .. } => MeasureState::Avg(Fixed::default(), 0),
             MeasureKind::Distinct { .. } => MeasureState::Distinct(DistinctSketch::new()),
             MeasureKind::Quantile { .. } => {
                 MeasureState::Quantile(QuantileState::Exact(Vec::new()))
@@ -199,11 +250,11 @@ impl MeasureState {
     /// Merges another state of the same measure into this one.
     pub fn merge(&mut self, other: &MeasureState) {
         match (self, other) {
-            (MeasureState::Sum(a), MeasureState::Sum(b)) => *a += b,
+            (MeasureState::Sum(a), MeasureState::Sum(b)) => *a += b.get(),
             (MeasureState::Min(a), MeasureState::Min(b)) => *a = a.min(*b),
             (MeasureState::Max(a), MeasureState::Max(b)) => *a = a.max(*b),
             (MeasureState::Avg(a, n), MeasureState::Avg(b, m)) => {
-                *a += b;
+                *a += b.get();
                 *n += m;
             }
             (MeasureState::Distinct(a), MeasureState::Distinct(b)) => a.merge(b),
@@ -220,13 +271,13 @@ impl MeasureState {
     pub fn finish(&self, kind: &MeasureKind, count: i64) -> Cell {
         match (self, kind) {
             (MeasureState::Count, _) => Cell::Int(count),
-            (MeasureState::Sum(total), _) => Cell::Float(from_fixed(*total)),
+            (MeasureState::Sum(total), _) => Cell::Float(from_fixed(total.get())),
             (MeasureState::Min(m), _) | (MeasureState::Max(m), _) if m.is_finite() => {
                 Cell::Float(*m)
             }
             (MeasureState::Min(_) | MeasureState::Max(_), _) => Cell::Null,
             (MeasureState::Avg(_, 0), _) => Cell::Null,
-            (MeasureState::Avg(total, n), _) => Cell::Float(from_fixed(*total) / *n as f64),
+            (MeasureState::Avg(total, n), _) => Cell::Float(from_fixed(total.get()) / *n as f64),
             (MeasureState::Distinct(d), _) => Cell::Int(d.estimate() as i64),
             (MeasureState::Quantile(state), MeasureKind::Quantile { q, .. }) => {
                 state.quantile(*q).map(Cell::Float).unwrap_or(Cell::Null)
@@ -299,8 +350,14 @@ pub struct Aggregates {
     /// Events counted in this row.
     pub count: i64,
     /// One state per measure of the metric.
-    pub measures: Vec<MeasureState>,
+    pub measures: States,
 }
+
+/// A row's measure states: up to three held in the row itself, so that
+/// storing, merging and copying a row touches one allocation fewer (more
+/// for a `distinct` or `quantile` state that holds values). Serializes as
+/// a `Vec<MeasureState>` would.
+pub type States = SmallVec<[MeasureState; 3]>;
 
 impl Aggregates {
     /// An empty row for measures of these kinds.
@@ -465,5 +522,34 @@ mod tests {
         let back: Aggregates = serde_json::from_slice(&json).unwrap();
         assert_eq!(finish(&agg), finish(&back));
         assert_eq!(agg, back);
+    }
+
+    #[test]
+    fn a_typical_row_is_held_flat() {
+        // What keeps a row of three measures and two short dimensions in
+        // one piece: see `Fixed`, `States`, `Dims` and `Value::Str`.
+        assert_eq!(std::mem::size_of::<MeasureState>(), 32);
+        assert!(std::mem::size_of::<Aggregates>() <= 8 + 3 * 32 + 8);
+        assert_eq!(std::mem::size_of::<crate::value::Value>(), 24);
+        let key = crate::rollup::RollupKey {
+            metric: 0,
+            bucket: 0,
+            dims: vec![
+                crate::value::Value::Str("game-123".into()),
+                crate::value::Value::Str("daily_login_bonus".into()),
+            ]
+            .into(),
+        };
+        assert!(!key.dims.spilled());
+        assert!(key
+            .dims
+            .iter()
+            .all(|d| !matches!(d, crate::value::Value::Str(s) if s.is_heap_allocated())));
+        let agg = Aggregates::empty(&kinds()[..3]);
+        assert!(!agg.measures.spilled());
+        assert_eq!(Fixed::from(-5i128).get(), -5);
+        assert_eq!(Fixed::from(i128::MIN).get(), i128::MIN);
+        assert!(Fixed::from(-1i128) < Fixed::from(0i128));
+        assert!(Fixed::from(1i128 << 64) > Fixed::from(u64::MAX as i128));
     }
 }

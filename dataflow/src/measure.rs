@@ -15,7 +15,7 @@
 
 use statflow_dsl::{Measure, MetricPlan};
 
-use crate::aggregate::{MeasureState, QuantileState};
+use crate::aggregate::{Fixed, MeasureState, QuantileState};
 use crate::query::Cell;
 
 /// A measure statflow adds to every session metric.
@@ -84,9 +84,9 @@ impl SessionMeasure {
     /// The state of no session.
     pub fn empty(self) -> MeasureState {
         match self {
-            SessionMeasure::Sessions => MeasureState::Sum(0),
+            SessionMeasure::Sessions => MeasureState::Sum(Fixed::default()),
             // Milliseconds, as integers: exact whatever the order of merging.
-            SessionMeasure::AvgDuration => MeasureState::Avg(0, 0),
+            SessionMeasure::AvgDuration => MeasureState::Avg(Fixed::default(), 0),
             SessionMeasure::P50Duration | SessionMeasure::P90Duration => {
                 MeasureState::Quantile(QuantileState::Exact(Vec::new()))
             }
@@ -114,10 +114,10 @@ impl SessionMeasure {
     /// of no session.
     pub fn finish(self, state: &MeasureState) -> Cell {
         match (self, state) {
-            (SessionMeasure::Sessions, MeasureState::Sum(n)) => Cell::Int(*n as i64),
+            (SessionMeasure::Sessions, MeasureState::Sum(n)) => Cell::Int(n.get() as i64),
             (SessionMeasure::AvgDuration, MeasureState::Avg(_, 0)) => Cell::Null,
             (SessionMeasure::AvgDuration, MeasureState::Avg(total, n)) => {
-                Cell::Float(*total as f64 / *n as f64 / 1000.0)
+                Cell::Float(total.get() as f64 / *n as f64 / 1000.0)
             }
             (SessionMeasure::MaxDuration, MeasureState::Max(m)) if m.is_finite() => {
                 Cell::Float(m / 1000.0)

@@ -10,7 +10,7 @@ use timely::dataflow::operators::{Probe, ToStream};
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 use timely::worker::Worker;
 
-use crate::aggregate::Aggregates;
+use crate::aggregate::{Aggregates, States};
 use crate::ingest::{ingest, EpochClock, IngestSpec};
 use crate::rollup::RollupKey;
 use crate::scan::RollupTrace;
@@ -34,7 +34,7 @@ pub struct Rendered {
 pub fn retraction(count: i64) -> Aggregates {
     Aggregates {
         count: -count,
-        measures: Vec::new(),
+        measures: States::new(),
     }
 }
 

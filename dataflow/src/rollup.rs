@@ -26,8 +26,14 @@ pub struct RollupKey {
     /// Start of the pane, in milliseconds since the epoch.
     pub bucket: i64,
     /// The dimension values, in the metric's order.
-    pub dims: Vec<Value>,
+    pub dims: Dims,
 }
+
+/// A row's dimension values: up to two held in the key itself, so that a
+/// typical key (and its strings, see [`Value::Str`]) is copied, compared and
+/// stored without a heap allocation. Hashes, orders and serializes as a
+/// `Vec<Value>` would.
+pub type Dims = smallvec::SmallVec<[Value; 2]>;
 
 /// One epoch's rows on one worker, before they are handed to the arrangement.
 ///
@@ -365,7 +371,7 @@ fn to_value(scalar: Option<&Scalar<'_>>) -> Value {
         Some(Scalar::Bool(b)) => Value::Bool(*b),
         Some(Scalar::Int(i)) => Value::Int(*i),
         Some(Scalar::Float(f)) => Value::number(*f),
-        Some(Scalar::Str(s)) => Value::Str(s.to_string()),
+        Some(Scalar::Str(s)) => Value::Str(s.as_ref().into()),
     }
 }
 

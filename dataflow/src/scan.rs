@@ -25,7 +25,7 @@ use timely::worker::Worker;
 use crate::aggregate::{Aggregates, MeasureState};
 use crate::measure::{self, MeasureRef};
 use crate::query::{Answer, AsOf, Cell, Column, Filter, GroupKey, Query, SourceMark};
-use crate::rollup::RollupKey;
+use crate::rollup::{Dims, RollupKey};
 use crate::session;
 use crate::timebucket;
 use crate::value::Value;
@@ -271,7 +271,7 @@ fn scan(plan: &Plan, trace: &mut RollupTrace, msg: &QueryMsg, report: WorkerRepo
     let start = RollupKey {
         metric: stored,
         bucket: shape.scan_from,
-        dims: Vec::new(),
+        dims: Dims::new(),
     };
     cursor.seek_key(&storage, &start);
     // A query reads every row of its time range, often hundreds of thousands,
@@ -866,7 +866,7 @@ mod tests {
             let key = RollupKey {
                 metric: 1,
                 bucket: 60_000,
-                dims: vec![Value::Str("g1".into()), Value::Null, Value::Int(2)],
+                dims: vec![Value::Str("g1".into()), Value::Null, Value::Int(2)].into(),
             };
             round_trip(&(key.clone(), 4u64, agg.clone()));
             let partial = Partial {

@@ -59,9 +59,8 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Capability, Concat, OkErr};
 
-use crate::aggregate::{Aggregates, MeasureState};
-use crate::rollup::RollupKey;
-use crate::value::Value;
+use crate::aggregate::{Aggregates, MeasureState, States};
+use crate::rollup::{Dims, RollupKey};
 
 /// One rollup update, as the ingest dataflow carries it.
 type Update = (RollupKey, u64, Aggregates);
@@ -95,6 +94,9 @@ pub fn span(row: &Aggregates) -> Option<(i64, i64)> {
 /// Routes the updates of session metrics through the session operator and
 /// passes every other update on untouched. With no session metric in the
 /// plan, adds nothing to the dataflow.
+// The split below passes each update by value either way: both sides of its
+// `Result` are the same row, so boxing one would only add an allocation.
+#[allow(clippy::result_large_err)]
 pub fn sessionize<'scope>(
     plan: &Arc<Plan>,
     updates: VecCollection<'scope, u64, RollupKey, Aggregates>,
@@ -182,7 +184,7 @@ struct MetricSessions {
     /// Hashed with foldhash, as the ingest's per-epoch rows are: cheap on
     /// short keys, and seeded per map so that colliding `by` values cannot
     /// be chosen in advance.
-    keys: HashMap<Vec<Value>, Vec<Session>, foldhash::fast::RandomState>,
+    keys: HashMap<Dims, Vec<Session>, foldhash::fast::RandomState>,
 }
 
 /// Every session metric's sessions on this worker.
@@ -274,7 +276,7 @@ impl Sessions {
             let late_key = RollupKey {
                 metric: index + late,
                 bucket: first.div_euclid(metric.step) * metric.step,
-                dims: dims[..metric.dims.min(dims.len())].to_vec(),
+                dims: Dims::from(&dims[..metric.dims.min(dims.len())]),
             };
             out.push((late_key, row));
             return;
@@ -397,13 +399,14 @@ impl MetricSessions {
 fn retraction(count: i64) -> Aggregates {
     Aggregates {
         count: -count,
-        measures: Vec::new(),
+        measures: States::new(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::Value;
     use rand::seq::SliceRandom;
     use rand::{Rng, SeedableRng};
     use std::collections::BTreeMap;
@@ -427,7 +430,7 @@ mod tests {
         let key = RollupKey {
             metric: 0,
             bucket: ts.div_euclid(GAP) * GAP,
-            dims: vec![Value::Str("g".into()), Value::Int(u)],
+            dims: vec![Value::Str("g".into()), Value::Int(u)].into(),
         };
         (key, row)
     }
@@ -457,7 +460,7 @@ mod tests {
                     r.count > 0,
                     "a row retracted more than it held: {k:?} {r:?}"
                 );
-                ((u, k.bucket), (r.count, total, last))
+                ((u, k.bucket), (r.count, total.get(), last))
             })
             .collect()
     }
@@ -549,7 +552,7 @@ mod tests {
         let key = RollupKey {
             metric: 0,
             bucket: 100,
-            dims: vec![Value::Str("g".into()), Value::Int(1)],
+            dims: vec![Value::Str("g".into()), Value::Int(1)].into(),
         };
         sessions.apply(vec![(key.clone(), retraction(2))], &mut updates);
         let rows = accumulate(&updates);
@@ -561,7 +564,7 @@ mod tests {
         assert_eq!(late.len(), 1);
         assert_eq!(late[0].0.metric, 1);
         assert_eq!(late[0].0.bucket, 0);
-        assert_eq!(late[0].0.dims, vec![Value::Str("g".into())]);
+        assert_eq!(late[0].0.dims.as_slice(), [Value::Str("g".into())]);
         // Evicting again, or a start that is no session's, changes nothing.
         let mut none = Vec::new();
         sessions.apply(vec![(key, retraction(2))], &mut none);

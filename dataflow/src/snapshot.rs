@@ -6,7 +6,7 @@ use differential_dataflow::trace::TraceReader;
 use timely::progress::Antichain;
 
 use crate::aggregate::Aggregates;
-use crate::rollup::RollupKey;
+use crate::rollup::{Dims, RollupKey};
 use crate::scan::RollupTrace;
 
 /// Every row of this worker's shard as it stood at epoch `as_of`: the
@@ -135,7 +135,7 @@ pub fn rows_before(
         &RollupKey {
             metric,
             bucket: i64::MIN,
-            dims: Vec::new(),
+            dims: Dims::new(),
         },
     );
     let mut rows = Vec::new();
@@ -167,12 +167,13 @@ mod tests {
     use timely::dataflow::{InputHandleVec, ProbeHandle};
 
     use super::*;
+    use crate::aggregate::States;
     use crate::value::Value;
 
     fn row(count: i64) -> Aggregates {
         Aggregates {
             count,
-            measures: Vec::new(),
+            measures: States::new(),
         }
     }
 
@@ -191,7 +192,7 @@ mod tests {
             let key = |metric: u32, i: i64| RollupKey {
                 metric,
                 bucket: i * 60_000,
-                dims: vec![Value::Str(format!("g{i}"))],
+                dims: vec![Value::Str(format!("g{i}").into())].into(),
             };
             for i in 0..20 {
                 input.send((key(0, i), 0u64, row(2)));

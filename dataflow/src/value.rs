@@ -3,6 +3,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 /// The value of one dimension of one event. Totally ordered and hashable so
@@ -17,8 +18,10 @@ pub enum Value {
     Int(i64),
     /// Any other number.
     Float(f64),
-    /// Text.
-    Str(String),
+    /// Text: kept inline up to 24 bytes (most dimension values are short
+    /// names and ids), so a rollup row's key is usually one allocation-free
+    /// value that copies without touching the heap.
+    Str(CompactString),
 }
 
 impl Value {

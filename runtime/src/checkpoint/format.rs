@@ -344,7 +344,7 @@ mod tests {
                 RollupKey {
                     metric: 0,
                     bucket: 60_000,
-                    dims: vec![Value::Str("g1".into())],
+                    dims: vec![Value::Str("g1".into())].into(),
                 },
                 row,
             )],

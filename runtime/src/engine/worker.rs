@@ -316,6 +316,7 @@ pub(super) fn run(
                 retention.compacted(compaction);
             }
         }
+        retention.settle(&mut trace.borrow_mut());
 
         let park = if backfills.borrow().busy() {
             Duration::ZERO

@@ -191,7 +191,7 @@ impl Checker {
                     None
                 }
             },
-            Json::String(s) => Some(Value::Str(s.clone())),
+            Json::String(s) => Some(Value::Str(s.as_str().into())),
             other => {
                 self.bad_type(path, "a string, number, boolean or null", other);
                 None

@@ -73,7 +73,7 @@ fn value_json(v: &Value) -> Json {
         Value::Bool(b) => Json::Bool(*b),
         Value::Int(i) => Json::from(*i),
         Value::Float(x) => float_json(*x),
-        Value::Str(s) => Json::String(s.clone()),
+        Value::Str(s) => Json::String(s.to_string()),
     }
 }
 
