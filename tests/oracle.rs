@@ -698,6 +698,27 @@ fn queries(plan: &Plan) -> Vec<(&'static str, Query)> {
             ..base(0, plan)
         },
     ));
+    // Whole hours of these two come from the hourly rollup, their ragged
+    // ends from the 1-minute rows.
+    out.push((
+        "hourly by game, from and to inside hours",
+        Query {
+            group_by: vec![GroupKey::Dimension(0), GroupKey::Time],
+            granularity_ms: Some(3_600_000),
+            from_ms: T0 + 3 * 60_000 + 500,
+            to_ms: T0 + 20 * 3_600_000 + 41 * 60_000,
+            ..base(0, plan)
+        },
+    ));
+    out.push((
+        "total by type, from and to inside hours",
+        Query {
+            group_by: vec![GroupKey::Dimension(1)],
+            from_ms: T0 + 59 * 60_000,
+            to_ms: T0 + 23 * 3_600_000 + 60_000,
+            ..base(0, plan)
+        },
+    ));
     out.push((
         "eq filter",
         Query {

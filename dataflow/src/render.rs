@@ -6,11 +6,13 @@ use std::sync::Arc;
 use differential_dataflow::AsCollection;
 use differential_dataflow::VecCollection;
 use statflow_dsl::Plan;
+use timely::dataflow::operators::vec::{Map, Partition};
 use timely::dataflow::operators::{Probe, ToStream};
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 use timely::worker::Worker;
 
 use crate::aggregate::{Aggregates, States};
+use crate::hourly;
 use crate::ingest::{ingest, EpochClock, IngestSpec};
 use crate::rollup::RollupKey;
 use crate::scan::RollupTrace;
@@ -19,14 +21,20 @@ use crate::scan::RollupTrace;
 pub struct Rendered {
     /// The rollup arrangement's trace, read by queries.
     pub trace: RollupTrace,
+    /// The hourly rollup's trace (see [`crate::hourly`]), read by queries.
+    pub hourly: RollupTrace,
     /// Progress of the arrangement: an epoch is complete everywhere once the
     /// probe's frontier has passed it.
     pub probe: ProbeHandle<u64>,
     /// Where the worker loop's own updates enter: retractions of evicted
-    /// rows (see [`retraction`]) and backfilled rows. The worker loop
-    /// advances it with the epoch clock.
+    /// rows (see [`retraction`] and [`crate::hourly::retraction_key`]) and
+    /// backfilled rows. The worker loop advances it with the epoch clock.
     pub updates: InputHandleVec<u64, (RollupKey, u64, Aggregates)>,
 }
+
+/// The partitions of the rollup's input: the rollup and the hourly rollup.
+const ROLLUP: u64 = 0;
+const HOURLY: u64 = 1;
 
 /// The update that, merged with a row holding `count` events, leaves
 /// nothing: differential drops an update whose event count is zero, so once
@@ -66,12 +74,31 @@ pub fn render_ingest(
         }
         let all = differential_dataflow::collection::concatenate(scope, parts);
         // Session metrics' updates are cut into sessions on their way in.
-        let arranged = crate::session::sessionize(plan, all).arrange_by_self_named("Rollup");
+        let all = crate::session::sessionize(plan, all);
+        // Each update to the rollup, the hourly rollup, or both.
+        let split = Arc::clone(plan);
+        let mut tiers = all
+            .inner
+            .flat_map(move |(key, time, diff)| {
+                let (rollup, hourly) = hourly::split(&split, &key, &diff);
+                let hourly = hourly.map(|h| (HOURLY, (h, time, diff.clone())));
+                let rollup = rollup.then_some((ROLLUP, (key, time, diff)));
+                rollup.into_iter().chain(hourly)
+            })
+            .partition(2, |routed| routed);
+        let hours = tiers.pop().map(|s| s.as_collection());
+        let rows = tiers.pop().map(|s| s.as_collection());
+        let (Some(rows), Some(hours)) = (rows, hours) else {
+            unreachable!("partition makes as many streams as asked")
+        };
+        let arranged = rows.arrange_by_self_named("Rollup");
+        let hours = hours.arrange_by_self_named("HourlyRollup");
         let probe = ProbeHandle::new();
-        let trace = arranged.trace.clone();
         arranged.stream.probe_with(&probe);
+        hours.stream.probe_with(&probe);
         Rendered {
-            trace,
+            trace: arranged.trace,
+            hourly: hours.trace,
             probe,
             updates,
         }

@@ -8,9 +8,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use differential_dataflow::operators::arrange::TraceAgent;
-use differential_dataflow::trace::cursor::{cursor_list, Cursor};
+use differential_dataflow::trace::cursor::{cursor_list, Cursor, CursorList};
 use differential_dataflow::trace::implementations::KeySpine;
-use differential_dataflow::trace::TraceReader;
+use differential_dataflow::trace::{Navigable, TraceReader};
 use jiff::tz::TimeZone;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,7 @@ use timely::progress::Antichain;
 use timely::worker::Worker;
 
 use crate::aggregate::{Aggregates, MeasureState};
+use crate::hourly;
 use crate::measure::{self, MeasureRef};
 use crate::query::{Answer, AsOf, Cell, Column, Filter, GroupKey, Query, SourceMark};
 use crate::rollup::{Dims, RollupKey};
@@ -140,14 +141,14 @@ pub type Finished = Rc<RefCell<Vec<(u64, Outcome)>>>;
 
 /// Builds the query dataflow on this worker. `report` describes the worker
 /// (its sources' counters and watermarks); backfill orders are handed to the
-/// worker loop through `orders`. `trace` is shared with the worker
-/// loop, which advances its compaction frontier. Returns the input to send queries into
+/// worker loop through `orders`. `traces` are shared with the worker
+/// loop, which advances their compaction frontier. Returns the input to send queries into
 /// (never advanced: queries need no progress tracking, since the home worker
 /// counts one partial from every worker).
 pub fn query_dataflow(
     worker: &mut Worker,
     plan: Arc<Plan>,
-    trace: Rc<RefCell<RollupTrace>>,
+    traces: Traces,
     report: Rc<dyn Fn() -> WorkerReport>,
     finished: Finished,
     orders: Rc<RefCell<Vec<crate::backfill::BackfillOrder>>>,
@@ -168,7 +169,7 @@ pub fn query_dataflow(
                             if let Request::Backfill(order) = &msg.request {
                                 orders.borrow_mut().push(order.clone());
                             }
-                            session.give(scan(&scan_plan, &mut trace.borrow_mut(), &msg, report()));
+                            session.give(scan(&scan_plan, &traces, &msg, report()));
                         }
                     });
                 }
@@ -222,8 +223,36 @@ pub fn source_marks(plan: &Plan, metric: usize, reports: &[&WorkerReport]) -> Ve
         .collect()
 }
 
+/// A worker's shard as queries read it: the rollup and the hourly rollup
+/// beside it, shared with the worker loop, which advances their compaction.
+#[derive(Clone)]
+pub struct Traces {
+    /// Every row, keyed by its pane.
+    pub rollup: Rc<RefCell<RollupTrace>>,
+    /// The same rows merged into hours (see [`crate::hourly`]).
+    pub hourly: Rc<RefCell<RollupTrace>>,
+}
+
+/// The batches of `trace` holding every update up to `as_of`, or `None`
+/// when it cannot be read exactly there: it has not reached `as_of` yet,
+/// or was compacted past it (updates before the compaction frontier have
+/// been moved up to it, so a read at an older epoch would miss them).
+fn readable(trace: &mut RollupTrace, as_of: u64) -> Option<Vec<RollupBatch>> {
+    let mut upper = Antichain::new();
+    trace.read_upper(&mut upper);
+    let reached = !upper.less_equal(&as_of);
+    let exact = trace.get_logical_compaction().less_equal(&as_of);
+    if !reached || !exact {
+        return None;
+    }
+    trace.batches_through(upper.borrow())
+}
+
+/// A batch of the rollup.
+type RollupBatch = <RollupTrace as TraceReader>::Batch;
+
 /// Reads this worker's shard for one request.
-fn scan(plan: &Plan, trace: &mut RollupTrace, msg: &QueryMsg, report: WorkerReport) -> Partial {
+fn scan(plan: &Plan, traces: &Traces, msg: &QueryMsg, report: WorkerReport) -> Partial {
     let mut partial = Partial {
         id: msg.id,
         home: msg.home,
@@ -236,17 +265,7 @@ fn scan(plan: &Plan, trace: &mut RollupTrace, msg: &QueryMsg, report: WorkerRepo
     let Request::Query(q) = &msg.request else {
         return partial;
     };
-    let mut upper = Antichain::new();
-    trace.read_upper(&mut upper);
-    let reached = !upper.less_equal(&msg.as_of);
-    // Updates at times before the compaction frontier have been moved up to it,
-    // so a read at an older epoch would miss them.
-    let exact = trace.get_logical_compaction().less_equal(&msg.as_of);
-    if !reached || !exact {
-        partial.retry = true;
-        return partial;
-    }
-    let Some(batches) = trace.batches_through(upper.borrow()) else {
+    let Some(batches) = readable(&mut traces.rollup.borrow_mut(), msg.as_of) else {
         partial.retry = true;
         return partial;
     };
@@ -254,122 +273,198 @@ fn scan(plan: &Plan, trace: &mut RollupTrace, msg: &QueryMsg, report: WorkerRepo
         return partial;
     };
     let shape = Shape::new(q, &metric.window);
-    let filter = q.filter.as_ref().map(CompiledFilter::new);
-    // Which asked measures are session measures, worked out per row: a
-    // session metric's row is one session, keyed by its start, with its
-    // last event time in its span. Late rows are no sessions.
-    let asked: Vec<Option<MeasureRef<'_>>> = q
-        .measures
-        .iter()
-        .map(|i| measure::measure(metric, *i))
-        .collect();
-    let sessions = metric.window.is_session() && !q.late;
-    let declared = metric.measures.len();
-    let (mut cursor, storage) = cursor_list(batches);
-    // A metric's late rows live under its index plus the number of metrics.
-    let stored = q.metric as u32 + if q.late { plan.metrics.len() as u32 } else { 0 };
-    let start = RollupKey {
-        metric: stored,
-        bucket: shape.scan_from,
-        dims: Dims::new(),
+    // Whole hours of the range are read from the hourly rollup when each
+    // falls in one time bucket of the answer.
+    let hours = (!q.late && hourly::keeps_hourly(metric))
+        .then(|| shape.whole_hours())
+        .flatten();
+    let hourly_batches = match hours {
+        Some(_) => match readable(&mut traces.hourly.borrow_mut(), msg.as_of) {
+            Some(batches) => batches,
+            None => {
+                partial.retry = true;
+                return partial;
+            }
+        },
+        None => Vec::new(),
     };
-    cursor.seek_key(&storage, &start);
-    // A query reads every row of its time range, often hundreds of thousands,
-    // so the loop below copies nothing per row: group keys borrow dimension
-    // values from the batches (which outlive the scan), a group is found with
-    // one hash lookup, and a row's updates are merged straight into its group.
-    let mut index: HashMap<Vec<GroupPart<'_>>, usize, foldhash::fast::RandomState> =
-        HashMap::default();
-    let mut accumulators: Vec<Aggregates> = Vec::new();
-    let mut group: Vec<GroupPart<'_>> = Vec::new();
-    let mut times = Vec::new();
-    // Rows come in pane order, so the time buckets of a pane are worked out once.
-    let mut pane = None;
-    while let Some(key) = cursor.get_key(&storage) {
-        if key.metric != stored || key.bucket >= shape.scan_to {
-            break;
+    let (mut rows, storage) = cursor_list(batches);
+    let (mut hourly_rows, hourly_storage) = cursor_list(hourly_batches);
+    let mut groups = Groups::new(plan, q, &shape, msg.as_of);
+    match hours {
+        Some((first, end)) => {
+            groups.read(&mut rows, &storage, shape.scan_from, first);
+            groups.read(&mut hourly_rows, &hourly_storage, first, end);
+            groups.read(&mut rows, &storage, end, shape.scan_to);
         }
-        if filter.as_ref().is_none_or(|f| f.eval(&key.dims)) {
-            // Events of the row up to the query's epoch; none means the row
-            // does not exist yet at that epoch.
-            let mut count = 0;
-            let mut last = i64::MIN;
-            while cursor.val_valid(&storage) {
-                cursor.map_times(&storage, |time, diff| {
-                    if *time <= msg.as_of {
-                        count += diff.count;
-                        if let (true, Some((_, l))) = (sessions, session::span(diff)) {
-                            last = last.max(l);
-                        }
-                    }
-                });
-                cursor.step_val(&storage);
-            }
-            let duration = last.saturating_sub(key.bucket).max(0);
-            if count > 0 {
-                if pane != Some(key.bucket) {
-                    shape.buckets(key.bucket, &mut times);
-                    pane = Some(key.bucket);
-                }
-                for t in &times {
-                    group.clear();
-                    group.extend(q.group_by.iter().map(|g| match g {
-                        GroupKey::Dimension(i) => {
-                            GroupPart::Value(key.dims.get(*i).unwrap_or(&NULL))
-                        }
-                        GroupKey::Time => GroupPart::Time(*t),
-                    }));
-                    let at = match index.get(group.as_slice()) {
-                        Some(at) => *at,
-                        None => {
-                            index.insert(group.clone(), accumulators.len());
-                            accumulators.push(Aggregates {
-                                count: 0,
-                                measures: asked
-                                    .iter()
-                                    .map(|m| m.map_or(MeasureState::Count, |m| m.empty()))
-                                    .collect(),
-                            });
-                            accumulators.len() - 1
-                        }
-                    };
-                    let acc = &mut accumulators[at];
-                    cursor.rewind_vals(&storage);
-                    while cursor.val_valid(&storage) {
-                        cursor.map_times(&storage, |time, diff| {
-                            if *time <= msg.as_of {
-                                acc.count += diff.count;
-                                // A retraction carries no measures (see `render::retraction`).
-                                for (state, i) in acc.measures.iter_mut().zip(&q.measures) {
-                                    if let Some(m) = diff.measures.get(*i).filter(|_| *i < declared)
-                                    {
-                                        state.merge(m);
-                                    }
-                                }
-                            }
-                        });
-                        cursor.step_val(&storage);
-                    }
-                    if sessions {
-                        for (state, m) in acc.measures.iter_mut().zip(&asked) {
-                            if let Some(MeasureRef::Session(s)) = m {
-                                s.add_session(state, duration);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        cursor.step_key(&storage);
+        None => groups.read(&mut rows, &storage, shape.scan_from, shape.scan_to),
     }
-    // Every group has one accumulator, at the position the index gives it.
-    let mut keys: Vec<Vec<Value>> = vec![Vec::new(); accumulators.len()];
-    for (group, at) in index {
-        keys[at] = group.into_iter().map(GroupPart::to_value).collect();
-    }
-    partial.groups = keys.into_iter().zip(accumulators).collect();
+    partial.groups = groups.finish();
     partial
 }
+
+/// The groups of one query on one worker, filled from runs of rows.
+///
+/// A query reads every row of its time range, often hundreds of thousands,
+/// so reading copies nothing per row: group keys borrow dimension values
+/// from the batches (which outlive the scan), a group is found with one
+/// hash lookup, and a row's updates are merged straight into its group.
+struct Groups<'q, 's> {
+    q: &'q Query,
+    shape: &'q Shape,
+    as_of: u64,
+    /// The metric's index as stored: late rows live under its index plus
+    /// the number of metrics.
+    stored: u32,
+    filter: Option<CompiledFilter>,
+    /// Which asked measures are session measures, worked out per row: a
+    /// session metric's row is one session, keyed by its start, with its
+    /// last event time in its span. Late rows are no sessions.
+    asked: Vec<Option<MeasureRef<'q>>>,
+    sessions: bool,
+    declared: usize,
+    index: HashMap<Vec<GroupPart<'s>>, usize, foldhash::fast::RandomState>,
+    accumulators: Vec<Aggregates>,
+    group: Vec<GroupPart<'s>>,
+    times: Vec<i64>,
+    /// Rows come in pane order, so the time buckets of a pane are worked out once.
+    pane: Option<i64>,
+}
+
+impl<'q, 's> Groups<'q, 's> {
+    fn new(plan: &'q Plan, q: &'q Query, shape: &'q Shape, as_of: u64) -> Self {
+        let metric = &plan.metrics[q.metric];
+        Groups {
+            q,
+            shape,
+            as_of,
+            stored: q.metric as u32 + if q.late { plan.metrics.len() as u32 } else { 0 },
+            filter: q.filter.as_ref().map(CompiledFilter::new),
+            asked: q
+                .measures
+                .iter()
+                .map(|i| measure::measure(metric, *i))
+                .collect(),
+            sessions: metric.window.is_session() && !q.late,
+            declared: metric.measures.len(),
+            index: HashMap::default(),
+            accumulators: Vec::new(),
+            group: Vec::new(),
+            times: Vec::new(),
+            pane: None,
+        }
+    }
+
+    /// Merges the rows of panes in `[from, to)` into their groups.
+    fn read(&mut self, cursor: &mut RowCursor, storage: &'s RowStorage, from: i64, to: i64) {
+        if from >= to {
+            return;
+        }
+        let (q, as_of, sessions, declared) = (self.q, self.as_of, self.sessions, self.declared);
+        cursor.seek_key(
+            storage,
+            &RollupKey {
+                metric: self.stored,
+                bucket: from,
+                dims: Dims::new(),
+            },
+        );
+        while let Some(key) = cursor.get_key(storage) {
+            if key.metric != self.stored || key.bucket >= to {
+                break;
+            }
+            if self.filter.as_ref().is_none_or(|f| f.eval(&key.dims)) {
+                // Events of the row up to the query's epoch; none means the row
+                // does not exist yet at that epoch.
+                let mut count = 0;
+                let mut last = i64::MIN;
+                while cursor.val_valid(storage) {
+                    cursor.map_times(storage, |time, diff| {
+                        if *time <= as_of {
+                            count += diff.count;
+                            if let (true, Some((_, l))) = (sessions, session::span(diff)) {
+                                last = last.max(l);
+                            }
+                        }
+                    });
+                    cursor.step_val(storage);
+                }
+                let duration = last.saturating_sub(key.bucket).max(0);
+                if count > 0 {
+                    if self.pane != Some(key.bucket) {
+                        self.shape.buckets(key.bucket, &mut self.times);
+                        self.pane = Some(key.bucket);
+                    }
+                    for t in &self.times {
+                        self.group.clear();
+                        self.group.extend(q.group_by.iter().map(|g| match g {
+                            GroupKey::Dimension(i) => {
+                                GroupPart::Value(key.dims.get(*i).unwrap_or(&NULL))
+                            }
+                            GroupKey::Time => GroupPart::Time(*t),
+                        }));
+                        let at = match self.index.get(self.group.as_slice()) {
+                            Some(at) => *at,
+                            None => {
+                                self.index
+                                    .insert(self.group.clone(), self.accumulators.len());
+                                self.accumulators.push(Aggregates {
+                                    count: 0,
+                                    measures: self
+                                        .asked
+                                        .iter()
+                                        .map(|m| m.map_or(MeasureState::Count, |m| m.empty()))
+                                        .collect(),
+                                });
+                                self.accumulators.len() - 1
+                            }
+                        };
+                        let acc = &mut self.accumulators[at];
+                        cursor.rewind_vals(storage);
+                        while cursor.val_valid(storage) {
+                            cursor.map_times(storage, |time, diff| {
+                                if *time <= as_of {
+                                    acc.count += diff.count;
+                                    // A retraction carries no measures (see `render::retraction`).
+                                    for (state, i) in acc.measures.iter_mut().zip(&q.measures) {
+                                        if let Some(m) =
+                                            diff.measures.get(*i).filter(|_| *i < declared)
+                                        {
+                                            state.merge(m);
+                                        }
+                                    }
+                                }
+                            });
+                            cursor.step_val(storage);
+                        }
+                        if sessions {
+                            for (state, m) in acc.measures.iter_mut().zip(&self.asked) {
+                                if let Some(MeasureRef::Session(s)) = m {
+                                    s.add_session(state, duration);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            cursor.step_key(storage);
+        }
+    }
+
+    /// The groups with their keys as values.
+    fn finish(self) -> Vec<(Vec<Value>, Aggregates)> {
+        // Every group has one accumulator, at the position the index gives it.
+        let mut keys: Vec<Vec<Value>> = vec![Vec::new(); self.accumulators.len()];
+        for (group, at) in self.index {
+            keys[at] = group.into_iter().map(GroupPart::to_value).collect();
+        }
+        keys.into_iter().zip(self.accumulators).collect()
+    }
+}
+
+/// A cursor over the batches of a rollup, and the batches it reads.
+type RowCursor = CursorList<<RollupBatch as Navigable>::Cursor>;
+type RowStorage = Vec<RollupBatch>;
 
 /// One part of a group's key while a shard is scanned: a dimension value
 /// borrowed from the rollup, or a time bucket.
@@ -391,6 +486,10 @@ impl GroupPart<'_> {
         }
     }
 }
+
+/// A query grouped by time over more hours than this (about 114 years)
+/// reads the rollup only, rather than check every hour against its buckets.
+const MAX_HOURS_CHECKED: i64 = 1_000_000;
 
 /// Which panes a query reads and which time buckets each pane feeds.
 struct Shape {
@@ -435,6 +534,37 @@ impl Shape {
             window: window_len,
             tz,
         }
+    }
+
+    /// The whole hours `[first, end)` of the range that each fall in one
+    /// time bucket, if there are any: every bucket boundary between them is
+    /// on the hour. `None` for hopping windows, whose panes feed several
+    /// buckets.
+    fn whole_hours(&self) -> Option<(i64, i64)> {
+        if self.window.is_some() {
+            return None;
+        }
+        let (first, end) = (hourly::ceil_hour(self.from), hourly::floor_hour(self.to));
+        if first >= end {
+            return None;
+        }
+        if let Some(g) = self.granularity {
+            // Hour by hour, as `buckets` would place the hour's first and
+            // last pane (a bucket cannot end inside an hour and begin again).
+            let hours = (end - first) / hourly::HOUR_MS;
+            if hours > MAX_HOURS_CHECKED {
+                return None;
+            }
+            let floor = |ms| timebucket::floor(ms, g, &self.tz);
+            let mut hour = first;
+            while hour < end {
+                if floor(hour) != floor(hour + hourly::HOUR_MS - 1) {
+                    return None;
+                }
+                hour += hourly::HOUR_MS;
+            }
+        }
+        Some((first, end))
     }
 
     /// The bucket starts a pane starting at `pane` contributes to.
@@ -732,6 +862,73 @@ mod tests {
     use super::*;
     use crate::aggregate::MeasureState;
     use crate::query::{Column, OrderBy};
+
+    #[test]
+    fn whole_hours_are_read_hourly_only_when_each_falls_in_one_bucket() {
+        const H: i64 = hourly::HOUR_MS;
+        let t0 = 1_724_112_000_000; // on the hour
+        let minute = Window::Tumbling {
+            size: statflow_dsl::Duration::from_millis(60_000),
+        };
+        let hours = |from: i64, to: i64, g: Option<i64>, tz: Option<&str>, time: bool| {
+            let q = Query {
+                metric: 0,
+                from_ms: from,
+                to_ms: to,
+                filter: None,
+                group_by: if time { vec![GroupKey::Time] } else { vec![] },
+                granularity_ms: g.map(|g| g as u64),
+                time_zone: tz.map(String::from),
+                measures: vec![0],
+                order_by: vec![],
+                limit: None,
+                late: false,
+            };
+            Shape::new(&q, &minute).whole_hours()
+        };
+        // A total: every whole hour inside the range.
+        assert_eq!(
+            hours(t0 + 1, t0 + 5 * H - 1, None, None, false),
+            Some((t0 + H, t0 + 4 * H))
+        );
+        assert_eq!(hours(t0 + 1, t0 + 2 * H - 1, None, None, false), None);
+        // Hours, days in whole-hour offsets: yes.
+        assert_eq!(
+            hours(t0, t0 + 30 * H, Some(H), None, true),
+            Some((t0, t0 + 30 * H))
+        );
+        let day = 86_400_000;
+        assert!(hours(t0, t0 + 72 * H, Some(day), Some("+08:00"), true).is_some());
+        assert!(hours(t0, t0 + 72 * H, Some(day), Some("Europe/Berlin"), true).is_some());
+        // Buckets that end inside hours: 5 minutes, the window step, or
+        // hours and days in a half-hour offset.
+        assert_eq!(hours(t0, t0 + 30 * H, Some(300_000), None, true), None);
+        assert_eq!(hours(t0, t0 + 30 * H, None, None, true), None);
+        assert_eq!(hours(t0, t0 + 30 * H, Some(H), Some("+05:30"), true), None);
+        assert_eq!(
+            hours(t0, t0 + 72 * H, Some(day), Some("Asia/Kolkata"), true),
+            None
+        );
+        // Hopping windows never.
+        let hopping = Window::Hopping {
+            size: statflow_dsl::Duration::from_millis(600_000),
+            every: statflow_dsl::Duration::from_millis(60_000),
+        };
+        let q = Query {
+            metric: 0,
+            from_ms: t0,
+            to_ms: t0 + 30 * H,
+            filter: None,
+            group_by: vec![],
+            granularity_ms: None,
+            time_zone: None,
+            measures: vec![0],
+            order_by: vec![],
+            limit: None,
+            late: false,
+        };
+        assert_eq!(Shape::new(&q, &hopping).whole_hours(), None);
+    }
 
     /// Every type that crosses a process boundary survives timely's encoding
     /// (bincode through serde) unchanged: requests, partials with every kind

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use differential_dataflow::trace::{ExertionLogic, TraceReader};
 
+use statflow_dataflow::hourly;
 use statflow_dataflow::rollup::RollupKey;
 use statflow_dataflow::scan::{source_marks, RollupTrace, WorkerReport};
 use statflow_dataflow::snapshot::rows_before;
@@ -114,11 +115,14 @@ impl Retention {
     }
 
     /// The rows of this worker's shard to retract, each with its event
-    /// count, read at `as_of`: every metric's rows and late rows before its cut.
+    /// count, read at `as_of`: every metric's rows and late rows before its
+    /// cut, and its hourly rows whose whole hour is before it (under
+    /// [`hourly::retraction_key`], so that they reach the hourly rollup only).
     pub(super) fn evictions(
         &self,
         plan: &Plan,
         trace: &mut RollupTrace,
+        hourly_trace: &mut RollupTrace,
         as_of: u64,
     ) -> Vec<(RollupKey, i64)> {
         let metrics = plan.metrics.len() as u32;
@@ -131,6 +135,13 @@ impl Retention {
                 if let Some(rows) = rows_before(trace, as_of, stored, *cut) {
                     out.extend(rows);
                 }
+            }
+            let whole = hourly::floor_hour(*cut);
+            if let Some(rows) = rows_before(hourly_trace, as_of, m as u32, whole) {
+                out.extend(
+                    rows.into_iter()
+                        .map(|(key, count)| (hourly::retraction_key(key), count)),
+                );
             }
         }
         out

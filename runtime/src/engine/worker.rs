@@ -12,7 +12,7 @@ use differential_dataflow::trace::TraceReader;
 use statflow_dataflow::ingest::{DeadLetters, EpochClock, IngestSpec, PositionLog, Resume};
 use statflow_dataflow::render::{render_ingest, retraction};
 use statflow_dataflow::scan::{
-    query_dataflow, Finished, Outcome, QueryMsg, Request, SourceReport, WorkerReport,
+    query_dataflow, Finished, Outcome, QueryMsg, Request, SourceReport, Traces, WorkerReport,
 };
 use timely::progress::frontier::AntichainRef;
 use timely::worker::Worker;
@@ -101,6 +101,7 @@ pub(super) fn run(
         .unwrap_or_default();
     let rendered = render_ingest(worker, &plan, &clock, specs, rows);
     let trace = Rc::new(RefCell::new(rendered.trace));
+    let hourly = Rc::new(RefCell::new(rendered.hourly));
     let probe = rendered.probe;
     let mut updates = rendered.updates;
     let backfills = Rc::new(RefCell::new(Backfills::new(
@@ -161,7 +162,10 @@ pub(super) fn run(
     let mut query_input = query_dataflow(
         worker,
         Arc::clone(&plan),
-        Rc::clone(&trace),
+        Traces {
+            rollup: Rc::clone(&trace),
+            hourly: Rc::clone(&hourly),
+        },
         report,
         Rc::clone(&finished),
         Rc::clone(&orders),
@@ -310,9 +314,11 @@ pub(super) fn run(
         {
             if frontier > compaction {
                 compaction = frontier;
-                let mut trace = trace.borrow_mut();
-                trace.set_logical_compaction(AntichainRef::new(&[compaction]));
-                trace.set_physical_compaction(AntichainRef::new(&[compaction]));
+                for trace in [&trace, &hourly] {
+                    let mut trace = trace.borrow_mut();
+                    trace.set_logical_compaction(AntichainRef::new(&[compaction]));
+                    trace.set_physical_compaction(AntichainRef::new(&[compaction]));
+                }
                 retention.compacted(compaction);
             }
         }
@@ -338,7 +344,12 @@ pub(super) fn run(
                     // Until the last retractions are complete, a read would
                     // see their rows again and retract them twice.
                     let evicted = if retired_at.is_none_or(|e| e <= as_of) {
-                        retention.evictions(&plan, &mut trace.borrow_mut(), as_of)
+                        retention.evictions(
+                            &plan,
+                            &mut trace.borrow_mut(),
+                            &mut hourly.borrow_mut(),
+                            as_of,
+                        )
                     } else {
                         Vec::new()
                     };
