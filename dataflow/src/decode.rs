@@ -1,10 +1,26 @@
 //! Reads only the fields a topology needs out of a JSON record, in one pass
-//! and without building a tree: a trie of the wanted paths steers a serde
-//! visitor, which borrows strings from the record where it can and skips
-//! everything else.
+//! and without building a tree: a trie of the wanted paths steers a scanner
+//! over the bytes, which borrows strings from the record where it can and
+//! checks, without decoding, everything else.
+//!
+//! The scanner is hand-written because it runs on every byte of every event
+//! and is most of ingest's CPU: it reads the benchmark's events in well under
+//! half the instructions serde_json's visitor took (`benches/decode.rs`
+//! prints both). serde_json stays the authority wherever a value is rare or
+//! subtle: strings with escapes, numbers that are not plain integers or short
+//! decimals, and every message about a malformed record, which is serde_json's
+//! own from a second, slow parse of that record.
+//!
+//! What counts as one JSON object is what serde_json accepts, with one
+//! difference: invalid UTF-8 is refused anywhere in the record, while
+//! serde_json let it through in strings it only skipped. Inside skipped values
+//! the scanner checks the grammar but not what it does not decode: a lone
+//! surrogate escape (`"\ud800"`) or a number too big for an `f64` (`1e400`)
+//! is an error where a field is read and accepted elsewhere, as before.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use statflow_dsl::FieldPath;
@@ -46,6 +62,16 @@ impl Scalar<'_> {
             Scalar::Complex => "an object or array",
         }
     }
+
+    /// A non-negative whole number as serde_json gives it: an `Int` while it
+    /// fits in an `i64`, a `Float` above.
+    fn from_u64(v: u64) -> Self {
+        if v <= i64::MAX as u64 {
+            Scalar::Int(v as i64)
+        } else {
+            Scalar::Float(v as f64)
+        }
+    }
 }
 
 /// Which fields to read: a trie of paths, each leaf a slot in the output.
@@ -58,6 +84,9 @@ pub struct Selector {
 #[derive(Debug, Clone, Default)]
 struct Node {
     children: Vec<(String, Child)>,
+    /// Each child's key as [`key_word`] packs it, in the same order: one
+    /// comparison per child rules out almost every key of a record.
+    words: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -66,12 +95,41 @@ struct Child {
     node: Option<Node>,
 }
 
+/// A key's first 7 bytes, zero-padded, with its length (up to 255) in the
+/// top byte: equal words mean equal keys when keys are shorter than 8
+/// bytes, and are a first test for longer ones. `room` is `key` followed by
+/// whatever the record holds after it, so that 8 bytes can be read at once.
+fn key_word(key: &[u8], room: &[u8]) -> u64 {
+    let low = match room.first_chunk::<8>() {
+        Some(chunk) => u64::from_le_bytes(*chunk),
+        None => key
+            .iter()
+            .take(8)
+            .rev()
+            .fold(0, |word, &b| (word << 8) | u64::from(b)),
+    };
+    let mask = (1u64 << (8 * key.len().min(7))) - 1;
+    (low & mask) | ((key.len().min(255) as u64) << 56)
+}
+
 impl Node {
-    fn find(&self, key: &str) -> Option<&Child> {
-        // Runs for every key of every record. Field names of one length are
-        // common (`game_id`, `user_id`, `seed_id`), so the first byte is
-        // compared before the whole name, which is a call to `memcmp`.
-        let key = key.as_bytes();
+    /// The child under `key`; `room` is as for [`key_word`]. Runs for every
+    /// key of every object that is read.
+    fn find(&self, key: &[u8], room: &[u8]) -> Option<&Child> {
+        let word = key_word(key, room);
+        self.words
+            .iter()
+            .zip(&self.children)
+            .find(|(&w, (k, _))| w == word && (key.len() < 8 || k.as_bytes() == key))
+            .map(|(_, (_, c))| c)
+    }
+
+    /// The child under `key`, for serde_json's visitor and for keys with
+    /// escapes. The visitor's lookup as it was before the scanner, so that
+    /// it stays the benchmark's baseline: field names of one length are
+    /// common (`game_id`, `user_id`, `seed_id`), so the first byte is
+    /// compared before the whole name, which is a call to `memcmp`.
+    fn find_key(&self, key: &[u8]) -> Option<&Child> {
         self.children
             .iter()
             .find(|(k, _)| {
@@ -86,6 +144,7 @@ impl Node {
             Some(at) => at,
             None => {
                 self.children.push((key.to_string(), Child::default()));
+                self.words.push(key_word(key.as_bytes(), key.as_bytes()));
                 self.children.len() - 1
             }
         };
@@ -143,7 +202,49 @@ impl Selector {
 
     /// Reads the selected fields of one JSON object into `out` (resized to
     /// one entry per slot; `None` where the field is absent).
+    ///
+    /// A key that appears twice is read twice, in order: each slot keeps the
+    /// last value it was given, and a later object under the same key does
+    /// not clear what an earlier one gave to the slots below it
+    /// (`{"p": {"q": 1}, "p": {}}` reads `p.q` as 1). On an error, what `out`
+    /// holds is unspecified.
     pub fn extract<'a>(
+        &self,
+        record: &'a [u8],
+        out: &mut Vec<Option<Scalar<'a>>>,
+    ) -> Result<(), String> {
+        out.clear();
+        out.resize_with(self.paths.len(), || None);
+        match Scan::record(record, &self.root, out) {
+            Ok(()) => Ok(()),
+            Err(fault) => Err(self.explain(record, out, fault)),
+        }
+    }
+
+    /// The message for a record the scanner refused: serde_json's, from
+    /// [`Selector::extract_with_visitor`], so that messages are what they
+    /// always were; the scanner's own where serde_json accepts the record
+    /// (invalid UTF-8 in a string it skips).
+    #[cold]
+    #[inline(never)]
+    fn explain<'a>(
+        &self,
+        record: &'a [u8],
+        out: &mut Vec<Option<Scalar<'a>>>,
+        fault: Fault,
+    ) -> String {
+        match self.extract_with_visitor(record, out) {
+            Err(message) => message,
+            Ok(()) => fault.message(record),
+        }
+    }
+
+    /// What [`Selector::extract`] does, by the serde_json visitor that did
+    /// it before the scanner, at about twice the cost: where `extract`'s
+    /// messages come from, and the baseline of `benches/decode.rs`. It lets
+    /// invalid UTF-8 in skipped strings through.
+    #[doc(hidden)]
+    pub fn extract_with_visitor<'a>(
         &self,
         record: &'a [u8],
         out: &mut Vec<Option<Scalar<'a>>>,
@@ -158,10 +259,658 @@ impl Selector {
             top: true,
         }
         .deserialize(&mut de)
-        .map_err(|e| e.to_string())?;
-        de.end().map_err(|e| e.to_string())
+        .and_then(|()| de.end())
+        .map_err(|e| e.to_string())
     }
 }
+
+/// Where and why the scanner refused a record. Only the position and a
+/// word, so that it fits in registers: the message comes from serde_json.
+#[derive(Debug, Clone, Copy)]
+struct Fault {
+    at: usize,
+    what: Problem,
+}
+
+/// What the scanner found wrong.
+#[derive(Debug, Clone, Copy)]
+enum Problem {
+    NotAnObject,
+    Trailing,
+    ExpectedColon,
+    ExpectedKey,
+    ExpectedValue,
+    ExpectedCommaOrEnd,
+    Unterminated,
+    ControlCharacter,
+    BadEscape,
+    BadNumber,
+    Utf8,
+    /// serde_json refused a string or number the scanner gave it.
+    Refused,
+}
+
+impl Fault {
+    /// The same shape as serde_json's messages: what, then where.
+    fn message(&self, record: &[u8]) -> String {
+        let what = match self.what {
+            Problem::NotAnObject => "the record is not a JSON object",
+            Problem::Trailing => "trailing characters",
+            Problem::ExpectedColon => "expected `:`",
+            Problem::ExpectedKey => "expected a key",
+            Problem::ExpectedValue => "expected a value",
+            Problem::ExpectedCommaOrEnd => "expected `,` or the end of an object or array",
+            Problem::Unterminated => "a string has no closing quote",
+            Problem::ControlCharacter => "a control character in a string",
+            Problem::BadEscape => "an invalid escape in a string",
+            Problem::BadNumber => "an invalid number",
+            // serde_json checks UTF-8 everywhere but in the strings it
+            // skips, so that is where the bytes are when it accepted them.
+            Problem::Utf8 => "invalid UTF-8 in a string",
+            Problem::Refused => "a value serde_json refuses",
+        };
+        let before = &record[..self.at.min(record.len())];
+        let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+        // 1-based, of the byte at `at`, as serde_json counts.
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let column = 1 + before.len() - line_start;
+        format!("{what} at line {line} column {column}")
+    }
+}
+
+type Scanned<T> = Result<T, Fault>;
+
+/// A string's bytes between its quotes.
+struct RawStr {
+    inner: Range<usize>,
+    escaped: bool,
+}
+
+/// `10^i` for the fractions whose value the scanner computes itself: every
+/// one is exact in an `f64`, so `significand / POW10[i]` is the one
+/// division serde_json makes for them (its `f64_from_parts`).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// A byte repeated in every lane of a `u64`, for reading 8 bytes of a
+/// string at a time.
+const fn lanes(b: u8) -> u64 {
+    0x0101_0101_0101_0101 * b as u64
+}
+
+/// Eight bytes of a string, with the top bit of each byte that needs a
+/// look set: a quote, a backslash or a control character. Each test is
+/// exact for the lowest byte it flags (a borrow only runs upwards from a
+/// byte that matched), so the lowest flag of all is the first such byte.
+fn special_bytes(v: u64) -> u64 {
+    let quote = v ^ lanes(b'"');
+    let backslash = v ^ lanes(b'\\');
+    let special = (quote.wrapping_sub(lanes(1)) & !quote)
+        | (backslash.wrapping_sub(lanes(1)) & !backslash)
+        | (v.wrapping_sub(lanes(0x20)) & !v);
+    special & lanes(0x80)
+}
+
+/// One pass over one record, writing the selected values into `out`.
+struct Scan<'a, 'o> {
+    /// The record, checked to be UTF-8 before anything else: strings are
+    /// borrowed from it by slicing, and no string needs its own check.
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+    out: &'o mut [Option<Scalar<'a>>],
+}
+
+impl<'a> Scan<'a, '_> {
+    /// The whole record: one object and nothing but white space after it.
+    fn record(record: &'a [u8], root: &Node, out: &mut [Option<Scalar<'a>>]) -> Scanned<()> {
+        let text = std::str::from_utf8(record).map_err(|e| Fault {
+            at: e.valid_up_to(),
+            what: Problem::Utf8,
+        })?;
+        let mut scan = Scan {
+            text,
+            bytes: record,
+            pos: 0,
+            out,
+        };
+        if scan.next_token() != Some(b'{') {
+            return Err(scan.fault(Problem::NotAnObject));
+        }
+        scan.object(Some(root))?;
+        scan.skip_ws();
+        if scan.pos != scan.bytes.len() {
+            return Err(scan.fault(Problem::Trailing));
+        }
+        Ok(())
+    }
+
+    fn fault(&self, what: Problem) -> Fault {
+        Fault { at: self.pos, what }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// The next byte that is not white space, read.
+    fn next_token(&mut self) -> Option<u8> {
+        self.skip_ws();
+        let b = self.peek()?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn colon(&mut self) -> Scanned<()> {
+        match self.next_token() {
+            Some(b':') => Ok(()),
+            _ => Err(self.fault(Problem::ExpectedColon)),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Scanned<()> {
+        if self.bytes[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(self.fault(Problem::ExpectedValue))
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    /// An object whose `{` is read; `node` says which keys to read, and
+    /// every other value is skipped.
+    fn object(&mut self, node: Option<&Node>) -> Scanned<()> {
+        match self.next_token() {
+            Some(b'}') => return Ok(()),
+            Some(b'"') => {}
+            _ => return Err(self.fault(Problem::ExpectedKey)),
+        }
+        loop {
+            let key = self.string()?;
+            // The keys of an object that is read are decoded even where
+            // nothing below is selected, as serde_json's visitor did: an
+            // escape there must be a valid one.
+            let child = if key.escaped {
+                let key = self.unescaped_key(&key)?;
+                node.and_then(|n| n.find_key(key.as_bytes()))
+            } else {
+                node.and_then(|n| {
+                    let raw = &self.bytes[key.inner.clone()];
+                    n.find(raw, &self.bytes[key.inner.start..])
+                })
+            };
+            self.colon()?;
+            self.skip_ws();
+            match child {
+                Some(child) => self.value(child.node.as_ref(), child.slot)?,
+                None => self.skip_value()?,
+            }
+            match self.next_token() {
+                Some(b',') => {}
+                Some(b'}') => return Ok(()),
+                _ => return Err(self.fault(Problem::ExpectedCommaOrEnd)),
+            }
+            if self.next_token() != Some(b'"') {
+                return Err(self.fault(Problem::ExpectedKey));
+            }
+        }
+    }
+
+    /// A value on a selected path: into `slot` if it is a leaf, walked with
+    /// `node` if it is an object and a branch. Scalars are decoded even on a
+    /// branch, as serde_json's visitor did, so their errors are errors.
+    fn value(&mut self, node: Option<&Node>, slot: Option<usize>) -> Scanned<()> {
+        let scalar = match self.peek() {
+            Some(b'{') => {
+                self.pos += 1;
+                if let Some(slot) = slot {
+                    self.out[slot] = Some(Scalar::Complex);
+                }
+                return self.object(node);
+            }
+            Some(b'[') => {
+                self.skip_value()?;
+                Scalar::Complex
+            }
+            Some(b'"') => {
+                self.pos += 1;
+                let raw = self.string()?;
+                self.string_value(&raw)?
+            }
+            Some(b't') => {
+                self.literal(b"true")?;
+                Scalar::Bool(true)
+            }
+            Some(b'f') => {
+                self.literal(b"false")?;
+                Scalar::Bool(false)
+            }
+            Some(b'n') => {
+                self.literal(b"null")?;
+                Scalar::Null
+            }
+            Some(b'-' | b'0'..=b'9') => self.number()?,
+            _ => return Err(self.fault(Problem::ExpectedValue)),
+        };
+        if let Some(slot) = slot {
+            self.out[slot] = Some(scalar);
+        }
+        Ok(())
+    }
+
+    /// A string whose opening quote is read, up to and past its closing one.
+    /// Checks that there is no control character and that every escape is
+    /// one JSON has; decodes nothing. Most keys and many values end within
+    /// 16 bytes without an escape, which is the inlined case.
+    #[inline(always)]
+    fn string(&mut self) -> Scanned<RawStr> {
+        let start = self.pos;
+        let mut at = start;
+        while let Some(chunk) = self.bytes[at..].first_chunk::<8>() {
+            let flags = special_bytes(u64::from_le_bytes(*chunk));
+            if flags == 0 {
+                if at - start == 8 {
+                    break;
+                }
+                at += 8;
+                continue;
+            }
+            let end = at + (flags.trailing_zeros() / 8) as usize;
+            if self.bytes[end] != b'"' {
+                break;
+            }
+            self.pos = end + 1;
+            return Ok(RawStr {
+                inner: start..end,
+                escaped: false,
+            });
+        }
+        self.string_slow()
+    }
+
+    /// [`Scan::string`] in general.
+    #[inline(never)]
+    fn string_slow(&mut self) -> Scanned<RawStr> {
+        let start = self.pos;
+        let mut escaped = false;
+        loop {
+            while let Some(chunk) = self.bytes[self.pos..].first_chunk::<8>() {
+                let flags = special_bytes(u64::from_le_bytes(*chunk));
+                if flags != 0 {
+                    self.pos += (flags.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                self.pos += 8;
+            }
+            let Some(b) = self.peek() else {
+                return Err(self.fault(Problem::Unterminated));
+            };
+            self.pos += 1;
+            match b {
+                b'"' => break,
+                b'\\' => {
+                    escaped = true;
+                    self.escape()?;
+                }
+                0..=0x1f => return Err(self.fault(Problem::ControlCharacter)),
+                _ => {}
+            }
+        }
+        Ok(RawStr {
+            inner: start..self.pos - 1,
+            escaped,
+        })
+    }
+
+    /// An escape whose backslash is read.
+    fn escape(&mut self) -> Scanned<()> {
+        let Some(b) = self.peek() else {
+            return Err(self.fault(Problem::Unterminated));
+        };
+        self.pos += 1;
+        match b {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Ok(()),
+            b'u' => match self.bytes.get(self.pos..self.pos + 4) {
+                Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => {
+                    self.pos += 4;
+                    Ok(())
+                }
+                _ => Err(self.fault(Problem::BadEscape)),
+            },
+            _ => Err(self.fault(Problem::BadEscape)),
+        }
+    }
+
+    /// The string, borrowed from the record when it has no escapes.
+    #[inline]
+    fn string_value(&self, raw: &RawStr) -> Scanned<Scalar<'a>> {
+        if raw.escaped {
+            let quoted = &self.bytes[raw.inner.start - 1..raw.inner.end + 1];
+            return with_serde(quoted, ScalarVisitor, raw.inner.start);
+        }
+        // Both ends are next to a quote, so on a character boundary.
+        match self.text.get(raw.inner.clone()) {
+            Some(s) => Ok(Scalar::Str(Cow::Borrowed(s))),
+            None => Err(self.fault(Problem::Utf8)),
+        }
+    }
+
+    /// A key with escapes, decoded by serde_json.
+    fn unescaped_key(&self, raw: &RawStr) -> Scanned<Cow<'a, str>> {
+        let quoted = &self.bytes[raw.inner.start - 1..raw.inner.end + 1];
+        with_serde(quoted, KeySeed, raw.inner.start)
+    }
+
+    /// A number, checked against JSON's grammar and not decoded.
+    fn skip_number(&mut self) -> Scanned<()> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(self.fault(Problem::BadNumber)),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return Err(self.fault(Problem::BadNumber));
+            }
+        }
+        self.exponent()
+    }
+
+    /// A number's exponent, if it has one.
+    fn exponent(&mut self) -> Scanned<()> {
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return Err(self.fault(Problem::BadNumber));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads digits onto the end of `significand`, 8 at a time while there
+    /// are 8; how many.
+    fn decimal_digits(&mut self, significand: &mut u64) -> usize {
+        let start = self.pos;
+        while let Some(chunk) = self.bytes[self.pos..].first_chunk::<8>() {
+            let v = u64::from_le_bytes(*chunk);
+            // Every byte is 0x30..=0x39: its top nibble is 3, and adding 6
+            // does not carry into it.
+            let all_digits = (v & lanes(0xf0)) == lanes(0x30)
+                && (v.wrapping_add(lanes(0x06)) & lanes(0xf0)) == lanes(0x30);
+            if !all_digits {
+                break;
+            }
+            // Pairs, then fours, then all eight, the first digit the most
+            // significant (it is the lowest byte).
+            let mut eight = v - lanes(b'0');
+            eight = (eight * 10 + (eight >> 8)) & 0x00ff_00ff_00ff_00ff;
+            eight = (eight * 100 + (eight >> 16)) & 0x0000_ffff_0000_ffff;
+            eight = (eight * 10_000 + (eight >> 32)) & 0xffff_ffff;
+            *significand = significand.wrapping_mul(100_000_000).wrapping_add(eight);
+            self.pos += 8;
+        }
+        while let Some(d @ b'0'..=b'9') = self.peek() {
+            *significand = significand
+                .wrapping_mul(10)
+                .wrapping_add(u64::from(d - b'0'));
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    /// A number's value. Integers of up to 19 digits and decimals of up to
+    /// 19 digits, 22 of them after the point, are computed here exactly as
+    /// serde_json computes them (its `parse_number` and `f64_from_parts`);
+    /// longer numbers and exponents go to serde_json itself.
+    fn number(&mut self) -> Scanned<Scalar<'a>> {
+        let start = self.pos;
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.pos += 1;
+        }
+        // Wrapping: a significand of more than 19 digits is not used.
+        let mut significand = 0u64;
+        let mut digits;
+        match self.peek() {
+            Some(b'0') => {
+                self.pos += 1;
+                digits = 1;
+            }
+            Some(b'1'..=b'9') => digits = self.decimal_digits(&mut significand),
+            _ => return Err(self.fault(Problem::BadNumber)),
+        }
+        let mut fraction = None;
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            let places = self.decimal_digits(&mut significand);
+            if places == 0 {
+                return Err(self.fault(Problem::BadNumber));
+            }
+            digits += places;
+            fraction = Some(places);
+        }
+        let plain = !matches!(self.peek(), Some(b'e' | b'E'));
+        self.exponent()?;
+        if plain && digits <= 19 {
+            match fraction {
+                None if !negative => return Ok(Scalar::from_u64(significand)),
+                None => {
+                    // A negative integer is an `i64` unless it is -0 or below
+                    // `i64::MIN`, which serde_json makes floats.
+                    let neg = (significand as i64).wrapping_neg();
+                    return Ok(if neg >= 0 {
+                        Scalar::Float(-(significand as f64))
+                    } else {
+                        Scalar::Int(neg)
+                    });
+                }
+                Some(places) if places < POW10.len() => {
+                    let f = significand as f64 / POW10[places];
+                    return Ok(Scalar::Float(if negative { -f } else { f }));
+                }
+                Some(_) => {}
+            }
+        }
+        with_serde(&self.bytes[start..self.pos], ScalarVisitor, start)
+    }
+
+    /// Any one value, checked and not decoded.
+    fn skip_value(&mut self) -> Scanned<()> {
+        match self.peek() {
+            Some(b'"') => {
+                self.pos += 1;
+                self.string().map(drop)
+            }
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.skip_number(),
+            _ => self.skip_nested(),
+        }
+    }
+
+    /// Any one value, most often an object or array. Iterative, so that
+    /// deep nesting cannot overflow the stack.
+    #[inline(never)]
+    fn skip_nested(&mut self) -> Scanned<()> {
+        let mut open = Nesting::default();
+        loop {
+            // A value, or the opening of a container that is not empty.
+            match self.next_token() {
+                Some(b'{') => match self.next_token() {
+                    Some(b'}') => {}
+                    Some(b'"') => {
+                        self.string()?;
+                        self.colon()?;
+                        open.push(true);
+                        continue;
+                    }
+                    _ => return Err(self.fault(Problem::ExpectedKey)),
+                },
+                Some(b'[') => {
+                    self.skip_ws();
+                    if self.peek() == Some(b']') {
+                        self.pos += 1;
+                    } else {
+                        open.push(false);
+                        continue;
+                    }
+                }
+                Some(b'"') => {
+                    self.string()?;
+                }
+                Some(b't' | b'f' | b'n' | b'-' | b'0'..=b'9') => {
+                    self.pos -= 1;
+                    self.skip_value()?;
+                }
+                _ => return Err(self.fault(Problem::ExpectedValue)),
+            }
+            // A value has ended: close the containers it ends, then go on to
+            // the next element or member.
+            loop {
+                let Some(object) = open.top() else {
+                    return Ok(());
+                };
+                match self.next_token() {
+                    Some(b',') => {
+                        if object {
+                            if self.next_token() != Some(b'"') {
+                                return Err(self.fault(Problem::ExpectedKey));
+                            }
+                            self.string()?;
+                            self.colon()?;
+                        }
+                        break;
+                    }
+                    Some(b'}') if object => open.pop(),
+                    Some(b']') if !object => open.pop(),
+                    _ => return Err(self.fault(Problem::ExpectedCommaOrEnd)),
+                }
+            }
+        }
+    }
+}
+
+/// The containers a skipped value is inside, innermost last: a bit each,
+/// set for an object, 64 in a word and more words only for deeper nesting.
+#[derive(Default)]
+struct Nesting {
+    bits: u64,
+    depth: usize,
+    spilled: Vec<u64>,
+}
+
+impl Nesting {
+    fn push(&mut self, object: bool) {
+        if self.depth != 0 && self.depth.is_multiple_of(64) {
+            self.spilled.push(self.bits);
+            self.bits = 0;
+        }
+        self.bits = (self.bits << 1) | u64::from(object);
+        self.depth += 1;
+    }
+
+    fn pop(&mut self) {
+        self.bits >>= 1;
+        self.depth -= 1;
+        if self.depth != 0 && self.depth.is_multiple_of(64) {
+            self.bits = self.spilled.pop().unwrap_or(0);
+        }
+    }
+
+    /// Whether the innermost container is an object; `None` outside all.
+    fn top(&self) -> Option<bool> {
+        (self.depth != 0).then_some(self.bits & 1 == 1)
+    }
+}
+
+/// Parses `raw`, one whole JSON value at `at` in the record, with
+/// serde_json. On an error the message the user sees comes from
+/// [`Selector::explain`].
+#[cold]
+#[inline(never)]
+fn with_serde<'a, S: DeserializeSeed<'a>>(raw: &'a [u8], seed: S, at: usize) -> Scanned<S::Value> {
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    seed.deserialize(&mut de).map_err(|_| Fault {
+        at,
+        what: Problem::Refused,
+    })
+}
+
+/// A scalar as serde_json gives it, for the strings and numbers the scanner
+/// leaves to serde_json.
+struct ScalarVisitor;
+
+impl<'de> DeserializeSeed<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string or a number")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Scalar::Int(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Scalar::from_u64(v))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Scalar::Float(v))
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v)))
+    }
+}
+
+// What follows is the serde_json visitor that did all of the reading before
+// the scanner; it now only finds the message for a malformed record.
 
 /// Reads one value: a scalar into `slot`, or an object walked by `node`.
 struct ValueSeed<'s, 'o, 'a> {
@@ -217,14 +966,7 @@ impl<'de: 'a, 'a> Visitor<'de> for ValueSeed<'_, '_, 'a> {
     }
 
     fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
-        put!(
-            self,
-            if v <= i64::MAX as u64 {
-                Scalar::Int(v as i64)
-            } else {
-                Scalar::Float(v as f64)
-            }
-        )
+        put!(self, Scalar::from_u64(v))
     }
 
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
@@ -256,7 +998,7 @@ impl<'de: 'a, 'a> Visitor<'de> for ValueSeed<'_, '_, 'a> {
             out[slot] = Some(Scalar::Complex);
         }
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            match node.and_then(|n| n.find(&key)) {
+            match node.and_then(|n| n.find_key(key.as_bytes())) {
                 Some(child) => map.next_value_seed(ValueSeed {
                     node: child.node.as_ref(),
                     slot: child.slot,
@@ -311,6 +1053,28 @@ mod tests {
         s
     }
 
+    /// What the serde_json visitor, the reader before the scanner, gives.
+    fn with_visitor<'a>(
+        s: &Selector,
+        record: &'a [u8],
+        out: &mut Vec<Option<Scalar<'a>>>,
+    ) -> Result<(), String> {
+        s.extract_with_visitor(record, out)
+    }
+
+    /// Equal, with floats compared by their bits (so -0 is not 0) and
+    /// strings by whether they are borrowed too.
+    fn same(a: &[Option<Scalar>], b: &[Option<Scalar>]) -> bool {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(a, b)| match (a, b) {
+                (Some(Scalar::Float(x)), Some(Scalar::Float(y))) => x.to_bits() == y.to_bits(),
+                (Some(Scalar::Str(x)), Some(Scalar::Str(y))) => {
+                    x == y && matches!(x, Cow::Borrowed(_)) == matches!(y, Cow::Borrowed(_))
+                }
+                _ => a == b,
+            })
+    }
+
     #[test]
     fn reads_selected_fields_only() {
         let s = selector(&["a", "b.c", "b.d.e", "missing", "arr"]);
@@ -343,5 +1107,691 @@ mod tests {
         assert!(s.extract(b"{\"a\": 1} {}", &mut out).is_err());
         assert!(s.extract(b"42", &mut out).is_err());
         assert!(s.extract(b"\xff", &mut out).is_err());
+        assert!(s.extract(b"", &mut out).is_err());
+        assert!(s.extract(b" \n", &mut out).is_err());
+        s.extract(b" \t\r\n{\"a\" : 1 } \n", &mut out).unwrap();
+        assert_eq!(out, vec![Some(Scalar::Int(1))]);
+    }
+
+    #[test]
+    fn messages_are_serde_json_s() {
+        // The book's page on bad input quotes the second one.
+        let s = selector(&["a"]);
+        let mut out = Vec::new();
+        for (record, message) in [
+            (
+                &b"{\"a\": 1"[..],
+                "EOF while parsing an object at line 1 column 7",
+            ),
+            (
+                b"[1, 2, 3]",
+                "the record is an object or array, not a JSON object at line 1 column 9",
+            ),
+            (
+                b"this line is not JSON",
+                "expected ident at line 1 column 2",
+            ),
+            (b"{\"a\": 1e400}", "number out of range at line 1 column 11"),
+        ] {
+            assert_eq!(s.extract(record, &mut out), Err(message.to_string()));
+            assert_eq!(with_visitor(&s, record, &mut out), Err(message.to_string()));
+        }
+    }
+
+    #[test]
+    fn the_last_of_duplicate_keys_wins_slot_by_slot() {
+        let s = selector(&["p", "p.q", "a"]);
+        let mut out = Vec::new();
+        s.extract(br#"{"a": 1, "a": 2}"#, &mut out).unwrap();
+        assert_eq!(out, vec![None, None, Some(Scalar::Int(2))]);
+        // A later `p` does not clear what an earlier one gave to `p.q`.
+        s.extract(br#"{"p": {"q": 1}, "p": {}}"#, &mut out).unwrap();
+        assert_eq!(out, vec![Some(Scalar::Complex), Some(Scalar::Int(1)), None]);
+        s.extract(br#"{"p": {"q": 1}, "p": 3}"#, &mut out).unwrap();
+        assert_eq!(out, vec![Some(Scalar::Int(3)), Some(Scalar::Int(1)), None]);
+        s.extract(br#"{"p": 3, "p": {"q": 1, "q": "x"}}"#, &mut out)
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![Some(Scalar::Complex), Some(Scalar::Str("x".into())), None]
+        );
+    }
+
+    #[test]
+    fn numbers_read_as_serde_json_reads_them() {
+        let s = selector(&["n"]);
+        let mut out = Vec::new();
+        let read = |text: &str, out: &mut Vec<Option<Scalar<'static>>>| {
+            let record: &'static [u8] = format!("{{\"n\": {text}}}").into_bytes().leak();
+            s.extract(record, out).map(|()| out[0].clone())
+        };
+        let float = |f: f64| Some(Some(Scalar::Float(f)));
+        for (text, expected) in [
+            ("0", Some(Some(Scalar::Int(0)))),
+            ("-0", float(-0.0)),
+            ("-0.0", float(-0.0)),
+            ("11.97", float(11.97)),
+            ("1735689599524", Some(Some(Scalar::Int(1735689599524)))),
+            ("9223372036854775807", Some(Some(Scalar::Int(i64::MAX)))),
+            ("9223372036854775808", float(9223372036854775808.0)),
+            ("18446744073709551615", float(18446744073709551615.0)),
+            ("18446744073709551616", float(18446744073709551616.0)),
+            ("-9223372036854775808", Some(Some(Scalar::Int(i64::MIN)))),
+            ("-9223372036854775809", float(-9223372036854775809.0)),
+            ("1e-400", float(0.0)),
+            ("1E+2", float(100.0)),
+            ("1e400", None),
+            ("-1e400", None),
+            ("01", None),
+            ("1.", None),
+            ("-", None),
+            ("+1", None),
+            (".5", None),
+            ("1e", None),
+            ("0x10", None),
+        ] {
+            let got = read(text, &mut out).ok();
+            let same_bits = match (&got, &expected) {
+                (Some(Some(Scalar::Float(a))), Some(Some(Scalar::Float(b)))) => {
+                    a.to_bits() == b.to_bits()
+                }
+                _ => got == expected,
+            };
+            assert!(same_bits, "{text}: {got:?}, expected {expected:?}");
+        }
+        // Where nothing reads them, numbers are only checked for their form.
+        s.extract(br#"{"m": 1e400, "n": 1}"#, &mut out).unwrap();
+        assert!(s.extract(br#"{"m": 1e, "n": 1}"#, &mut out).is_err());
+    }
+
+    #[test]
+    fn strings_are_borrowed_unless_they_have_escapes() {
+        let s = selector(&["a", "é"]);
+        let mut out = Vec::new();
+        s.extract("{\"a\": \"plain é 😀\"}".as_bytes(), &mut out)
+            .unwrap();
+        assert!(matches!(
+            &out[0],
+            Some(Scalar::Str(Cow::Borrowed("plain é 😀")))
+        ));
+        s.extract(br#"{"a": "\ud83d\ude00\u00e9\n"}"#, &mut out)
+            .unwrap();
+        assert!(matches!(&out[0], Some(Scalar::Str(Cow::Owned(v))) if v == "😀é\n"));
+        // Keys with escapes are decoded before they are looked up.
+        s.extract(br#"{"\u0061": 1, "\u00e9": 2}"#, &mut out)
+            .unwrap();
+        assert_eq!(out, vec![Some(Scalar::Int(1)), Some(Scalar::Int(2))]);
+        // A lone surrogate is refused where it is read, and passes where it
+        // is only skipped, as in serde_json.
+        assert!(s.extract(br#"{"a": "\ud800"}"#, &mut out).is_err());
+        assert!(s.extract(br#"{"\udc00": 1}"#, &mut out).is_err());
+        s.extract(br#"{"z": "\ud800", "y": {"\udc00": 1}}"#, &mut out)
+            .unwrap();
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_anywhere() {
+        let s = selector(&["a"]);
+        let mut out = Vec::new();
+        for record in [
+            &b"{\"a\": \"\xff\"}"[..],
+            b"{\"a\": \"x\xc3\"}",
+            b"{\"\xe2\x82\": 1}",
+            b"{\"z\": \"\xed\xa0\x80\"}",
+            b"{\"z\": [{\"k\": \"\xc0\xaf\"}], \"a\": 1}",
+            b"{\"z\": {\"\x80\": 1}}",
+            b"{\"a\": 1}\xff",
+            b"{\"a\": 1, \xff}",
+        ] {
+            let message = s.extract(record, &mut out).unwrap_err();
+            assert!(!message.is_empty());
+        }
+        // serde_json never looked at the bytes of a skipped string, so the
+        // message is the scanner's.
+        let message = s
+            .extract(b"{\"z\": \"ok\xff\", \"a\": 1}", &mut out)
+            .unwrap_err();
+        assert_eq!(message, "invalid UTF-8 in a string at line 1 column 10");
+    }
+
+    #[test]
+    fn skipped_values_are_checked() {
+        let s = selector(&["a"]);
+        for skipped in [
+            "[1,]",
+            "[,1]",
+            "[1 2]",
+            "{\"k\" 1}",
+            "{\"k\": 1,}",
+            "{1: 2}",
+            "{\"k\": }",
+            "tru",
+            "nul",
+            "falsey",
+            "01",
+            "1.",
+            "-",
+            "1e+",
+            "\"\\x\"",
+            "\"\\u12G4\"",
+            "\"\\u12\"",
+            "\"a\u{1}b\"",
+            "\"a\nb\"",
+            "[}",
+            "{]",
+            "[[[]]",
+            "{\"k\": [1}",
+            "",
+            "\"open",
+            "[\"a\\\"]",
+        ] {
+            let record = format!("{{\"z\": {skipped}, \"a\": 1}}");
+            let mut out = Vec::new();
+            assert!(
+                s.extract(record.as_bytes(), &mut out).is_err(),
+                "accepted {record}"
+            );
+            assert!(with_visitor(&s, record.as_bytes(), &mut out).is_err());
+        }
+        let mut out = Vec::new();
+        s.extract(
+            br#"{"z": [1, -2.5e+3, "s\"\\\/\b\f\n\r\t\u00FF", true, false, null, {}, [], {"k": [{}]}], "a": 1}"#,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, vec![Some(Scalar::Int(1))]);
+    }
+
+    #[test]
+    fn deep_nesting_neither_overflows_nor_is_refused() {
+        let s = selector(&["a"]);
+        let mut out = Vec::new();
+        let depth = 100_000;
+        let nested = format!(
+            "{{\"z\": {}{}{}, \"a\": 1}}",
+            "[{\"k\":".repeat(depth),
+            "0",
+            "}]".repeat(depth)
+        );
+        s.extract(nested.as_bytes(), &mut out).unwrap();
+        assert_eq!(out, vec![Some(Scalar::Int(1))]);
+        let unclosed = format!("{{\"z\": {}", "[".repeat(depth));
+        assert!(s.extract(unclosed.as_bytes(), &mut out).is_err());
+        let mismatched = format!("{{\"z\": {}{}}}", "[{\"k\":".repeat(70), "0]".repeat(70));
+        assert!(s.extract(mismatched.as_bytes(), &mut out).is_err());
+    }
+
+    /// Generated records, read by the scanner, by a reference over the
+    /// generated tree and by the serde_json visitor, and broken ones.
+    mod generated {
+        use super::*;
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        use serde_json::Value;
+
+        /// Few keys, so that paths hit and keys repeat; long ones that
+        /// share their first 7 bytes, which the scanner compares at once.
+        const KEYS: &[&str] = &[
+            "a", "b", "c", "ab", "é", "k\"q", "", "😀x", "abcdefg", "abcdefgh", "abcdefgi",
+        ];
+
+        enum Json {
+            Object(Vec<(String, Json)>),
+            Array(Vec<Json>),
+            Str(String),
+            /// A string with an escape of a lone surrogate, which only
+            /// serde_json's decoding refuses.
+            LoneSurrogate(&'static str),
+            Number(String),
+            Bool(bool),
+            Null,
+        }
+
+        fn number(rng: &mut StdRng) -> String {
+            const ODD: &[&str] = &[
+                "0",
+                "-0",
+                "-0.0",
+                "0.0",
+                "1e400",
+                "-1e400",
+                "1e-400",
+                "9223372036854775807",
+                "9223372036854775808",
+                "-9223372036854775808",
+                "-9223372036854775809",
+                "18446744073709551615",
+                "18446744073709551616",
+                "1E+2",
+                "1e-2",
+                "0.1",
+                "11.97",
+                "1.7976931348623157e308",
+                "5e-324",
+                "123456789012345678.5",
+                "0.00000000000000000000001",
+                "0.0000000000000000000000001",
+                "1234567890123456789.0",
+                "99999999999999999999",
+                "-12345678901234567890123",
+                "4.9e-324",
+                "2.2250738585072014e-308",
+            ];
+            match rng.random_range(0..10) {
+                0 => rng.random::<i64>().to_string(),
+                1 => rng.random_range(-1000..1000).to_string(),
+                2 => (u64::MAX - rng.random_range(0..1000)).to_string(),
+                3 | 4 => {
+                    let width = rng.random_range(1..=24);
+                    let fraction: String = (0..width)
+                        .map(|_| char::from(b'0' + rng.random_range(0..10)))
+                        .collect();
+                    format!("{}.{fraction}", rng.random_range(-100_000i64..100_000))
+                }
+                5 => {
+                    let e = ["e", "E"][rng.random_range(0..2)];
+                    let sign = ["", "+", "-"][rng.random_range(0..3)];
+                    format!(
+                        "{}.{}{e}{sign}{}",
+                        rng.random_range(-99..99),
+                        rng.random_range(0..999),
+                        rng.random_range(0..330)
+                    )
+                }
+                6 => {
+                    let digits = rng.random_range(15..40);
+                    let mut n: String = (0..digits)
+                        .map(|_| char::from(b'0' + rng.random_range(0..10)))
+                        .collect();
+                    n.replace_range(0..1, "7");
+                    n
+                }
+                _ => ODD[rng.random_range(0..ODD.len())].to_string(),
+            }
+        }
+
+        fn text(rng: &mut StdRng) -> String {
+            const CHARS: &[char] = &[
+                'a',
+                'b',
+                'z',
+                '0',
+                ' ',
+                '"',
+                '\\',
+                '/',
+                '\n',
+                '\t',
+                '\u{1}',
+                '\u{1f}',
+                '\u{7f}',
+                'é',
+                '€',
+                '😀',
+                '\u{fffd}',
+                '\u{2028}',
+                '\u{10ffff}',
+            ];
+            let len = if rng.random_bool(0.2) {
+                rng.random_range(8..64)
+            } else {
+                rng.random_range(0..8)
+            };
+            (0..len)
+                .map(|_| {
+                    if rng.random_bool(0.5) {
+                        char::from(b'a' + rng.random_range(0..26))
+                    } else {
+                        CHARS[rng.random_range(0..CHARS.len())]
+                    }
+                })
+                .collect()
+        }
+
+        fn json(rng: &mut StdRng, depth: u32) -> Json {
+            match rng.random_range(0..if depth < 4 { 12 } else { 8 }) {
+                0 | 1 => Json::Str(text(rng)),
+                2 | 3 => Json::Number(number(rng)),
+                4 => Json::Bool(rng.random()),
+                5 => Json::Null,
+                6 if rng.random_bool(0.1) => {
+                    let lone = ["\\ud800", "\\udc00", "x\\udbff\\u0041", "\\ud800\\n"];
+                    Json::LoneSurrogate(lone[rng.random_range(0..lone.len())])
+                }
+                6 | 7 => Json::Str(text(rng)),
+                8 => Json::Array(
+                    (0..rng.random_range(0..4))
+                        .map(|_| json(rng, depth + 1))
+                        .collect(),
+                ),
+                _ => object(rng, depth + 1),
+            }
+        }
+
+        fn object(rng: &mut StdRng, depth: u32) -> Json {
+            Json::Object(
+                (0..rng.random_range(0..7))
+                    .map(|_| {
+                        (
+                            KEYS[rng.random_range(0..KEYS.len())].to_string(),
+                            json(rng, depth),
+                        )
+                    })
+                    .collect(),
+            )
+        }
+
+        fn space(rng: &mut StdRng, out: &mut String) {
+            if rng.random_bool(0.15) {
+                out.push_str([" ", "\n", "\t", "\r", "  \n "][rng.random_range(0..5)]);
+            }
+        }
+
+        /// A string with the escapes it needs and, now and then, ones it
+        /// does not.
+        fn write_str(s: &str, rng: &mut StdRng, out: &mut String) {
+            out.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' if rng.random_bool(0.5) => out.push_str("\\n"),
+                    '/' if rng.random_bool(0.3) => out.push_str("\\/"),
+                    c if c < ' ' || rng.random_bool(0.05) => {
+                        let mut units = [0u16; 2];
+                        for unit in c.encode_utf16(&mut units) {
+                            let hex = format!("\\u{unit:04x}");
+                            out.push_str(&if rng.random() {
+                                hex.to_uppercase().replace("\\U", "\\u")
+                            } else {
+                                hex
+                            });
+                        }
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+
+        fn write(json: &Json, rng: &mut StdRng, out: &mut String) {
+            match json {
+                Json::Object(members) => {
+                    out.push('{');
+                    for (i, (key, value)) in members.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        space(rng, out);
+                        write_str(key, rng, out);
+                        space(rng, out);
+                        out.push(':');
+                        space(rng, out);
+                        write(value, rng, out);
+                        space(rng, out);
+                    }
+                    out.push('}');
+                }
+                Json::Array(items) => {
+                    out.push('[');
+                    for (i, item) in items.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        space(rng, out);
+                        write(item, rng, out);
+                        space(rng, out);
+                    }
+                    out.push(']');
+                }
+                Json::Str(s) => write_str(s, rng, out),
+                Json::LoneSurrogate(escaped) => {
+                    out.push('"');
+                    out.push_str(escaped);
+                    out.push('"');
+                }
+                Json::Number(n) => out.push_str(n),
+                Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+                Json::Null => out.push_str("null"),
+            }
+        }
+
+        /// A number as serde_json's `Value` holds it, in `Scalar`'s terms.
+        fn scalar_of(number: &serde_json::Number) -> Scalar<'static> {
+            match (number.as_i64(), number.as_u64()) {
+                _ if number.is_f64() => Scalar::Float(number.as_f64().unwrap()),
+                (Some(i), _) => Scalar::Int(i),
+                (None, Some(u)) => Scalar::Float(u as f64),
+                (None, None) => unreachable!("a number is one of the three"),
+            }
+        }
+
+        /// The reference: the generated tree read in document order, every
+        /// key on a selected path read and every other one skipped, each
+        /// slot keeping the last value it is given. Only values on a
+        /// selected path are decoded, so only they can fail. Err when the
+        /// record is refused.
+        fn reference(
+            root: &Json,
+            paths: &[Vec<String>],
+        ) -> Result<Vec<Option<Scalar<'static>>>, ()> {
+            fn members(
+                members: &[(String, Json)],
+                prefix: &mut Vec<String>,
+                paths: &[Vec<String>],
+                out: &mut [Option<Scalar<'static>>],
+            ) -> Result<(), ()> {
+                for (key, value) in members {
+                    prefix.push(key.clone());
+                    let slot = paths.iter().position(|p| p == prefix);
+                    let branch = paths
+                        .iter()
+                        .any(|p| p.len() > prefix.len() && p.starts_with(prefix));
+                    if slot.is_some() || branch {
+                        read(value, slot, prefix, paths, out)?;
+                    }
+                    prefix.pop();
+                }
+                Ok(())
+            }
+            fn read(
+                value: &Json,
+                slot: Option<usize>,
+                prefix: &mut Vec<String>,
+                paths: &[Vec<String>],
+                out: &mut [Option<Scalar<'static>>],
+            ) -> Result<(), ()> {
+                let scalar = match value {
+                    Json::Object(m) => {
+                        if let Some(slot) = slot {
+                            out[slot] = Some(Scalar::Complex);
+                        }
+                        return members(m, prefix, paths, out);
+                    }
+                    Json::Array(_) => Scalar::Complex,
+                    Json::Str(s) => Scalar::Str(Cow::Owned(s.clone())),
+                    Json::LoneSurrogate(_) => return Err(()),
+                    Json::Number(n) => match serde_json::from_str::<Value>(n) {
+                        Ok(Value::Number(n)) => scalar_of(&n),
+                        _ => return Err(()),
+                    },
+                    Json::Bool(b) => Scalar::Bool(*b),
+                    Json::Null => Scalar::Null,
+                };
+                if let Some(slot) = slot {
+                    out[slot] = Some(scalar);
+                }
+                Ok(())
+            }
+            let mut out = vec![None; paths.len()];
+            let Json::Object(m) = root else {
+                unreachable!("records are objects")
+            };
+            members(m, &mut Vec::new(), paths, &mut out)?;
+            Ok(out)
+        }
+
+        /// The same paths looked up in serde_json's `Value` of the record,
+        /// which keeps only the last of duplicate keys: the reference for
+        /// records without duplicates that `Value` can hold.
+        fn from_value(value: &Value, paths: &[Vec<String>]) -> Vec<Option<Scalar<'static>>> {
+            paths
+                .iter()
+                .map(|path| {
+                    let found = path
+                        .iter()
+                        .try_fold(value, |v, key| v.as_object()?.get(key))?;
+                    Some(match found {
+                        Value::Null => Scalar::Null,
+                        Value::Bool(b) => Scalar::Bool(*b),
+                        Value::Number(n) => scalar_of(n),
+                        Value::String(s) => Scalar::Str(Cow::Owned(s.clone())),
+                        Value::Array(_) | Value::Object(_) => Scalar::Complex,
+                    })
+                })
+                .collect()
+        }
+
+        fn has_duplicate_keys(json: &Json) -> bool {
+            match json {
+                Json::Object(m) => {
+                    let keys: std::collections::HashSet<_> = m.iter().map(|(k, _)| k).collect();
+                    keys.len() < m.len() || m.iter().any(|(_, v)| has_duplicate_keys(v))
+                }
+                Json::Array(items) => items.iter().any(has_duplicate_keys),
+                _ => false,
+            }
+        }
+
+        fn paths(rng: &mut StdRng) -> Vec<Vec<String>> {
+            let mut paths: Vec<Vec<String>> = Vec::new();
+            for _ in 0..rng.random_range(0..7) {
+                let path: Vec<String> = (0..rng.random_range(1..4))
+                    .map(|_| KEYS[rng.random_range(0..KEYS.len())].to_string())
+                    .collect();
+                if !paths.contains(&path) {
+                    paths.push(path);
+                }
+            }
+            paths
+        }
+
+        fn selector_of(paths: &[Vec<String>]) -> Selector {
+            let mut s = Selector::new();
+            for p in paths {
+                s.add(&FieldPath(p.clone()));
+            }
+            s
+        }
+
+        /// The scanner against the serde_json visitor on one record: the
+        /// same values and the same message, except that the scanner alone
+        /// refuses a record that is not UTF-8.
+        fn agrees_with_visitor(s: &Selector, record: &[u8]) {
+            let (mut new, mut old) = (Vec::new(), Vec::new());
+            let scanned = s.extract(record, &mut new);
+            let visited = with_visitor(s, record, &mut old);
+            match (&scanned, &visited) {
+                (Ok(()), Ok(())) => assert!(same(&new, &old), "{new:?} != {old:?} for {record:?}"),
+                (Err(a), Err(b)) => assert_eq!(a, b, "for {record:?}"),
+                (Err(_), Ok(())) if std::str::from_utf8(record).is_err() => {}
+                _ => panic!(
+                    "scanned {scanned:?}, visited {visited:?} for {:?}",
+                    String::from_utf8_lossy(record)
+                ),
+            }
+        }
+
+        #[test]
+        fn the_scanner_reads_what_the_references_read() {
+            let mut rng = StdRng::seed_from_u64(7);
+            let (mut refused, mut checked_with_value) = (0, 0);
+            for _ in 0..10_000 {
+                let paths = paths(&mut rng);
+                let s = selector_of(&paths);
+                let root = object(&mut rng, 0);
+                let mut text = String::new();
+                space(&mut rng, &mut text);
+                write(&root, &mut rng, &mut text);
+                space(&mut rng, &mut text);
+
+                let mut out = Vec::new();
+                let scanned = s.extract(text.as_bytes(), &mut out).map(|()| out.clone());
+                let expected = reference(&root, &paths);
+                match (&scanned, &expected) {
+                    (Ok(got), Ok(want)) => assert!(
+                        same_content(got, want),
+                        "{text}\n{paths:?}\n{got:?}\n{want:?}"
+                    ),
+                    (Err(_), Err(())) => refused += 1,
+                    _ => panic!("{text}\n{paths:?}\nscanned {scanned:?}, reference {expected:?}"),
+                }
+                if let (Ok(got), Ok(value)) = (&scanned, serde_json::from_str::<Value>(&text)) {
+                    if !has_duplicate_keys(&root) {
+                        assert!(same_content(got, &from_value(&value, &paths)), "{text}");
+                        checked_with_value += 1;
+                    }
+                }
+                agrees_with_visitor(&s, text.as_bytes());
+            }
+            // The generator must make both kinds, or the test proves little.
+            assert!(
+                refused > 50 && checked_with_value > 3000,
+                "{refused} {checked_with_value}"
+            );
+        }
+
+        /// Like [`same`], without asking whether strings are borrowed: the
+        /// references decode every string.
+        fn same_content(a: &[Option<Scalar>], b: &[Option<Scalar>]) -> bool {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|(a, b)| match (a, b) {
+                    (Some(Scalar::Float(x)), Some(Scalar::Float(y))) => x.to_bits() == y.to_bits(),
+                    _ => a == b,
+                })
+        }
+
+        #[test]
+        fn every_truncation_is_refused() {
+            let mut rng = StdRng::seed_from_u64(11);
+            for _ in 0..300 {
+                let s = selector_of(&paths(&mut rng));
+                let mut text = String::new();
+                write(&object(&mut rng, 0), &mut rng, &mut text);
+                let record = text.as_bytes();
+                let mut out = Vec::new();
+                // No prefix short of the closing brace is an object.
+                for end in 0..record.len() {
+                    assert!(s.extract(&record[..end], &mut out).is_err());
+                    agrees_with_visitor(&s, &record[..end]);
+                }
+            }
+        }
+
+        #[test]
+        fn broken_records_are_refused_as_serde_json_refuses_them() {
+            const BYTES: &[u8] =
+                b"{}[]\",:\\ 0123456789eE.-+tnfalsru\x00\x01\x1f\x7f\x80\xbf\xc3\xe2\xed\xf0\xff";
+            let mut rng = StdRng::seed_from_u64(13);
+            for _ in 0..20_000 {
+                let s = selector_of(&paths(&mut rng));
+                let mut text = String::new();
+                write(&object(&mut rng, 0), &mut rng, &mut text);
+                let mut record = text.into_bytes();
+                for _ in 0..rng.random_range(1..4) {
+                    let at = rng.random_range(0..=record.len());
+                    let byte = BYTES[rng.random_range(0..BYTES.len())];
+                    match rng.random_range(0..3) {
+                        0 => record.insert(at, byte),
+                        1 if at < record.len() => record[at] = byte,
+                        _ if at < record.len() => {
+                            record.remove(at);
+                        }
+                        _ => record.push(byte),
+                    }
+                }
+                agrees_with_visitor(&s, &record);
+            }
+        }
     }
 }
