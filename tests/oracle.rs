@@ -204,8 +204,14 @@ fn mark_late(events: &mut [Event], lines: &[String], late_ms: i64) {
     assert_eq!(next_event, events.len());
 }
 
-fn start(dir: &std::path::Path, lines: &[String], workers: usize) -> (Engine, Plan) {
+fn start(
+    dir: &std::path::Path,
+    lines: &[String],
+    workers: usize,
+    hourly_rollups: bool,
+) -> (Engine, Plan) {
     let config = EngineConfig {
+        hourly_rollups,
         workers,
         epoch_interval: std::time::Duration::from_millis(20),
         epoch_records: 700,
@@ -959,9 +965,13 @@ fn reshapes(plan: &Plan, metric: usize, events: &[Event]) -> (usize, usize) {
 }
 
 fn run(workers: usize) {
+    run_hourly(workers, true);
+}
+
+fn run_hourly(workers: usize, hourly_rollups: bool) {
     let (events, lines) = events(7, 6_000);
     let dir = tempfile::tempdir().unwrap();
-    let (engine, plan) = start(dir.path(), &lines, workers);
+    let (engine, plan) = start(dir.path(), &lines, workers, hourly_rollups);
     for (label, q) in queries(&plan) {
         check(
             &plan,
@@ -1030,6 +1040,12 @@ fn one_worker() {
 #[test]
 fn two_workers() {
     run(2);
+}
+
+/// `statflow run --no-hourly-rollups`: every answer from the buckets alone.
+#[test]
+fn two_workers_without_hourly_rows() {
+    run_hourly(2, false);
 }
 
 #[test]

@@ -21,8 +21,9 @@ use crate::scan::RollupTrace;
 pub struct Rendered {
     /// The rollup arrangement's trace, read by queries.
     pub trace: RollupTrace,
-    /// The hourly rollup's trace (see [`crate::hourly`]), read by queries.
-    pub hourly: RollupTrace,
+    /// The hourly rollup's trace (see [`crate::hourly`]), read by
+    /// queries; `None` when the engine keeps no hourly rows.
+    pub hourly: Option<RollupTrace>,
     /// Progress of the arrangement: an epoch is complete everywhere once the
     /// probe's frontier has passed it.
     pub probe: ProbeHandle<u64>,
@@ -50,13 +51,15 @@ pub fn retraction(count: i64) -> Aggregates {
 /// spec (a worker's share of each source), and `restored` rows (from a
 /// checkpoint) entering at epoch 0. Restored rows go through the same
 /// exchange as new ones, so they land on whichever worker owns their key now,
-/// however many workers wrote the checkpoint.
+/// however many workers wrote the checkpoint. With `hourly_rollups`, the
+/// hourly rollup is kept beside the rollup (see [`crate::hourly`]).
 pub fn render_ingest(
     worker: &mut Worker,
     plan: &Arc<Plan>,
     clock: &EpochClock,
     specs: Vec<IngestSpec>,
     restored: Vec<(RollupKey, Aggregates)>,
+    hourly_rollups: bool,
 ) -> Rendered {
     let mut updates = InputHandleVec::new();
     worker.dataflow_named("Ingest", |scope| {
@@ -75,6 +78,17 @@ pub fn render_ingest(
         let all = differential_dataflow::collection::concatenate(scope, parts);
         // Session metrics' updates are cut into sessions on their way in.
         let all = crate::session::sessionize(plan, all);
+        let probe = ProbeHandle::new();
+        if !hourly_rollups {
+            let arranged = all.arrange_by_self_named("Rollup");
+            arranged.stream.probe_with(&probe);
+            return Rendered {
+                trace: arranged.trace,
+                hourly: None,
+                probe,
+                updates,
+            };
+        }
         // Each update to the rollup, the hourly rollup, or both.
         let split = Arc::clone(plan);
         let mut tiers = all
@@ -93,12 +107,11 @@ pub fn render_ingest(
         };
         let arranged = rows.arrange_by_self_named("Rollup");
         let hours = hours.arrange_by_self_named("HourlyRollup");
-        let probe = ProbeHandle::new();
         arranged.stream.probe_with(&probe);
         hours.stream.probe_with(&probe);
         Rendered {
             trace: arranged.trace,
-            hourly: hours.trace,
+            hourly: Some(hours.trace),
             probe,
             updates,
         }

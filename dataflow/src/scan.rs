@@ -229,8 +229,9 @@ pub fn source_marks(plan: &Plan, metric: usize, reports: &[&WorkerReport]) -> Ve
 pub struct Traces {
     /// Every row, keyed by its pane.
     pub rollup: Rc<RefCell<RollupTrace>>,
-    /// The same rows merged into hours (see [`crate::hourly`]).
-    pub hourly: Rc<RefCell<RollupTrace>>,
+    /// The same rows merged into hours (see [`crate::hourly`]), unless
+    /// the engine keeps none.
+    pub hourly: Option<Rc<RefCell<RollupTrace>>>,
 }
 
 /// The batches of `trace` holding every update up to `as_of`, or `None`
@@ -277,9 +278,10 @@ fn scan(plan: &Plan, traces: &Traces, msg: &QueryMsg, report: WorkerReport) -> P
     // falls in one time bucket of the answer.
     let hours = (!q.late && hourly::keeps_hourly(metric))
         .then(|| shape.whole_hours())
-        .flatten();
+        .flatten()
+        .zip(traces.hourly.as_ref());
     let hourly_batches = match hours {
-        Some(_) => match readable(&mut traces.hourly.borrow_mut(), msg.as_of) {
+        Some((_, hourly)) => match readable(&mut hourly.borrow_mut(), msg.as_of) {
             Some(batches) => batches,
             None => {
                 partial.retry = true;
@@ -292,7 +294,7 @@ fn scan(plan: &Plan, traces: &Traces, msg: &QueryMsg, report: WorkerReport) -> P
     let (mut hourly_rows, hourly_storage) = cursor_list(hourly_batches);
     let mut groups = Groups::new(plan, q, &shape, msg.as_of);
     match hours {
-        Some((first, end)) => {
+        Some(((first, end), _)) => {
             groups.read(&mut rows, &storage, shape.scan_from, first);
             groups.read(&mut hourly_rows, &hourly_storage, first, end);
             groups.read(&mut rows, &storage, end, shape.scan_to);

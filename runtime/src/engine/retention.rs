@@ -122,7 +122,7 @@ impl Retention {
         &self,
         plan: &Plan,
         trace: &mut RollupTrace,
-        hourly_trace: &mut RollupTrace,
+        mut hourly_trace: Option<&mut RollupTrace>,
         as_of: u64,
     ) -> Vec<(RollupKey, i64)> {
         let metrics = plan.metrics.len() as u32;
@@ -137,7 +137,10 @@ impl Retention {
                 }
             }
             let whole = hourly::floor_hour(*cut);
-            if let Some(rows) = rows_before(hourly_trace, as_of, m as u32, whole) {
+            let hourly_rows = hourly_trace
+                .as_deref_mut()
+                .and_then(|t| rows_before(t, as_of, m as u32, whole));
+            if let Some(rows) = hourly_rows {
                 out.extend(
                     rows.into_iter()
                         .map(|(key, count)| (hourly::retraction_key(key), count)),

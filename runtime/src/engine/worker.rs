@@ -99,9 +99,9 @@ pub(super) fn run(
     let rows = restored
         .map(|r| r.take_rows(index, peers))
         .unwrap_or_default();
-    let rendered = render_ingest(worker, &plan, &clock, specs, rows);
+    let rendered = render_ingest(worker, &plan, &clock, specs, rows, config.hourly_rollups);
     let trace = Rc::new(RefCell::new(rendered.trace));
-    let hourly = Rc::new(RefCell::new(rendered.hourly));
+    let hourly = rendered.hourly.map(|t| Rc::new(RefCell::new(t)));
     let probe = rendered.probe;
     let mut updates = rendered.updates;
     let backfills = Rc::new(RefCell::new(Backfills::new(
@@ -164,7 +164,7 @@ pub(super) fn run(
         Arc::clone(&plan),
         Traces {
             rollup: Rc::clone(&trace),
-            hourly: Rc::clone(&hourly),
+            hourly: hourly.clone(),
         },
         report,
         Rc::clone(&finished),
@@ -314,7 +314,7 @@ pub(super) fn run(
         {
             if frontier > compaction {
                 compaction = frontier;
-                for trace in [&trace, &hourly] {
+                for trace in std::iter::once(&trace).chain(&hourly) {
                     let mut trace = trace.borrow_mut();
                     trace.set_logical_compaction(AntichainRef::new(&[compaction]));
                     trace.set_physical_compaction(AntichainRef::new(&[compaction]));
@@ -347,7 +347,7 @@ pub(super) fn run(
                         retention.evictions(
                             &plan,
                             &mut trace.borrow_mut(),
-                            &mut hourly.borrow_mut(),
+                            hourly.as_ref().map(|h| h.borrow_mut()).as_deref_mut(),
                             as_of,
                         )
                     } else {
