@@ -27,8 +27,8 @@
 //!   `epoch_interval` (10,000, 100,000 and 200 ms, the engine's default).
 //! - `STATFLOW_BENCH_QUERY_RUNS`: timed runs of the latency query (200);
 //!   0 skips them, to profile ingest alone.
-//! - `STATFLOW_BENCH_HOURLY`: 0 runs the engine without hourly rows
-//!   (`statflow run --no-hourly-rollups`); 1, the default, with them.
+//! - `STATFLOW_BENCH_HOURLY`: 1 runs the engine with hourly rows
+//!   (`statflow run --hourly-rollups`); 0, the default, without.
 //!
 //! This is a benchmark, not a test: it prints figures and targets, and
 //! fails only when the engine's counts disagree with the plain loop's.

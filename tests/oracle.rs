@@ -964,6 +964,8 @@ fn reshapes(plan: &Plan, metric: usize, events: &[Event]) -> (usize, usize) {
     (joined, moved)
 }
 
+/// With hourly rows, so that long queries read them: the answers must
+/// not depend on it.
 fn run(workers: usize) {
     run_hourly(workers, true);
 }
@@ -1042,7 +1044,7 @@ fn two_workers() {
     run(2);
 }
 
-/// `statflow run --no-hourly-rollups`: every answer from the buckets alone.
+/// Without hourly rows (the default): every answer from the buckets alone.
 #[test]
 fn two_workers_without_hourly_rows() {
     run_hourly(2, false);

@@ -80,7 +80,7 @@ pub fn engine_config(workers: usize, dead_letters: PathBuf) -> anyhow::Result<En
             DEFAULT_EPOCH_MS,
         )?),
         dead_letter_dir: dead_letters,
-        hourly_rollups: env_number("STATFLOW_BENCH_HOURLY", 1)? != 0,
+        hourly_rollups: env_number("STATFLOW_BENCH_HOURLY", 0)? != 0,
         ..EngineConfig::default()
     })
 }

@@ -224,10 +224,11 @@ pub struct RunArgs {
     /// Take no checkpoints and resume from none: a restart starts empty.
     #[arg(long)]
     pub no_checkpoints: bool,
-    /// Keep no hourly rows beside the metrics' buckets: less ingest CPU and
-    /// memory, slower queries over long ranges (see the book's Performance page).
+    /// Keep hourly rows beside the buckets of metrics whose tumbling window
+    /// divides an hour: queries over long ranges read far fewer rows, for
+    /// more ingest CPU and memory (see the book's Performance page).
     #[arg(long)]
-    pub no_hourly_rollups: bool,
+    pub hourly_rollups: bool,
     /// How log lines look: `human` (coloured on a terminal) or `json`, one
     /// object per line for log collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]

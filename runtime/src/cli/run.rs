@@ -63,7 +63,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| args.state_dir.join("checkpoints")),
             ..CheckpointConfig::under(&args.state_dir, args.checkpoint_interval)
         }),
-        hourly_rollups: !args.no_hourly_rollups,
+        hourly_rollups: args.hourly_rollups,
         ..EngineConfig::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
