@@ -19,36 +19,17 @@
 
 mod common;
 
-use std::borrow::Cow;
 use std::hint::black_box;
 use std::io::{BufRead, BufReader};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use common::{bench_file, env_number, machine, thousands, DEFAULT_EVENTS};
-use serde::Deserialize;
+use common::{bench_file, env_number, machine, thousands, PlainEvent as Event, DEFAULT_EVENTS};
 use statflow::dataflow::decode::{Scalar, Selector};
 use statflow::dsl::FieldPath;
 
 /// The fields the e2e metric reads.
 const FIELDS: [&str; 6] = ["ts", "kind", "game_id", "reward_type", "amount", "user_id"];
-
-/// The plain loop's event (benches/e2e.rs), borrowed where the JSON has no
-/// escapes.
-#[derive(Deserialize)]
-struct Event<'a> {
-    #[serde(borrow)]
-    kind: Cow<'a, str>,
-    ts: i64,
-    #[serde(borrow, default)]
-    game_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    reward_type: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    user_id: Option<Cow<'a, str>>,
-    #[serde(default)]
-    amount: Option<f64>,
-}
 
 /// What a reader saw, summed over the records so that no pass can be
 /// optimised away and all three can be compared.

@@ -307,26 +307,9 @@ mod child {
 
 /// The baseline: one thread, serde_json, a hash map of exact sets.
 mod plain {
-    use std::borrow::Cow;
-
     use super::*;
 
-    /// The fields the metric reads, borrowed from the line where the JSON
-    /// has no escapes (all of the generator's strings).
-    #[derive(Deserialize)]
-    struct Event<'a> {
-        #[serde(borrow)]
-        kind: Cow<'a, str>,
-        ts: i64,
-        #[serde(borrow, default)]
-        game_id: Option<Cow<'a, str>>,
-        #[serde(borrow, default)]
-        reward_type: Option<Cow<'a, str>>,
-        #[serde(borrow, default)]
-        user_id: Option<Cow<'a, str>>,
-        #[serde(default)]
-        amount: Option<f64>,
-    }
+    use common::PlainEvent as Event;
 
     /// Hash maps and sets with foldhash, the hasher of the engine's
     /// per-epoch rows, so that the comparison is between the two designs

@@ -15,6 +15,23 @@ use statflow::dsl::{GeneratorSource, Plan};
 use statflow::runtime::engine::EngineConfig;
 use statflow::runtime::source::generator::Generator;
 
+/// The fields the plain loop reads (benches/e2e.rs), borrowed from the
+/// line where the JSON has no escapes (all of the generator's strings).
+#[derive(serde::Deserialize)]
+pub struct PlainEvent<'a> {
+    #[serde(borrow)]
+    pub kind: std::borrow::Cow<'a, str>,
+    pub ts: i64,
+    #[serde(borrow, default)]
+    pub game_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub reward_type: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub user_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    pub amount: Option<f64>,
+}
+
 /// The e2e metric on a file source; `{path}` is replaced.
 pub const TOPOLOGY: &str = r#"
 source s = file("{path}") {
