@@ -55,28 +55,31 @@ pub fn ceil_hour(ms: i64) -> i64 {
     floor_hour(ms.saturating_add(HOUR_MS - 1))
 }
 
+/// For each metric of `plan`, by index, whether it keeps hourly rows:
+/// worked out once, for [`split`].
+pub fn keeping(plan: &Plan) -> Vec<bool> {
+    plan.metrics.iter().map(keeps_hourly).collect()
+}
+
 /// The key of the update `(key, diff)` of the rollup's input in each
-/// arrangement: `(rollup, hourly)`.
+/// arrangement: `(rollup, hourly)`. `keeping` is [`keeping`] of the plan.
 ///
 /// A row of a metric that keeps hourly rows goes to both, its bucket
 /// floored to the hour in the second; a retraction of a rollup row
 /// (`render::retraction`: no measures) only to the rollup; a retraction
 /// made by [`retraction_key`] only to the hourly rollup.
-pub fn split(plan: &Plan, key: &RollupKey, diff: &Aggregates) -> (bool, Option<RollupKey>) {
+pub fn split(keeping: &[bool], key: &RollupKey, diff: &Aggregates) -> (bool, Option<RollupKey>) {
     if key.metric & HOURLY_ONLY != 0 {
         let mut hourly = key.clone();
         hourly.metric &= !HOURLY_ONLY;
         return (false, Some(hourly));
     }
-    let hourly = plan
-        .metrics
-        .get(key.metric as usize)
-        .filter(|m| !diff.measures.is_empty() && keeps_hourly(m))
-        .map(|_| RollupKey {
-            metric: key.metric,
-            bucket: floor_hour(key.bucket),
-            dims: key.dims.clone(),
-        });
+    let keeps = keeping.get(key.metric as usize) == Some(&true);
+    let hourly = (keeps && !diff.measures.is_empty()).then(|| RollupKey {
+        metric: key.metric,
+        bucket: floor_hour(key.bucket),
+        dims: key.dims.clone(),
+    });
     (true, hourly)
 }
 
@@ -146,7 +149,7 @@ metric odd from s {
         };
         let at = 5 * HOUR_MS + 17 * 60_000;
         assert_eq!(
-            split(&plan, &key(0, at), &row),
+            split(&keeping(&plan), &key(0, at), &row),
             (true, Some(key(0, 5 * HOUR_MS)))
         );
         // A rollup row's retraction stays in the rollup.
@@ -154,14 +157,21 @@ metric odd from s {
             count: -2,
             measures: Default::default(),
         };
-        assert_eq!(split(&plan, &key(0, at), &retraction), (true, None));
+        assert_eq!(
+            split(&keeping(&plan), &key(0, at), &retraction),
+            (true, None)
+        );
         // A metric without hourly rows, and a late row (index past the metrics).
-        assert_eq!(split(&plan, &key(2, at), &row), (true, None));
-        assert_eq!(split(&plan, &key(4, at), &row), (true, None));
+        assert_eq!(split(&keeping(&plan), &key(2, at), &row), (true, None));
+        assert_eq!(split(&keeping(&plan), &key(4, at), &row), (true, None));
         // An hourly row's retraction reaches the hourly rollup only.
         let hourly = key(0, 5 * HOUR_MS);
         assert_eq!(
-            split(&plan, &retraction_key(hourly.clone()), &retraction),
+            split(
+                &keeping(&plan),
+                &retraction_key(hourly.clone()),
+                &retraction
+            ),
             (false, Some(hourly))
         );
     }

@@ -90,11 +90,11 @@ pub fn render_ingest(
             };
         }
         // Each update to the rollup, the hourly rollup, or both.
-        let split = Arc::clone(plan);
+        let keeping = hourly::keeping(plan);
         let mut tiers = all
             .inner
             .flat_map(move |(key, time, diff)| {
-                let (rollup, hourly) = hourly::split(&split, &key, &diff);
+                let (rollup, hourly) = hourly::split(&keeping, &key, &diff);
                 let hourly = hourly.map(|h| (HOURLY, (h, time, diff.clone())));
                 let rollup = rollup.then_some((ROLLUP, (key, time, diff)));
                 rollup.into_iter().chain(hourly)
