@@ -99,7 +99,7 @@ pub enum MeasureState {
     /// Sum in billionths and how many values.
     Avg(Fixed, u64),
     /// Distinct values.
-    Distinct(DistinctSketch),
+    Distinct(#[serde(deserialize_with = "crate::distinct::deserialize")] DistinctSketch),
     /// Values for quantiles.
     Quantile(QuantileState),
     /// The first and last event time (milliseconds) of a session or of a
@@ -298,9 +298,9 @@ impl MeasureState {
                 if a == b {
                     Ordering::Equal
                 } else {
-                    a.estimate()
-                        .cmp(&b.estimate())
-                        .then_with(|| encoded(a).cmp(&encoded(b)))
+                    a.estimate().cmp(&b.estimate()).then_with(|| {
+                        crate::distinct::canonical(a).cmp(&crate::distinct::canonical(b))
+                    })
                 }
             }
             (MeasureState::Quantile(a), MeasureState::Quantile(b)) => encoded(a).cmp(&encoded(b)),

@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod backfill;
 pub mod decode;
+pub mod distinct;
 pub mod hourly;
 pub mod ingest;
 pub mod measure;
