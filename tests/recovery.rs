@@ -3,7 +3,8 @@
 //! of a run that was never stopped; a torn checkpoint is skipped for the one
 //! before it; a restart with another epoch length resumes from the newest
 //! checkpoint; and `kill -9` of a process of a 2-process cluster, then a
-//! restart, changes nothing in the final answers.
+//! restart, changes nothing in the final answers. Counters (records,
+//! errors, late events) go on from the checkpoint.
 
 use std::path::Path;
 use std::process::Command;
@@ -356,4 +357,194 @@ fn killing_a_process_of_a_cluster_at_random_changes_no_final_answer() {
         assert_eq!(status["done"], json!(true), "seed {seed}: {status}");
         cluster.stop();
     }
+}
+
+/// One file source with late and malformed lines, and one metric: the
+/// input of the counting tests, long enough that a run can be stopped
+/// while it reads.
+const COUNTING: &str = r#"
+source events = file("events.jsonl") {
+  time = ts as epoch_millis
+  late = 1m
+}
+
+metric per_kind from events {
+  dimensions kind
+  window     tumbling 1m
+  measures {
+    n      = count()
+    amount = sum(amount)
+  }
+}
+"#;
+
+/// Lines of the counting tests' input.
+const COUNTING_LINES: usize = 60_000;
+
+/// Writes the counting topology and its input under `dir`, and returns
+/// its plan and the input's malformed lines. Every 13th event is ten
+/// minutes older than the others around it (late, unless it opens its
+/// slice of the file), every 97th line is not JSON.
+fn write_counting(dir: &Path) -> (Plan, Vec<String>) {
+    const T0: i64 = 1_724_112_000_000;
+    let mut input = String::new();
+    let mut malformed = Vec::new();
+    for i in 0..COUNTING_LINES {
+        if i % 97 == 0 {
+            let line = format!("{{not json {i}");
+            input.push_str(&line);
+            input.push('\n');
+            malformed.push(line);
+            continue;
+        }
+        let late = if i % 13 == 0 { 600_000 } else { 0 };
+        let ts = T0 + i as i64 * 100 - late;
+        let kind = ["reward", "bet", "login"][i % 3];
+        input.push_str(&format!(
+            "{{\"ts\": {ts}, \"kind\": \"{kind}\", \"amount\": {}}}\n",
+            i % 50
+        ));
+    }
+    std::fs::write(dir.join("events.jsonl"), input).unwrap();
+    std::fs::write(dir.join("counting.topo"), COUNTING).unwrap();
+    let compiled = statflow::dsl::compile(COUNTING, Some(dir));
+    assert!(!compiled.has_errors(), "{:?}", compiled.diagnostics);
+    (compiled.plan.unwrap(), malformed)
+}
+
+/// What the counting tests compare between runs: the counters of the
+/// status (records, errors, late, late per metric, over every worker),
+/// and the metric's answer with the late events it reports.
+#[derive(Debug, PartialEq)]
+struct Counted {
+    records: u64,
+    errors: u64,
+    late: u64,
+    late_by_metric: Vec<u64>,
+    answer_late: u64,
+    rows: Vec<Vec<Cell>>,
+}
+
+fn counted(engine: &Engine, plan: &Plan) -> Counted {
+    let status = engine.status_blocking().unwrap();
+    let sources: Vec<_> = status.reports.iter().map(|r| &r.sources[0]).collect();
+    let mut late_by_metric = vec![0; plan.metrics.len()];
+    for s in &sources {
+        for (total, n) in late_by_metric.iter_mut().zip(&s.late_by_metric) {
+            *total += n;
+        }
+    }
+    let query = json!({
+        "metric": "per_kind",
+        "time_window": {"kind": "absolute", "from": "2024-08-19T23:00:00Z", "to": "2024-08-21T00:00:00Z"},
+        "group_by": ["kind"],
+    });
+    let query = statflow::runtime::query::parse(query.to_string().as_bytes(), None, plan, 0)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let Answer { as_of, rows, .. } = engine.query_blocking(query).unwrap();
+    Counted {
+        records: sources.iter().map(|s| s.records).sum(),
+        errors: sources.iter().map(|s| s.errors).sum(),
+        late: sources.iter().map(|s| s.late).sum(),
+        late_by_metric,
+        answer_late: as_of.sources.iter().map(|s| s.late).sum(),
+        rows,
+    }
+}
+
+/// Stops `engine` the way a crash does as far as checkpoints go: the
+/// workers leave at once.
+fn crash(engine: Engine) {
+    engine
+        .shared()
+        .shutdown
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    engine.shutdown();
+}
+
+/// The counting topology's engine under `dir`, with checkpoints every
+/// `interval`.
+fn start_counting(dir: &Path, plan: &Plan, workers: usize, interval: Duration) -> Engine {
+    let config = EngineConfig {
+        checkpoints: Some(CheckpointConfig {
+            keep: 2,
+            ..CheckpointConfig::under(dir, interval)
+        }),
+        ..config(dir, workers, true)
+    };
+    Engine::start(plan.clone(), config, statflow::runtime::source::readers()).unwrap()
+}
+
+/// Issue 6: the counters of a source (records, errors, late events, late
+/// events per metric, and the late events an answer reports) restarted
+/// from zero after a restart from a checkpoint. They are part of the state
+/// at the checkpoint's epoch, and go on from it: after a crash at any
+/// moment and a restart on any number of workers, they end where a run
+/// that never stopped ends.
+#[test]
+fn counters_go_on_from_the_checkpoint_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plan, malformed) = write_counting(dir.path());
+    let reference = {
+        let engine = run_to_the_end_of(dir.path(), &plan, 2, false);
+        let counted = counted(&engine, &plan);
+        engine.shutdown();
+        counted
+    };
+    assert_eq!(reference.records, COUNTING_LINES as u64);
+    assert_eq!(reference.errors, malformed.len() as u64);
+    assert!(reference.late > 0 && reference.answer_late == reference.late);
+
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+    // The first round crashes once everything is read and checkpointed, so
+    // that the restart reads nothing: every count must come from the
+    // checkpoint. The others crash at a random moment while reading.
+    for (round, (first, second)) in [(2, 2), (2, 3), (3, 1), (1, 2)].into_iter().enumerate() {
+        let state = tempfile::tempdir().unwrap();
+        let (plan, _) = write_counting(state.path());
+        let engine = start_counting(state.path(), &plan, first, Duration::from_millis(30));
+        if round == 0 {
+            engine.wait_until_done().unwrap();
+            let read_at = engine.shared().complete_epoch();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while engine
+                .shared()
+                .checkpoints
+                .last_epoch
+                .load(std::sync::atomic::Ordering::Relaxed)
+                < read_at
+            {
+                assert!(Instant::now() < deadline, "a checkpoint after the end");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(rng.random_range(20..400)));
+        }
+        crash(engine);
+
+        let engine = start_counting(state.path(), &plan, second, Duration::from_millis(30));
+        engine.wait_until_done().unwrap();
+        assert_eq!(
+            counted(&engine, &plan),
+            reference,
+            "round {round}: {first} then {second} workers, resumed from {:?}",
+            engine.shared().restored_from
+        );
+        if round == 0 {
+            assert!(engine.shared().restored_from.is_some());
+            assert_eq!(engine.shared().records_read(0), COUNTING_LINES as u64);
+        }
+        engine.shutdown();
+    }
+}
+
+fn run_to_the_end_of(dir: &Path, plan: &Plan, workers: usize, checkpoints: bool) -> Engine {
+    let engine = Engine::start(
+        plan.clone(),
+        config(dir, workers, checkpoints),
+        statflow::runtime::source::readers(),
+    )
+    .unwrap();
+    engine.wait_until_done().unwrap();
+    engine
 }

@@ -22,7 +22,7 @@ impl DeadLetterFile {
     /// a Kafka source with a dead-letter topic, the file and the topic.
     pub fn boxed(dir: &Path, source: &str, worker: usize) -> Box<dyn DeadLetters> {
         let file = Box::new(DeadLetterFile {
-            path: dir.join(format!("{source}-w{worker}.jsonl")),
+            path: Self::path_of(dir, source, worker),
             worker,
             out: None,
             failed: false,
@@ -34,6 +34,17 @@ impl DeadLetterFile {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Where the file of `source` on worker `worker` is, under `dir`.
+    pub fn path_of(dir: &Path, source: &str, worker: usize) -> PathBuf {
+        dir.join(format!("{source}-w{worker}.jsonl"))
+    }
+}
+
+/// The length of the dead-letter file of `source` on worker `worker` under
+/// `dir` now: 0 before it is written.
+pub fn length(dir: &Path, source: &str, worker: usize) -> u64 {
+    std::fs::metadata(DeadLetterFile::path_of(dir, source, worker)).map_or(0, |m| m.len())
 }
 
 impl DeadLetters for DeadLetterFile {

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! bytes 0..8    magic "SFSHARD\n"
-//! bytes 8..12   format version, u32 little-endian (now 3; 1 and 2 are still read)
+//! bytes 8..12   format version, u32 little-endian (now 4; 1 to 3 are still read)
 //! bytes 12..20  body length n, u64 little-endian
 //! bytes 20..    body: the `Shard` in bincode 1 with variable-length
 //!               integers (formats 1 and 2: fixed-width integers)
@@ -29,10 +29,11 @@ use statflow_dataflow::rollup::RollupKey;
 use super::{folder, shard_file, write_atomically_with};
 
 /// The shard format version; bumped whenever the layout or the body changes.
-/// Format 3 encodes integers by their size (bincode's varint), in about
-/// half the bytes of format 2 for the same rows; format 2 added backfills
-/// to format 1.
-pub const FORMAT: u32 = 3;
+/// Format 4 adds each source's counts (records, errors, late events, the
+/// dead-letter file's length) to format 3; format 3 encodes integers by
+/// their size (bincode's varint), in about half the bytes of format 2 for
+/// the same rows; format 2 added backfills to format 1.
+pub const FORMAT: u32 = 4;
 
 /// The body's encoding in [`FORMAT`]: variable-length integers, little-endian.
 fn encoding() -> impl Options {
@@ -61,6 +62,31 @@ pub struct Shard {
     /// Metrics that joined after their sources had been read from, and how
     /// far filling in their history has come (format 2 on).
     pub backfills: Vec<BackfillState>,
+    /// What the worker's sources had done by the end of `epoch`, by source
+    /// name (format 4 on; empty when read from an older format).
+    pub counts: Vec<(String, SourceCounts)>,
+}
+
+/// What one source did on one worker up to the end of a checkpoint's epoch:
+/// cumulative counts of what the data did, which are part of the state at
+/// that epoch just as positions are. A restart continues from them, so the
+/// status endpoint, `/metrics` and query answers agree with a run that
+/// never stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceCounts {
+    /// Records read, good or bad.
+    pub records: u64,
+    /// Records that could not be counted; each was dead-lettered.
+    pub errors: u64,
+    /// Late events, set aside in the metrics' late rows.
+    pub late: u64,
+    /// Late events per metric they would have counted in, by metric name
+    /// (plan indices change between runs; names do not).
+    pub late_by_metric: Vec<(String, u64)>,
+    /// The length in bytes of the worker's dead-letter file of the source
+    /// (see `crate::deadletter`): a restart cuts the file back to it, so a
+    /// record read again is not dead-lettered twice.
+    pub dead_letter_bytes: u64,
 }
 
 /// A metric whose live input began part way through its sources (it joined
@@ -80,6 +106,33 @@ pub struct BackfillState {
     /// Per source (by name), how far the backfill has read every partition
     /// that it counted into the rows of this checkpoint.
     pub progress: Vec<(String, SourcePositions)>,
+}
+
+/// A shard as formats 2 and 3 wrote it: no counts.
+#[derive(Deserialize)]
+struct ShardV3 {
+    epoch: u64,
+    worker: usize,
+    workers: usize,
+    metrics: Vec<(String, u64)>,
+    sources: Vec<(String, SourcePositions)>,
+    rows: Vec<(RollupKey, Aggregates)>,
+    backfills: Vec<BackfillState>,
+}
+
+impl From<ShardV3> for Shard {
+    fn from(v3: ShardV3) -> Shard {
+        Shard {
+            epoch: v3.epoch,
+            worker: v3.worker,
+            workers: v3.workers,
+            metrics: v3.metrics,
+            sources: v3.sources,
+            rows: v3.rows,
+            backfills: v3.backfills,
+            counts: Vec::new(),
+        }
+    }
 }
 
 /// A shard as format 1 wrote it: no backfills.
@@ -310,11 +363,17 @@ pub fn read_shard(path: &Path) -> Result<Shard, CheckpointError> {
             sources: v1.sources,
             rows: v1.rows,
             backfills: Vec::new(),
+            counts: Vec::new(),
         });
     }
     if version == 2 {
-        // Format 2: today's fields with fixed-width integers.
-        return bincode::deserialize(body).map_err(undecodable);
+        // Format 2: format 3's fields with fixed-width integers.
+        let v2: ShardV3 = bincode::deserialize(body).map_err(undecodable)?;
+        return Ok(v2.into());
+    }
+    if version == 3 {
+        let v3: ShardV3 = encoding().deserialize(body).map_err(undecodable)?;
+        return Ok(v3.into());
     }
     encoding().deserialize(body).map_err(undecodable)
 }
@@ -365,7 +424,36 @@ mod tests {
                     },
                 )],
             }],
+            counts: vec![(
+                "s".into(),
+                SourceCounts {
+                    records: 121,
+                    errors: 2,
+                    late: 5,
+                    late_by_metric: vec![("m".into(), 5)],
+                    dead_letter_bytes: 310,
+                },
+            )],
         }
+    }
+
+    /// `shard` without its counts, and its body as formats 2 and 3 hold it:
+    /// every field but the counts.
+    fn before_counts(shard: &Shard) -> (Shard, impl Serialize + '_) {
+        let old = Shard {
+            counts: Vec::new(),
+            ..shard.clone()
+        };
+        let body = (
+            shard.epoch,
+            shard.worker,
+            shard.workers,
+            &shard.metrics,
+            &shard.sources,
+            &shard.rows,
+            &shard.backfills,
+        );
+        (old, body)
     }
 
     #[test]
@@ -410,12 +498,24 @@ mod tests {
     #[test]
     fn a_format_2_shard_still_reads_in_more_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let two = file_of(2, &bincode::serialize(&shard()).unwrap());
+        let whole = shard();
+        let (old, body) = before_counts(&whole);
+        let two = file_of(2, &bincode::serialize(&body).unwrap());
         let path = dir.path().join("format-2.shard");
         std::fs::write(&path, &two).unwrap();
-        assert_eq!(read_shard(&path).unwrap(), shard());
-        let three = write_shard(dir.path(), 990, &shard()).unwrap();
-        assert!(three < two.len() as u64, "{three} vs {}", two.len());
+        assert_eq!(read_shard(&path).unwrap(), old);
+        let now = write_shard(dir.path(), 990, &old).unwrap();
+        assert!(now < two.len() as u64, "{now} vs {}", two.len());
+    }
+
+    #[test]
+    fn a_format_3_shard_reads_back_without_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = shard();
+        let (old, body) = before_counts(&whole);
+        let path = dir.path().join("format-3.shard");
+        std::fs::write(&path, file_of(3, &encoding().serialize(&body).unwrap())).unwrap();
+        assert_eq!(read_shard(&path).unwrap(), old);
     }
 
     #[test]
@@ -423,6 +523,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut v2 = shard();
         v2.backfills.clear();
+        v2.counts.clear();
         let Shard {
             epoch,
             worker,

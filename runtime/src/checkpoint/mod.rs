@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 pub use format::{
     encoded_size, read_shard, write_shard, write_shard_encoded, BackfillState, CheckpointError,
-    EncodedRows, Shard, FORMAT,
+    EncodedRows, Shard, SourceCounts, FORMAT,
 };
 pub use restore::{metric_fingerprints, Restored};
 
@@ -213,6 +213,7 @@ mod tests {
             sources: Vec::new(),
             rows: Vec::new(),
             backfills: Vec::new(),
+            counts: Vec::new(),
         }
     }
 

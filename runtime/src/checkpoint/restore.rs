@@ -10,7 +10,7 @@ use statflow_dataflow::ingest::Resume;
 use statflow_dataflow::rollup::RollupKey;
 use statflow_dsl::{Plan, SourceKind, SourcePlan};
 
-use super::{folder, list, read_shard, BackfillState, Manifest, MANIFEST};
+use super::{folder, list, read_shard, BackfillState, Manifest, SourceCounts, MANIFEST};
 
 /// Every metric's name and a fingerprint of its definition: its filter,
 /// dimensions, window and measures, and what its sources read (kind, file
@@ -77,6 +77,11 @@ pub struct Restored {
     /// those new to this run, and those of the checkpoint with history still
     /// to fill in. Orders name metrics by their index in the new plan.
     pub backfills: Vec<BackfillState>,
+    /// Per old worker (by index), what its sources had done, by source
+    /// name; empty for a checkpoint of a format before counts. Late counts
+    /// of metrics whose definition changed are left out: those metrics
+    /// start empty, late rows included.
+    pub counts: Vec<Vec<(String, SourceCounts)>>,
 }
 
 impl Restored {
@@ -128,6 +133,7 @@ impl Restored {
         let mut backfills: Vec<BackfillState> = Vec::new();
         // Metrics of the plan (by index) whose rows the checkpoint holds.
         let mut held = std::collections::BTreeSet::new();
+        let mut counts = vec![Vec::new(); manifest.workers];
         for entry in &manifest.shards {
             let shard = read_shard(&folder.join(&entry.file)).map_err(|e| e.to_string())?;
             if shard.epoch != manifest.epoch || shard.workers != manifest.workers {
@@ -161,6 +167,20 @@ impl Restored {
                 }
             }
             rows.push(Some(kept));
+            if let Some(slot) = counts.get_mut(shard.worker) {
+                let kept_metric = |name: &str| {
+                    let old = shard.metrics.iter().find(|(n, _)| n == name);
+                    old.is_some_and(|(n, p)| now.iter().any(|(m, q)| m == n && q == p))
+                };
+                *slot = shard
+                    .counts
+                    .into_iter()
+                    .map(|(source, mut counts)| {
+                        counts.late_by_metric.retain(|(m, _)| kept_metric(m));
+                        (source, counts)
+                    })
+                    .collect();
+            }
             for mut state in shard.backfills {
                 let Some(m) = now
                     .iter()
@@ -215,7 +235,31 @@ impl Restored {
             rows: Mutex::new(rows),
             dropped_metrics: dropped.into_iter().collect(),
             backfills,
+            counts,
         })
+    }
+
+    /// What worker `worker` of `workers` continues counting from for the
+    /// source named `source`: the sum of old workers `worker, worker +
+    /// workers, …` (the workers whose rows it takes), so that the totals
+    /// over every worker carry over whatever the number of workers.
+    pub fn counts_for(&self, worker: usize, workers: usize, source: &str) -> SourceCounts {
+        let mut sum = SourceCounts::default();
+        for old in (worker..self.counts.len()).step_by(workers.max(1)) {
+            let Some((_, counts)) = self.counts[old].iter().find(|(s, _)| s == source) else {
+                continue;
+            };
+            sum.records += counts.records;
+            sum.errors += counts.errors;
+            sum.late += counts.late;
+            for (metric, n) in &counts.late_by_metric {
+                match sum.late_by_metric.iter_mut().find(|(m, _)| m == metric) {
+                    Some((_, total)) => *total += n,
+                    None => sum.late_by_metric.push((metric.clone(), *n)),
+                }
+            }
+        }
+        sum
     }
 
     /// The rows worker `worker` of `workers` feeds back in: those of the old

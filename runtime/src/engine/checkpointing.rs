@@ -19,9 +19,18 @@
 //! rollup. Workers choose from the same epochs, so they mostly choose
 //! alike; a checkpoint that some worker skipped never completes, and the
 //! next one does.
+//!
+//! Beside positions, a shard holds each source's counts (records, errors,
+//! late events, the dead-letter file's length) at the end of its epoch.
+//! The counters are shared atomics that the ingest operators add to as
+//! they read, so by the time a checkpoint epoch is complete they already
+//! hold later reads; the worker therefore notes them each time its clock
+//! closes epochs ([`Checkpointer::closing`]), and a shard takes the note
+//! that covers its epoch, as it takes the position log's entry.
 
 use std::cell::RefCell;
-use std::path::Path;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,12 +41,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
 use differential_dataflow::trace::TraceReader;
 use statflow_dataflow::aggregate::Aggregates;
-use statflow_dataflow::ingest::PositionLog;
+use statflow_dataflow::ingest::{PositionLog, SourceStats};
 use statflow_dataflow::scan::RollupTrace;
 use timely::progress::Antichain;
 
 use super::Shared;
-use crate::checkpoint::{self, BackfillState, CheckpointConfig, EncodedRows, Shard};
+use crate::checkpoint::{self, BackfillState, CheckpointConfig, EncodedRows, Shard, SourceCounts};
 
 /// How often worker 0's writer looks for shards of pending checkpoints.
 const COMPLETION_POLL: Duration = Duration::from_millis(50);
@@ -45,6 +54,27 @@ const COMPLETION_POLL: Duration = Duration::from_millis(50);
 /// Checkpoints worker 0's writer waits for at most; an older one that some
 /// worker skipped would never complete.
 const MAX_PENDING: usize = 8;
+
+/// One source a worker ingests, as its checkpoints see it.
+pub(super) struct Tracked {
+    /// The source's name.
+    pub(super) name: String,
+    /// Where the source's ingest operator notes its positions at each
+    /// epoch it closes.
+    pub(super) log: Rc<RefCell<PositionLog>>,
+    /// The source's counters on this worker.
+    pub(super) stats: Arc<SourceStats>,
+}
+
+/// Every tracked source's counts, noted when the worker's clock closed
+/// epochs up to `upto` (see [`Checkpointer::closing`]).
+struct CountsNote {
+    /// The last epoch the note covers.
+    upto: u64,
+    /// Per tracked source, in order: records, errors, late events, late
+    /// events by plan index, dead-letter file length.
+    counts: Vec<(u64, u64, u64, Vec<u64>, u64)>,
+}
 
 /// One worker's checkpointing state.
 pub(super) struct Checkpointer {
@@ -61,8 +91,13 @@ pub(super) struct Checkpointer {
     workers: usize,
     /// Every metric's name and fingerprint, written into each shard.
     metrics: Vec<(String, u64)>,
-    /// Each ingested source's name and position log.
-    logs: Vec<(String, Rc<RefCell<PositionLog>>)>,
+    /// Each ingested source: its name, position log and counters.
+    sources: Vec<Tracked>,
+    /// The counters as the clock closed recent epochs, oldest first: a
+    /// shard takes the first note that covers its epoch.
+    notes: VecDeque<CountsNote>,
+    /// Where the dead-letter files are, whose lengths shards hold.
+    dead_letter_dir: PathBuf,
     /// The thread that writes this worker's shards.
     writer: Writer,
 }
@@ -76,7 +111,8 @@ impl Checkpointer {
         worker: usize,
         workers: usize,
         metrics: Vec<(String, u64)>,
-        logs: Vec<(String, Rc<RefCell<PositionLog>>)>,
+        sources: Vec<Tracked>,
+        dead_letter_dir: PathBuf,
         shared: &Arc<Shared>,
     ) -> std::io::Result<Self> {
         let epoch_ms = epoch_interval.as_millis().max(1) as u64;
@@ -88,7 +124,9 @@ impl Checkpointer {
             worker,
             workers,
             metrics,
-            logs,
+            sources,
+            notes: VecDeque::new(),
+            dead_letter_dir,
             writer: Writer::spawn(config, worker, workers, Arc::clone(shared))?,
         })
     }
@@ -96,6 +134,32 @@ impl Checkpointer {
     /// The rollup must stay readable at this epoch: compaction may not pass it.
     pub(super) fn hold(&self) -> u64 {
         self.next
+    }
+
+    /// Notes every source's counts just before the worker's clock closes
+    /// every epoch up to `upto`. Records are read only inside the ingest
+    /// operators, which the worker steps after moving its clock, and an
+    /// operator first notes its positions for the epochs the clock closed
+    /// and only then reads on: so the counts now are those of exactly the
+    /// records before the positions its log will hold for `upto`. A
+    /// dead-letter file is written by this worker's thread alone, a line at
+    /// a time, so its length now is that of the same records' lines.
+    pub(super) fn closing(&mut self, upto: u64) {
+        let counts = self
+            .sources
+            .iter()
+            .map(|source| {
+                let stats = &source.stats;
+                (
+                    stats.records.load(Ordering::Relaxed),
+                    stats.errors.load(Ordering::Relaxed),
+                    stats.late.load(Ordering::Relaxed),
+                    stats.late_by_metric(),
+                    crate::deadletter::length(&self.dead_letter_dir, &source.name, self.worker),
+                )
+            })
+            .collect();
+        self.notes.push_back(CountsNote { upto, counts });
     }
 
     /// Reads this worker's shard once the next checkpoint epoch is complete
@@ -115,6 +179,18 @@ impl Checkpointer {
         // The newest checkpoint epoch that is complete; missed ones are skipped.
         let epoch = (complete - 1) / self.every * self.every;
         self.next = epoch + self.every;
+        self.take(epoch, trace, backfills, shared);
+    }
+
+    /// Reads this worker's shard at `epoch` and hands it to the writer;
+    /// false when it cannot be read.
+    fn take(
+        &mut self,
+        epoch: u64,
+        trace: &mut RollupTrace,
+        backfills: &mut dyn FnMut(u64) -> Vec<BackfillState>,
+        shared: &Shared,
+    ) -> bool {
         let started = Instant::now();
         match self.read(epoch, trace, backfills(epoch)) {
             Ok((head, rows)) => {
@@ -127,13 +203,17 @@ impl Checkpointer {
                     head,
                     rows,
                 });
+                true
             }
-            Err(e) => tracing::error!(
-                epoch,
-                worker = self.worker,
-                error = %e,
-                "cannot read this worker's checkpoint shard; the checkpoint will not complete"
-            ),
+            Err(e) => {
+                tracing::error!(
+                    epoch,
+                    worker = self.worker,
+                    error = %e,
+                    "cannot read this worker's checkpoint shard; the checkpoint will not complete"
+                );
+                false
+            }
         }
     }
 
@@ -148,14 +228,44 @@ impl Checkpointer {
     ) -> anyhow::Result<(Shard, EncodedRows)> {
         let rows = encode_rows_at(trace, epoch, self.writer.spare())?
             .ok_or_else(|| anyhow::anyhow!("the rollup cannot be read at epoch {epoch}"))?;
-        let mut sources = Vec::with_capacity(self.logs.len());
-        for (name, log) in &self.logs {
+        let mut sources = Vec::with_capacity(self.sources.len());
+        for Tracked { name, log, .. } in &self.sources {
             let mut log = log.borrow_mut();
             let positions = log.at(epoch).cloned().ok_or_else(|| {
                 anyhow::anyhow!("source `{name}` has no positions for epoch {epoch}")
             })?;
             log.forget_before(epoch + 1);
             sources.push((name.clone(), positions));
+        }
+        let note = self
+            .notes
+            .iter()
+            .find(|note| note.upto >= epoch)
+            .ok_or_else(|| anyhow::anyhow!("no counts were noted for epoch {epoch}"))?;
+        let counts = self
+            .sources
+            .iter()
+            .zip(&note.counts)
+            .map(|(source, (records, errors, late, by_metric, dead))| {
+                let late_by_metric = self
+                    .metrics
+                    .iter()
+                    .zip(by_metric)
+                    .filter(|(_, n)| **n > 0)
+                    .map(|((metric, _), n)| (metric.clone(), *n))
+                    .collect();
+                let counts = SourceCounts {
+                    records: *records,
+                    errors: *errors,
+                    late: *late,
+                    late_by_metric,
+                    dead_letter_bytes: *dead,
+                };
+                (source.name.clone(), counts)
+            })
+            .collect();
+        while self.notes.front().is_some_and(|note| note.upto <= epoch) {
+            self.notes.pop_front();
         }
         let head = Shard {
             epoch,
@@ -165,6 +275,7 @@ impl Checkpointer {
             sources,
             rows: Vec::new(),
             backfills,
+            counts,
         };
         Ok((head, rows))
     }

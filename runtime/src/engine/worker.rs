@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use differential_dataflow::trace::TraceReader;
-use statflow_dataflow::ingest::{DeadLetters, EpochClock, IngestSpec, PositionLog, Resume};
+use statflow_dataflow::ingest::{
+    DeadLetters, EpochClock, IngestSpec, PositionLog, RecordReader, Resume, SourceStats,
+};
 use statflow_dataflow::render::{render_ingest, retraction};
 use statflow_dataflow::scan::{
     query_dataflow, Finished, Outcome, QueryMsg, Request, SourceReport, Traces, WorkerReport,
@@ -22,7 +24,7 @@ use crate::telemetry::TelemetryReader;
 use statflow_dsl::SourceKind;
 
 use super::backfill::Backfills;
-use super::checkpointing::Checkpointer;
+use super::checkpointing::{Checkpointer, Tracked};
 use super::retention::Retention;
 use super::{CompletionHistory, EngineConfig, QueryFailure, QueryRequest, ReaderFactory, Shared};
 
@@ -60,7 +62,7 @@ pub(super) fn run(
     let clock = EpochClock::new();
     let mut specs = Vec::new();
     let mut watched = Vec::new();
-    let mut logs = Vec::new();
+    let mut tracked = Vec::new();
     let empty = Resume::new();
     for (i, source) in plan.sources.iter().enumerate() {
         if !plan
@@ -73,7 +75,11 @@ pub(super) fn run(
         }
         let log = config.checkpoints.as_ref().map(|_| {
             let log = Rc::new(RefCell::new(PositionLog::default()));
-            logs.push((source.name.clone(), Rc::clone(&log)));
+            tracked.push(Tracked {
+                name: source.name.clone(),
+                log: Rc::clone(&log),
+                stats: Arc::clone(&me.sources[i]),
+            });
             log
         });
         let resume = restored.map_or(&empty, |r| &r.resume[i]);
@@ -83,6 +89,9 @@ pub(super) fn run(
             }
             _ => readers(source, index, peers, resume)?,
         };
+        if let Some(restored) = restored {
+            continue_counting(&me.sources[i], restored, &plan, i, index, peers, &*reader);
+        }
         specs.push(IngestSpec {
             plan: Arc::clone(&plan),
             source: i,
@@ -186,7 +195,8 @@ pub(super) fn run(
             index,
             peers,
             metric_fingerprints(&plan),
-            logs,
+            tracked,
+            config.dead_letter_dir.clone(),
             shared,
         )?),
         None => None,
@@ -194,7 +204,13 @@ pub(super) fn run(
 
     while !shared.shutdown.load(Ordering::Relaxed) {
         let now = Instant::now();
-        clock.advance_to(wall_epoch());
+        let epoch = wall_epoch();
+        if epoch > clock.current() {
+            if let Some(c) = checkpointer.as_mut() {
+                c.closing(epoch - 1);
+            }
+        }
+        clock.advance_to(epoch);
         me.epoch.store(clock.current(), Ordering::Relaxed);
         {
             let mut backfills = backfills.borrow_mut();
@@ -419,6 +435,44 @@ pub(super) fn run(
         worker.drop_dataflow(dataflow);
     }
     Ok(())
+}
+
+/// Sets the counters of source `source` (plan index) on worker `worker` of
+/// `workers` to where `restored` left them, so that they go on from the
+/// checkpoint rather than from zero (see `Restored::counts_for`). The
+/// newest event time is the newest of the partitions `reader` owns.
+fn continue_counting(
+    stats: &SourceStats,
+    restored: &Restored,
+    plan: &statflow_dsl::Plan,
+    source: usize,
+    worker: usize,
+    workers: usize,
+    reader: &dyn RecordReader,
+) {
+    let name = &plan.sources[source].name;
+    let counts = restored.counts_for(worker, workers, name);
+    stats.records.store(counts.records, Ordering::Relaxed);
+    stats.errors.store(counts.errors, Ordering::Relaxed);
+    stats.late.store(counts.late, Ordering::Relaxed);
+    if let Ok(mut late) = stats.late_by_metric.lock() {
+        *late = plan
+            .metrics
+            .iter()
+            .map(|m| {
+                let found = counts.late_by_metric.iter().find(|(n, _)| *n == m.name);
+                found.map_or(0, |(_, n)| *n)
+            })
+            .collect();
+    }
+    let newest = restored.newest[source]
+        .iter()
+        .filter(|(partition, _)| reader.owns(partition))
+        .map(|(_, ms)| *ms)
+        .max();
+    if let Some(ms) = newest {
+        stats.max_event_ms.fetch_max(ms, Ordering::Relaxed);
+    }
 }
 
 /// Pushes one `ingest` event per source this worker reads (telemetry itself
