@@ -4,7 +4,8 @@
 //! before it; a restart with another epoch length resumes from the newest
 //! checkpoint; and `kill -9` of a process of a 2-process cluster, then a
 //! restart, changes nothing in the final answers. Counters (records,
-//! errors, late events) go on from the checkpoint.
+//! errors, late events) go on from the checkpoint, and a clean stop takes a
+//! final checkpoint.
 
 use std::path::Path;
 use std::process::Command;
@@ -453,7 +454,8 @@ fn counted(engine: &Engine, plan: &Plan) -> Counted {
 }
 
 /// Stops `engine` the way a crash does as far as checkpoints go: the
-/// workers leave at once.
+/// workers leave at once, with no final checkpoint (a stop after a worker
+/// failed takes none either).
 fn crash(engine: Engine) {
     engine
         .shared()
@@ -547,4 +549,59 @@ fn run_to_the_end_of(dir: &Path, plan: &Plan, workers: usize, checkpoints: bool)
     .unwrap();
     engine.wait_until_done().unwrap();
     engine
+}
+
+/// Issue 6: a clean stop (`Engine::shutdown`, which `statflow run` calls on
+/// SIGINT and SIGTERM) took no checkpoint, so a restart read again what was
+/// read since the last periodic one. Now it takes a final checkpoint that
+/// holds every record read: with checkpoints an hour apart (so no periodic
+/// one is taken), a run stopped while it reads leaves a checkpoint whose
+/// positions and counts are exactly where it stopped, and the restart goes
+/// on from there to the answers of a run that never stopped.
+#[test]
+fn a_clean_stop_takes_a_final_checkpoint_and_the_restart_reads_nothing_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plan, _) = write_counting(dir.path());
+    let reference = {
+        let engine = run_to_the_end_of(dir.path(), &plan, 2, false);
+        let counted = counted(&engine, &plan);
+        engine.shutdown();
+        counted
+    };
+    let hourly = Duration::from_secs(3_600);
+    for (first, second) in [(2, 2), (1, 3)] {
+        let state = tempfile::tempdir().unwrap();
+        let (plan, _) = write_counting(state.path());
+        let engine = start_counting(state.path(), &plan, first, hourly);
+        // Stop while it reads.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while engine.shared().records_read(0) < 5_000 {
+            assert!(Instant::now() < deadline, "reading starts");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        engine.shutdown();
+        let read = engine.shared().records_read(0);
+        drop(engine);
+
+        let checkpoints = state.path().join("checkpoints");
+        let restored = checkpoint::Restored::latest(&checkpoints, &plan)
+            .unwrap_or_else(|| panic!("{first} workers: no checkpoint after a clean stop"));
+        let saved: u64 = (0..restored.workers)
+            .map(|w| restored.counts_for(w, restored.workers, "events").records)
+            .sum();
+        assert_eq!(
+            saved, read,
+            "{first} workers: the final checkpoint holds every record read ({read} of {COUNTING_LINES})"
+        );
+
+        let engine = start_counting(state.path(), &plan, second, hourly);
+        assert_eq!(engine.shared().restored_from, Some(restored.epoch));
+        engine.wait_until_done().unwrap();
+        assert_eq!(
+            counted(&engine, &plan),
+            reference,
+            "{first} then {second} workers"
+        );
+        engine.shutdown();
+    }
 }

@@ -27,13 +27,18 @@
 //! hold later reads; the worker therefore notes them each time its clock
 //! closes epochs ([`Checkpointer::closing`]), and a shard takes the note
 //! that covers its epoch, as it takes the position log's entry.
+//!
+//! A clean stop of a process running alone takes one last checkpoint
+//! ([`FinalCheckpoint`]): the readers stop reading, the epoch that holds
+//! their last records completes, and every worker writes its shard at it,
+//! so that a restart reads nothing again. It gives up after [`FINAL_WAIT`].
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -41,7 +46,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
 use differential_dataflow::trace::TraceReader;
 use statflow_dataflow::aggregate::Aggregates;
-use statflow_dataflow::ingest::{PositionLog, SourceStats};
+use statflow_dataflow::ingest::{
+    BrokerStatus, PositionLog, ReadState, RecordAt, RecordReader, SourceStats,
+};
 use statflow_dataflow::scan::RollupTrace;
 use timely::progress::Antichain;
 
@@ -54,6 +61,12 @@ const COMPLETION_POLL: Duration = Duration::from_millis(50);
 /// Checkpoints worker 0's writer waits for at most; an older one that some
 /// worker skipped would never complete.
 const MAX_PENDING: usize = 8;
+
+/// How long a clean stop waits for its final checkpoint: long enough for
+/// the open epoch to close and complete and for a shard of a few hundred
+/// MB to be written, short enough that a service manager's stop timeout
+/// (commonly 10 s or more) does not kill the process first.
+pub(crate) const FINAL_WAIT: Duration = Duration::from_secs(5);
 
 /// One source a worker ingests, as its checkpoints see it.
 pub(super) struct Tracked {
@@ -98,6 +111,9 @@ pub(super) struct Checkpointer {
     notes: VecDeque<CountsNote>,
     /// Where the dead-letter files are, whose lengths shards hold.
     dead_letter_dir: PathBuf,
+    /// True once this worker handed its writer the shard of a clean
+    /// stop's final checkpoint.
+    final_sent: bool,
     /// The thread that writes this worker's shards.
     writer: Writer,
 }
@@ -127,13 +143,19 @@ impl Checkpointer {
             sources,
             notes: VecDeque::new(),
             dead_letter_dir,
+            final_sent: false,
             writer: Writer::spawn(config, worker, workers, Arc::clone(shared))?,
         })
     }
 
-    /// The rollup must stay readable at this epoch: compaction may not pass it.
-    pub(super) fn hold(&self) -> u64 {
-        self.next
+    /// The rollup must stay readable at this epoch: compaction may not pass
+    /// it (nor the epoch of a final checkpoint asked for).
+    pub(super) fn hold(&self, shared: &Shared) -> u64 {
+        let last = shared
+            .final_checkpoint
+            .as_ref()
+            .and_then(FinalCheckpoint::epoch);
+        self.next.min(last.unwrap_or(u64::MAX))
     }
 
     /// Notes every source's counts just before the worker's clock closes
@@ -173,13 +195,17 @@ impl Checkpointer {
         backfills: &mut dyn FnMut(u64) -> Vec<BackfillState>,
         shared: &Shared,
     ) {
-        if complete <= self.next || self.writer.busy() {
+        let stopping = shared
+            .final_checkpoint
+            .as_ref()
+            .is_some_and(|f| f.epoch().is_some());
+        if stopping || complete <= self.next || self.writer.busy() {
             return;
         }
         // The newest checkpoint epoch that is complete; missed ones are skipped.
         let epoch = (complete - 1) / self.every * self.every;
         self.next = epoch + self.every;
-        self.take(epoch, trace, backfills, shared);
+        self.take(epoch, false, trace, backfills, shared);
     }
 
     /// Reads this worker's shard at `epoch` and hands it to the writer;
@@ -187,6 +213,7 @@ impl Checkpointer {
     fn take(
         &mut self,
         epoch: u64,
+        last: bool,
         trace: &mut RollupTrace,
         backfills: &mut dyn FnMut(u64) -> Vec<BackfillState>,
         shared: &Shared,
@@ -202,6 +229,7 @@ impl Checkpointer {
                     at_ms: checkpoint::time_of(epoch, self.epoch_ms),
                     head,
                     rows,
+                    last,
                 });
                 true
             }
@@ -215,6 +243,45 @@ impl Checkpointer {
                 false
             }
         }
+    }
+
+    /// While the engine stops: takes this worker's shard of the final
+    /// checkpoint once its epoch is complete, and says whether the worker
+    /// may leave its loop (the shard written, or none asked for, or
+    /// [`FINAL_WAIT`] passed).
+    pub(super) fn finish(
+        &mut self,
+        complete: u64,
+        trace: &mut RollupTrace,
+        backfills: &mut dyn FnMut(u64) -> Vec<BackfillState>,
+        shared: &Shared,
+    ) -> bool {
+        let Some(last) = shared.final_checkpoint.as_ref() else {
+            return true;
+        };
+        let Some(epoch) = last.epoch() else {
+            return true;
+        };
+        if last.expired() {
+            if !self.final_sent || self.writer.busy() {
+                tracing::warn!(
+                    epoch,
+                    worker = self.worker,
+                    "the final checkpoint did not complete in time; stopping without it"
+                );
+            }
+            return true;
+        }
+        if self.final_sent {
+            return !self.writer.busy();
+        }
+        // Every record read is in `epoch` or before; the rows must be
+        // complete through it, and the writer free for one more shard.
+        if complete <= epoch || self.writer.busy() {
+            return false;
+        }
+        self.final_sent = self.take(epoch, true, trace, backfills, shared);
+        !self.final_sent
     }
 
     /// This worker's shard as of `epoch`, its rows encoded apart: what must
@@ -347,6 +414,9 @@ struct Job {
     head: Shard,
     /// The rows, encoded.
     rows: EncodedRows,
+    /// True for the shard of a clean stop's final checkpoint: worker 0's
+    /// writer then waits for the other shards before it stops.
+    last: bool,
 }
 
 /// The handle of one worker's writer thread.
@@ -383,6 +453,7 @@ impl Writer {
                         config,
                         workers,
                         pending: Vec::new(),
+                        last: None,
                     };
                     loop {
                         match received.recv_timeout(COMPLETION_POLL) {
@@ -390,6 +461,9 @@ impl Writer {
                                 let epoch = job.head.epoch;
                                 if write(&manifests.config.dir, &job, &shared) && worker == 0 {
                                     manifests.expect(job.at_ms, epoch);
+                                    if job.last {
+                                        manifests.last = Some(job.at_ms);
+                                    }
                                 }
                                 let _ = give_back.try_send(job.rows.into_buffer());
                                 busy.store(false, Ordering::Release);
@@ -399,6 +473,7 @@ impl Writer {
                         }
                         manifests.complete_pending(&shared);
                     }
+                    manifests.finish_last(&shared);
                 })?
         };
         Ok(Writer {
@@ -476,6 +551,9 @@ struct Manifests {
     workers: usize,
     /// `(folder time, epoch)` of checkpoints without a manifest yet.
     pending: Vec<(u64, u64)>,
+    /// The folder time of a clean stop's final checkpoint, once this
+    /// worker's shard of it is written.
+    last: Option<u64>,
 }
 
 impl Manifests {
@@ -484,6 +562,31 @@ impl Manifests {
         // A checkpoint some worker skipped never completes; stop looking.
         if self.pending.len() > MAX_PENDING {
             self.pending.remove(0);
+        }
+    }
+
+    /// Once the workers have stopped: waits (until [`FINAL_WAIT`] has
+    /// passed since the stop) for the other workers' shards of the final
+    /// checkpoint, and writes its manifest.
+    fn finish_last(&mut self, shared: &Shared) {
+        let Some(at_ms) = self.last else { return };
+        let deadline = shared
+            .final_checkpoint
+            .as_ref()
+            .and_then(|f| f.deadline.get());
+        loop {
+            self.complete_pending(shared);
+            if !self.pending.iter().any(|(t, _)| *t == at_ms) {
+                return;
+            }
+            if deadline.is_none_or(|d| Instant::now() >= *d) {
+                tracing::warn!(
+                    at_ms,
+                    "the final checkpoint did not complete in time (some worker's shard is missing); stopping without it"
+                );
+                return;
+            }
+            std::thread::sleep(COMPLETION_POLL);
         }
     }
 
@@ -521,5 +624,115 @@ impl Manifests {
                 tracing::warn!(error = %e, "cannot delete old checkpoints");
             }
         }
+    }
+}
+
+/// The last checkpoint of a clean stop, taken so that a restart reads
+/// nothing again. Only a process running alone takes one: the processes of
+/// a cluster stop one by one, and their workers could not agree on an epoch
+/// without talking.
+///
+/// [`FinalCheckpoint::ask`] first stops every reader (see
+/// [`FinalCheckpoint::reader`]), then picks the newest epoch any worker has
+/// opened: every record read so far was read into it or an earlier one.
+/// The workers keep running until that epoch is complete, take their
+/// shards at it, and stop once they are written, or once [`FINAL_WAIT`]
+/// has passed.
+#[derive(Debug)]
+pub(crate) struct FinalCheckpoint {
+    /// Set first, when the stop is asked for: readers read nothing more.
+    reading_stopped: Arc<AtomicBool>,
+    /// The epoch of the final checkpoint; `u64::MAX` until asked for.
+    epoch: AtomicU64,
+    /// When the workers give up on it.
+    deadline: OnceLock<Instant>,
+}
+
+impl Default for FinalCheckpoint {
+    fn default() -> Self {
+        FinalCheckpoint {
+            reading_stopped: Arc::new(AtomicBool::new(false)),
+            epoch: AtomicU64::new(u64::MAX),
+            deadline: OnceLock::new(),
+        }
+    }
+}
+
+impl FinalCheckpoint {
+    /// Asks for the final checkpoint; `open_epochs` gives the epoch every
+    /// worker of the process is filling. Returns the checkpoint's epoch.
+    pub(crate) fn ask(&self, open_epochs: impl Iterator<Item = u64>) -> u64 {
+        // Stop the readers before looking at the epochs: a worker stores
+        // its epoch (SeqCst) before its readers look at the flag (SeqCst),
+        // so a read that did not see the flag is in an epoch seen here.
+        self.reading_stopped.store(true, Ordering::SeqCst);
+        let epoch = open_epochs.max().unwrap_or(0);
+        let _ = self.deadline.set(Instant::now() + FINAL_WAIT);
+        match self
+            .epoch
+            .compare_exchange(u64::MAX, epoch, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => epoch,
+            Err(asked) => asked,
+        }
+    }
+
+    /// The final checkpoint's epoch, once asked for.
+    pub(crate) fn epoch(&self) -> Option<u64> {
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        (epoch != u64::MAX).then_some(epoch)
+    }
+
+    /// True once the workers should stop waiting for it.
+    fn expired(&self) -> bool {
+        self.deadline.get().is_some_and(|d| Instant::now() >= *d)
+    }
+
+    /// `reader`, made to read nothing more once the final checkpoint is asked for.
+    pub(crate) fn reader(&self, reader: Box<dyn RecordReader>) -> Box<dyn RecordReader> {
+        Box::new(StopsReading {
+            inner: reader,
+            stopped: Arc::clone(&self.reading_stopped),
+        })
+    }
+}
+
+/// A reader that reads nothing once `stopped` is set, and otherwise is
+/// its inner reader.
+struct StopsReading {
+    inner: Box<dyn RecordReader>,
+    stopped: Arc<AtomicBool>,
+}
+
+/// How soon a stopped reader asks to be called again: its operator is woken
+/// by every new epoch anyway, to note its positions.
+const STOPPED_IDLE: Duration = Duration::from_millis(50);
+
+impl RecordReader for StopsReading {
+    fn read(&mut self, max: usize, record: &mut dyn FnMut(&[u8], RecordAt)) -> ReadState {
+        if self.stopped.load(Ordering::SeqCst) {
+            return ReadState::Idle(STOPPED_IDLE);
+        }
+        self.inner.read(max, record)
+    }
+
+    fn partitions(&self) -> &[String] {
+        self.inner.partitions()
+    }
+
+    fn positions(&self) -> Vec<u64> {
+        self.inner.positions()
+    }
+
+    fn ends(&self) -> Vec<Option<u64>> {
+        self.inner.ends()
+    }
+
+    fn broker(&self) -> Option<BrokerStatus> {
+        self.inner.broker()
+    }
+
+    fn owns(&self, partition: &str) -> bool {
+        self.inner.owns(partition)
     }
 }

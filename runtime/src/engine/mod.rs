@@ -210,6 +210,9 @@ pub struct Shared {
     pub evicted_rows: AtomicU64,
     /// The queues of statflow's own telemetry, when a source reads it.
     pub telemetry: Option<Arc<crate::telemetry::Hub>>,
+    /// The last checkpoint a clean stop takes: there when checkpoints are
+    /// taken and the process runs alone.
+    pub(crate) final_checkpoint: Option<checkpointing::FinalCheckpoint>,
 }
 
 /// Counters of checkpointing in one process.
@@ -323,6 +326,10 @@ impl Engine {
                 );
             }
         }
+        let processes = config
+            .cluster
+            .as_ref()
+            .map_or(1, |c| c.addresses.len().max(1));
         let shared = Arc::new(Shared {
             plan: Arc::clone(&plan),
             workers: (0..workers)
@@ -342,10 +349,7 @@ impl Engine {
             error: Mutex::new(None),
             queries: AtomicU64::new(0),
             process: config.cluster.as_ref().map_or(0, |c| c.process),
-            processes: config
-                .cluster
-                .as_ref()
-                .map_or(1, |c| c.addresses.len().max(1)),
+            processes,
             threads: workers,
             checkpoints: CheckpointStats::default(),
             restored_from: restored.as_ref().map(|r| r.epoch),
@@ -358,6 +362,8 @@ impl Engine {
                     let process = config.cluster.as_ref().map_or(0, |c| c.process);
                     Arc::new(crate::telemetry::Hub::new(process, workers))
                 }),
+            final_checkpoint: (config.checkpoints.is_some() && processes == 1)
+                .then(checkpointing::FinalCheckpoint::default),
         });
         let mut timely_config = match &config.cluster {
             None => timely::Config::process(workers),
@@ -577,8 +583,22 @@ impl Engine {
             .clone()
     }
 
-    /// Stops the workers and waits for them.
+    /// Stops the workers and waits for them. With checkpoints, a process
+    /// running alone first takes a final checkpoint holding every record
+    /// read, so that a restart reads nothing again; it waits for it at most
+    /// a few seconds (see `checkpointing::FINAL_WAIT`). A stop after a
+    /// worker failed takes none.
     pub fn shutdown(&self) {
+        let running = !self.shared.shutdown.load(Ordering::SeqCst) && self.error().is_none();
+        if let Some(last) = self.shared.final_checkpoint.as_ref().filter(|_| running) {
+            let epochs = self
+                .shared
+                .workers
+                .iter()
+                .map(|w| w.epoch.load(Ordering::SeqCst));
+            let epoch = last.ask(epochs);
+            tracing::info!(epoch, "stopping: taking a final checkpoint");
+        }
         self.shared.shutdown.store(true, Ordering::SeqCst);
         let guards = self.guards.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(guards) = guards {

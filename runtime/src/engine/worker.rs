@@ -83,12 +83,15 @@ pub(super) fn run(
             log
         });
         let resume = restored.map_or(&empty, |r| &r.resume[i]);
-        let reader = match (&source.kind, &shared.telemetry) {
+        let mut reader = match (&source.kind, &shared.telemetry) {
             (SourceKind::Telemetry, Some(hub)) => {
                 Box::new(TelemetryReader::new(Arc::clone(hub), local)) as _
             }
             _ => readers(source, index, peers, resume)?,
         };
+        if let Some(last) = &shared.final_checkpoint {
+            reader = last.reader(reader);
+        }
         if let Some(restored) = restored {
             continue_counting(&me.sources[i], restored, &plan, i, index, peers, &*reader);
         }
@@ -202,7 +205,7 @@ pub(super) fn run(
         None => None,
     };
 
-    while !shared.shutdown.load(Ordering::Relaxed) {
+    loop {
         let now = Instant::now();
         let epoch = wall_epoch();
         if epoch > clock.current() {
@@ -211,7 +214,9 @@ pub(super) fn run(
             }
         }
         clock.advance_to(epoch);
-        me.epoch.store(clock.current(), Ordering::Relaxed);
+        // SeqCst: a clean stop reads this after stopping the readers (see
+        // `FinalCheckpoint::ask`).
+        me.epoch.store(clock.current(), Ordering::SeqCst);
         {
             let mut backfills = backfills.borrow_mut();
             backfills.close_epoch(&mut updates, clock.current());
@@ -323,7 +328,21 @@ pub(super) fn run(
                 shared,
             );
         }
-        let hold = checkpointer.as_ref().map_or(u64::MAX, Checkpointer::hold);
+        // A stopping worker runs on until its shard of the final
+        // checkpoint, if one is asked for, is written.
+        if shared.shutdown.load(Ordering::Relaxed)
+            && checkpointer.as_mut().is_none_or(|c| {
+                c.finish(
+                    complete,
+                    &mut trace.borrow_mut(),
+                    &mut |epoch| backfills.borrow_mut().states_at(epoch),
+                    shared,
+                )
+            })
+        {
+            break;
+        }
+        let hold = checkpointer.as_ref().map_or(u64::MAX, |c| c.hold(shared));
         if let Some(frontier) = history
             .frontier(now, config.compaction_lag)
             .map(|f| f.min(hold))
