@@ -1,5 +1,14 @@
 //! Dead letters: records that could not be counted, kept as JSON lines with
 //! their source, worker, partition, position and reason.
+//!
+//! Each worker's file of a source is written only by that worker's thread,
+//! one whole line at a time, so between two steps of the worker its length
+//! is a line boundary. Each checkpoint keeps that length as it stood at the
+//! end of the checkpoint's epoch; a restart cuts the file back to it
+//! ([`cut_back`]) before the sources resume, and the records read again
+//! after the checkpoint are dead-lettered once more, once: every line
+//! appears exactly once over restarts. (A Kafka dead-letter topic cannot be
+//! cut back; see `crate::source::kafka`.)
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -39,6 +48,27 @@ impl DeadLetterFile {
     pub fn path_of(dir: &Path, source: &str, worker: usize) -> PathBuf {
         dir.join(format!("{source}-w{worker}.jsonl"))
     }
+}
+
+/// Cuts the dead-letter file of `source` on worker `worker` under `dir`
+/// back to `bytes`, its length at a checkpoint: what was written after the
+/// checkpoint is written again when the records are read again. Returns
+/// the bytes cut. A file shorter than `bytes` (rotated or deleted since) is
+/// left as it is.
+pub fn cut_back(dir: &Path, source: &str, worker: usize, bytes: u64) -> std::io::Result<u64> {
+    let path = DeadLetterFile::path_of(dir, source, worker);
+    let file = match OpenOptions::new().write(true).open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    if len <= bytes {
+        return Ok(0);
+    }
+    file.set_len(bytes)?;
+    file.sync_all()?;
+    Ok(len - bytes)
 }
 
 /// The length of the dead-letter file of `source` on worker `worker` under

@@ -262,6 +262,19 @@ impl Restored {
         sum
     }
 
+    /// Every dead-letter file the checkpoint knows the length of: its
+    /// source, its (old) worker and its length at the checkpoint.
+    pub fn dead_letter_lengths(&self) -> impl Iterator<Item = (&str, usize, u64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .flat_map(|(worker, sources)| {
+                sources
+                    .iter()
+                    .map(move |(source, c)| (source.as_str(), worker, c.dead_letter_bytes))
+            })
+    }
+
     /// The rows worker `worker` of `workers` feeds back in: those of the old
     /// workers `worker, worker + workers, …`. Each old shard is taken once.
     pub fn take_rows(&self, worker: usize, workers: usize) -> Rows {

@@ -325,6 +325,25 @@ impl Engine {
                     "metric joined after its sources were read from; its history can be backfilled"
                 );
             }
+            // What was dead-lettered after the checkpoint is read again, and
+            // dead-lettered again: cut it before any source resumes.
+            for (source, worker, bytes) in r.dead_letter_lengths() {
+                match crate::deadletter::cut_back(&config.dead_letter_dir, source, worker, bytes) {
+                    Ok(0) => {}
+                    Ok(cut) => tracing::info!(
+                        source,
+                        worker,
+                        bytes = cut,
+                        "dead letters written after the checkpoint removed; they are written again as their records are read again"
+                    ),
+                    Err(e) => tracing::warn!(
+                        source,
+                        worker,
+                        error = %e,
+                        "cannot cut the dead-letter file back to the checkpoint; records read again may appear twice in it"
+                    ),
+                }
+            }
         }
         let processes = config
             .cluster
