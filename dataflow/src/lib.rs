@@ -4,6 +4,7 @@
 
 pub mod aggregate;
 pub mod backfill;
+pub mod chunked;
 pub mod decode;
 pub mod distinct;
 pub mod hourly;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use differential_dataflow::operators::arrange::Arranged;
 use differential_dataflow::AsCollection;
 use differential_dataflow::VecCollection;
 use statflow_dsl::Plan;
@@ -15,7 +16,7 @@ use crate::aggregate::{Aggregates, States};
 use crate::hourly;
 use crate::ingest::{ingest, EpochClock, IngestSpec};
 use crate::rollup::RollupKey;
-use crate::scan::RollupTrace;
+use crate::scan::{RollupBatcher, RollupTrace};
 
 /// The handles the worker loop keeps after rendering.
 pub struct Rendered {
@@ -80,7 +81,7 @@ pub fn render_ingest(
         let all = crate::session::sessionize(plan, all);
         let probe = ProbeHandle::new();
         if !hourly_rollups {
-            let arranged = all.arrange_by_self_named("Rollup");
+            let arranged = arrange(all, "Rollup");
             arranged.stream.probe_with(&probe);
             return Rendered {
                 trace: arranged.trace,
@@ -105,8 +106,8 @@ pub fn render_ingest(
         let (Some(rows), Some(hours)) = (rows, hours) else {
             unreachable!("partition makes as many streams as asked")
         };
-        let arranged = rows.arrange_by_self_named("Rollup");
-        let hours = hours.arrange_by_self_named("HourlyRollup");
+        let arranged = arrange(rows, "Rollup");
+        let hours = arrange(hours, "HourlyRollup");
         arranged.stream.probe_with(&probe);
         hours.stream.probe_with(&probe);
         Rendered {
@@ -116,4 +117,13 @@ pub fn render_ingest(
             updates,
         }
     })
+}
+
+/// Arranges rollup rows by key, in chunked columns (see [`crate::chunked`]).
+pub fn arrange<'s>(
+    rows: VecCollection<'s, u64, RollupKey, Aggregates>,
+    name: &str,
+) -> Arranged<'s, RollupTrace> {
+    rows.map(|key| (key, ()))
+        .arrange_named::<RollupBatcher, _>(name, RollupBatcher::new)
 }

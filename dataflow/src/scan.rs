@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use differential_dataflow::operators::arrange::TraceAgent;
 use differential_dataflow::trace::cursor::{cursor_list, Cursor, CursorList};
-use differential_dataflow::trace::implementations::KeySpine;
 use differential_dataflow::trace::{Navigable, TraceReader};
 use jiff::tz::TimeZone;
 use regex::Regex;
@@ -23,6 +22,7 @@ use timely::progress::Antichain;
 use timely::worker::Worker;
 
 use crate::aggregate::{Aggregates, MeasureState};
+use crate::chunked::{ChunkedBatcher, ChunkedSpine};
 use crate::hourly;
 use crate::measure::{self, MeasureRef};
 use crate::query::{Answer, AsOf, Cell, Column, Filter, GroupKey, Query, SourceMark};
@@ -33,7 +33,10 @@ use crate::value::Value;
 
 /// The rollup arrangement: every row's aggregates, keyed by `RollupKey`,
 /// at the epoch it was ingested.
-pub type RollupTrace = TraceAgent<KeySpine<RollupKey, u64, Aggregates>>;
+pub type RollupTrace = TraceAgent<ChunkedSpine<RollupKey, Aggregates>>;
+
+/// Forms the rollup's batches.
+pub type RollupBatcher = ChunkedBatcher<RollupKey, Aggregates>;
 
 /// A request on its way to every worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -183,7 +183,8 @@ mod tests {
             let mut input = InputHandleVec::new();
             let probe = ProbeHandle::new();
             let mut trace = worker.dataflow(|scope| {
-                let arranged = input.to_stream(scope).as_collection().arrange_by_self();
+                let arranged =
+                    crate::render::arrange(input.to_stream(scope).as_collection(), "Rollup");
                 arranged.stream.probe_with(&probe);
                 arranged.trace
             });
