@@ -1,13 +1,15 @@
 //! `"epoch": N` in a query: a second query pinned to the first answer's
 //! epoch reads that same epoch; a compacted epoch is refused with 409
 //! `epoch_not_readable`, never read at another epoch; an epoch no worker
-//! has opened and a malformed one are refused with 400.
+//! has opened and a malformed one are refused with 400. A file's last
+//! epoch closes as soon as the file is read, not at the next tick.
 
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value as Json};
+use statflow::dataflow::query::{Cell, Query};
 use statflow::runtime::engine::{Engine, EngineConfig};
 use statflow::runtime::server::{self, AppState};
 
@@ -103,4 +105,62 @@ async fn a_pinned_epoch_is_read_exactly_or_refused() {
             .any(|e| e["code"] == "bad_epoch" && e["path"] == "epoch"),
         "{bad}"
     );
+}
+
+/// With epochs an hour long, the file's records would wait up to an hour
+/// for their epoch to close; once every worker's sources have finished,
+/// the epoch closes at once and the answers are complete.
+#[test]
+fn a_finished_file_s_last_epoch_closes_without_waiting_for_the_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = std::fs::File::create(dir.path().join("events.jsonl")).unwrap();
+    for i in 0..300i64 {
+        let line = json!({"game_id": format!("g{}", i % 3), "ts": 1_724_112_000_000 + i * 1_000});
+        writeln!(file, "{line}").unwrap();
+    }
+    drop(file);
+    let plan = statflow::dsl::compile(TOPOLOGY, Some(dir.path()))
+        .plan
+        .expect("the topology compiles");
+    let config = EngineConfig {
+        workers: 2,
+        epoch_interval: Duration::from_secs(3_600),
+        dead_letter_dir: dir.path().join("dead"),
+        ..EngineConfig::default()
+    };
+    let engine =
+        Arc::new(Engine::start(plan, config, statflow::runtime::source::readers()).unwrap());
+    let (done, waited) = std::sync::mpsc::channel();
+    {
+        let engine = Arc::clone(&engine);
+        std::thread::spawn(move || {
+            let _ = done.send(engine.wait_until_done().map_err(|e| e.to_string()));
+        });
+    }
+    let outcome = waited.recv_timeout(Duration::from_secs(60));
+    if outcome != Ok(Ok(())) {
+        engine.shutdown();
+    }
+    assert_eq!(
+        outcome,
+        Ok(Ok(())),
+        "the file's records were not all answerable within a minute of hour-long epochs"
+    );
+    let answer = engine
+        .query_blocking(Query {
+            metric: 0,
+            from_ms: 1_724_112_000_000,
+            to_ms: 1_724_112_000_000 + 3_600_000,
+            filter: None,
+            group_by: Vec::new(),
+            granularity_ms: None,
+            time_zone: None,
+            measures: vec![0],
+            order_by: Vec::new(),
+            limit: None,
+            late: false,
+        })
+        .unwrap();
+    engine.shutdown();
+    assert_eq!(answer.rows, vec![vec![Cell::Int(300)]]);
 }

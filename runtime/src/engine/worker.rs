@@ -207,7 +207,16 @@ pub(super) fn run(
 
     loop {
         let now = Instant::now();
-        let epoch = wall_epoch();
+        // Once this worker's sources have finished, nothing more comes into
+        // the epoch they finished in: it closes at once, not at the next
+        // tick, so their last records are answered an interval sooner.
+        let finished_at = me.finished_at.load(Ordering::Relaxed);
+        let after_finish = if finished_at == u64::MAX {
+            0
+        } else {
+            finished_at + 1
+        };
+        let epoch = wall_epoch().max(after_finish);
         if epoch > clock.current() {
             if let Some(c) = checkpointer.as_mut() {
                 c.closing(epoch - 1);
