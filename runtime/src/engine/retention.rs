@@ -33,9 +33,13 @@ pub(super) struct Retention {
     /// Per metric (plan index): panes starting before this are evicted.
     /// Only moves forward.
     cuts: Vec<i64>,
-    /// The epoch of the newest retractions sent, until compaction has
-    /// passed it and the trace was asked to merge them away.
-    unmerged: Option<u64>,
+    /// The epochs of retractions sent that compaction has not passed yet.
+    /// Once it passes one, the trace is asked to merge them away; the rest
+    /// wait. (Waiting for the newest instead starved: with retractions sent
+    /// more often than the compaction lag, compaction never passed the
+    /// newest, and retracted rows stayed until differential's own schedule
+    /// merged their batches.)
+    unmerged: Vec<u64>,
     /// This worker asked its trace to merge whole, and it is not one batch yet.
     merging: bool,
 }
@@ -46,22 +50,23 @@ impl Retention {
             period,
             last: Instant::now(),
             cuts: vec![i64::MIN; plan.metrics.len()],
-            unmerged: None,
+            unmerged: Vec::new(),
             merging: false,
         }
     }
 
     /// Notes that retractions were sent at `epoch`.
     pub(super) fn retracted(&mut self, epoch: u64) {
-        self.unmerged = Some(epoch);
+        self.unmerged.push(epoch);
     }
 
     /// Notes that the rollup's compaction frontier is now `frontier`: once
-    /// it has passed the newest retractions, the trace is asked to merge
-    /// whole, which drops the retracted rows (see [`merge_retracted`]).
+    /// it has passed any retractions, the trace is asked to merge whole,
+    /// which drops the rows they retract (see [`merge_retracted`]).
     pub(super) fn compacted(&mut self, frontier: u64) {
-        if self.unmerged.is_some_and(|epoch| epoch < frontier) {
-            self.unmerged = None;
+        let waiting = self.unmerged.len();
+        self.unmerged.retain(|epoch| *epoch >= frontier);
+        if self.unmerged.len() < waiting {
             self.merging = true;
             merge_whole();
         }
@@ -214,6 +219,37 @@ pub(super) fn merge_retracted() -> ExertionLogic {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compaction_past_the_oldest_retractions_asks_for_a_merge() {
+        let plan = statflow_dsl::compile(
+            "source s = generator() {}\nmetric m from s { window tumbling 1m\n measures { n = count() } }",
+            None,
+        )
+        .plan
+        .expect("the topology compiles");
+        let mut retention = Retention::new(&plan, Duration::from_secs(5));
+        let asked = || MERGE_WHOLE.with(Cell::get);
+        end_merge_whole();
+        retention.retracted(5);
+        retention.retracted(8);
+        retention.compacted(5);
+        assert!(!asked(), "compaction has passed no retraction");
+        // Newer retractions are always on their way; the older ones are
+        // merged away regardless.
+        retention.compacted(6);
+        assert!(asked());
+        end_merge_whole();
+        retention.retracted(11);
+        retention.compacted(9);
+        assert!(asked(), "the retractions at 8 are passed");
+        end_merge_whole();
+        retention.compacted(10);
+        assert!(!asked(), "nothing passed since");
+        retention.compacted(12);
+        assert!(asked());
+        end_merge_whole();
+    }
 
     #[test]
     fn a_requested_merge_lasts_until_the_request_ends() {
