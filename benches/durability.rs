@@ -19,9 +19,11 @@
 //!    (a correctness check, not a timing).
 //! 3. **Long-run memory.** A second file of events spread over 7 days of
 //!    event time, counted by [`LONG_TOPOLOGY`] (1-minute windows by game and
-//!    country) once with `retain 1d` and once with `retain 30d`; resident
-//!    memory (`VmRSS`) is sampled as the file is read and printed at the end
-//!    of every simulated day, with the rollup's rows at the end.
+//!    country) once with `retain 1d` and once with `retain 30d`, both read
+//!    as fast as the engine can, and once more each read at a simulated day
+//!    every 10 seconds; resident memory (`VmRSS`) is sampled
+//!    as the file is read and printed at the end of every simulated day,
+//!    with the rollup's rows at the end.
 //!
 //! Every variant runs in its own child process (this binary again, with
 //! `--variant`), so that each peak resident set is its own.
@@ -47,6 +49,8 @@
 //!   engine's `retention_period` and `compaction_lag` in part 3 (200 each;
 //!   see [`DEFAULT_RETENTION_MS`]).
 //! - `STATFLOW_BENCH_SAMPLE_MS`: how often part 3 reads `VmRSS` (50).
+//! - `STATFLOW_BENCH_PACED_DAY_S`: seconds a simulated day lasts in part
+//!   3's paced run (10).
 //! - `STATFLOW_BENCH_BATCH`, `STATFLOW_BENCH_EPOCH_RECORDS`,
 //!   `STATFLOW_BENCH_EPOCH_MS`: as in `benches/e2e.rs`.
 //!
@@ -115,6 +119,9 @@ const DEFAULT_CHECKPOINT_MS: u64 = 1_000;
 /// week, where they are nothing beside a day; here they would be days. At
 /// 200 ms both stay a fraction of a simulated day.
 const DEFAULT_RETENTION_MS: u64 = 200;
+
+/// Seconds of wall time a simulated day lasts in part 3's paced run.
+const DEFAULT_PACED_DAY_S: u64 = 10;
 
 /// How often part 3 reads `VmRSS`: a simulated day lasts about a second.
 const DEFAULT_SAMPLE_MS: u64 = 50;
@@ -197,6 +204,10 @@ struct Memory {
     workers: usize,
     retention_ms: u64,
     compaction_ms: u64,
+    /// Events a second the file was read at, over all workers; 0 when as
+    /// fast as the engine could.
+    #[serde(default)]
+    paced: u64,
     seconds: f64,
     events: u64,
     /// `VmHWM` when ingest is done, in KiB.
@@ -317,12 +328,25 @@ mod parent {
         let retention_ms = env_number("STATFLOW_BENCH_RETENTION_MS", DEFAULT_RETENTION_MS)?;
         let compaction_ms = env_number("STATFLOW_BENCH_COMPACTION_MS", DEFAULT_RETENTION_MS)?;
         let engine_lag = EngineConfig::default().compaction_lag.as_millis() as u64;
-        let mut variants = vec![("1d", compaction_ms), ("30d", compaction_ms)];
+        // The week read as fast as the engine can (a day a second or so:
+        // a retention pass then retracts a fifth of a day), and read at a
+        // day every `STATFLOW_BENCH_PACED_DAY_S` seconds, still thousands of
+        // times faster than a real week, where a pass retracts a sliver.
+        // Pacing is done by the bench's own readers (see `pacing`).
+        let day_s = env_number("STATFLOW_BENCH_PACED_DAY_S", DEFAULT_PACED_DAY_S)?.max(1);
+        let paced = long_events / (LONG_DAYS as u64 * day_s);
+        let mut variants = vec![
+            ("1d", compaction_ms, 0),
+            ("30d", compaction_ms, 0),
+            ("1d", compaction_ms, paced),
+            // The control: without retention the paced week's memory grows.
+            ("30d", compaction_ms, paced),
+        ];
         if engine_lag != compaction_ms {
-            variants.push(("1d", engine_lag));
+            variants.push(("1d", engine_lag, 0));
         }
         let mut memory: Vec<Memory> = Vec::new();
-        for (retain, lag) in variants {
+        for (retain, lag, paced) in variants {
             let args = [
                 "--variant",
                 "memory",
@@ -334,6 +358,8 @@ mod parent {
                 &retention_ms.to_string(),
                 "--compaction-ms",
                 &lag.to_string(),
+                "--paced",
+                &paced.to_string(),
             ];
             memory.push(spawn_variant(&args, &long_file)?);
         }
@@ -533,8 +559,12 @@ mod parent {
         let header: Vec<String> = results
             .iter()
             .map(|m| {
+                let pace = match m.paced {
+                    0 => String::new(),
+                    rate => format!(", paced at {} events/s", thousands(rate)),
+                };
                 format!(
-                    "retain {}, compaction lag {} ms: MiB (peak)",
+                    "retain {}, compaction lag {} ms{pace}: MiB (peak)",
                     m.retain, m.compaction_ms
                 )
             })
@@ -603,12 +633,13 @@ mod child {
                 let retain = arg("--retain")?;
                 let retention_ms: u64 = arg("--retention-ms")?.parse()?;
                 let compaction_ms: u64 = arg("--compaction-ms")?.parse()?;
+                let paced: u64 = arg("--paced")?.parse()?;
                 serde_json::to_string(&memory(
                     &file,
                     workers,
                     retain,
-                    retention_ms,
-                    compaction_ms,
+                    (retention_ms, compaction_ms),
+                    paced,
                 )?)?
             }
             other => anyhow::bail!("unknown variant {other}"),
@@ -843,8 +874,8 @@ mod child {
         file: &Path,
         workers: usize,
         retain: &str,
-        retention_ms: u64,
-        compaction_ms: u64,
+        (retention_ms, compaction_ms): (u64, u64),
+        paced: u64,
     ) -> anyhow::Result<Memory> {
         let plan = common::plan(&LONG_TOPOLOGY.replace("{retain}", retain), file)?;
         let scratch = tempfile::Builder::new()
@@ -859,7 +890,11 @@ mod child {
             Duration::from_millis(env_number("STATFLOW_BENCH_SAMPLE_MS", DEFAULT_SAMPLE_MS)?);
 
         let started = Instant::now();
-        let engine = Engine::start(plan, config, statflow::runtime::source::readers())?;
+        let readers = match paced {
+            0 => statflow::runtime::source::readers(),
+            rate => pacing::readers(rate as f64 / workers as f64),
+        };
+        let engine = Engine::start(plan, config, readers)?;
         let shared = Arc::clone(engine.shared());
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = {
@@ -906,6 +941,7 @@ mod child {
             workers,
             retention_ms,
             compaction_ms,
+            paced,
             seconds,
             events,
             peak_rss_kib,
@@ -915,5 +951,64 @@ mod child {
             evicted_rows,
             retained_from_ms: answer.as_of.retained_from_ms,
         })
+    }
+}
+
+/// Part 3's paced run: the file readers, each held to its worker's share of
+/// a rate.
+mod pacing {
+    use std::time::{Duration, Instant};
+
+    use statflow::dataflow::ingest::{ReadState, RecordAt, RecordReader};
+    use statflow::runtime::engine::ReaderFactory;
+
+    /// The engine's readers, each reading at most `per_worker` records a
+    /// second.
+    pub fn readers(per_worker: f64) -> ReaderFactory {
+        let inner = statflow::runtime::source::readers();
+        std::sync::Arc::new(move |source, worker, workers, resume| {
+            Ok(Box::new(Paced {
+                inner: inner(source, worker, workers, resume)?,
+                per_second: per_worker,
+                started: Instant::now(),
+                read: 0,
+            }) as Box<dyn RecordReader>)
+        })
+    }
+
+    struct Paced {
+        inner: Box<dyn RecordReader>,
+        per_second: f64,
+        started: Instant,
+        read: u64,
+    }
+
+    impl RecordReader for Paced {
+        fn read(&mut self, max: usize, record: &mut dyn FnMut(&[u8], RecordAt)) -> ReadState {
+            let due = (self.started.elapsed().as_secs_f64() * self.per_second) as u64;
+            let allowed = due.saturating_sub(self.read).min(max as u64) as usize;
+            if allowed == 0 {
+                return ReadState::Idle(Duration::from_millis(5));
+            }
+            let mut read = 0u64;
+            let state = self.inner.read(allowed, &mut |bytes, at| {
+                read += 1;
+                record(bytes, at);
+            });
+            self.read += read;
+            state
+        }
+
+        fn partitions(&self) -> &[String] {
+            self.inner.partitions()
+        }
+
+        fn positions(&self) -> Vec<u64> {
+            self.inner.positions()
+        }
+
+        fn ends(&self) -> Vec<Option<u64>> {
+            self.inner.ends()
+        }
     }
 }
