@@ -158,11 +158,15 @@ impl Cluster {
     ///
     /// A start in which some process has not said where it serves within a
     /// minute is stopped (as a crash would stop it) and tried once more,
-    /// after printing what it said. Such a hang has been seen about once in
-    /// a few dozen starts of a cluster on a loaded machine, only right after
-    /// another cluster was killed; its cause is not found yet, and it is
-    /// not what these tests check (answers, and crash recovery, which a
-    /// stopped start is one more case of).
+    /// after printing what it said. What used to fail here about once in
+    /// twenty starts: two processes opening one new state store got
+    /// "database is locked", and the one that did hung on its way out, its
+    /// workers already running (both fixed: the store is opened before the
+    /// workers start, and tried again while locked). What can still fail:
+    /// `--local-processes` picks free ports for the processes to find each
+    /// other on, and another socket may take one before its process binds
+    /// it ("Address already in use"); the process then stops with that
+    /// error, and so does the start.
     pub(crate) fn start_in(
         dir: &Path,
         state: &str,

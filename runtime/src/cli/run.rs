@@ -82,14 +82,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let address = listener
         .local_addr()
         .context("cannot read the listening address")?;
-    let engine = Arc::new(Engine::start(
-        plan.clone(),
-        config,
-        crate::source::readers_with(
-            crate::source::SourceOptions::for_plan(&plan)
-                .with_kafka_brokers(args.kafka_brokers.clone()),
-        ),
-    )?);
+    // Everything that can fail is done before the workers start: once they
+    // run in a cluster, leaving means joining threads that read from the
+    // other processes, which never end while those live (a store that failed
+    // to open after the start hung its process, unseen, instead of saying why).
     let store_file = args
         .store_file
         .clone()
@@ -113,13 +109,27 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .context("cannot add the first user")?,
         AuthMode::Off => None,
     };
-    let state = AppState::with_store(
+    let engine = Arc::new(Engine::start(
+        plan.clone(),
+        config,
+        crate::source::readers_with(
+            crate::source::SourceOptions::for_plan(&plan)
+                .with_kafka_brokers(args.kafka_brokers.clone()),
+        ),
+    )?);
+    let state = match AppState::with_store(
         Arc::clone(&engine),
         Arc::new(plan.clone()),
         Arc::clone(&store),
         mode,
-    )
-    .context("cannot prepare the state store")?;
+    ) {
+        Ok(state) => state,
+        Err(e) => {
+            // Not `?`: see above; the workers are running.
+            eprintln!("error: cannot prepare the state store: {e}");
+            std::process::exit(1);
+        }
+    };
 
     tracing::info!(topology = %name, workers = args.workers, http = %address, "statflow is running");
     // One write per line: the processes of a local cluster share one stderr.

@@ -90,7 +90,25 @@ impl Store {
     }
 
     /// Opens (creating when needed) the store file at `path`, and migrates it.
+    ///
+    /// The processes of a local cluster open one file at the same moment.
+    /// Switching a new file to WAL, and recovering one a killed process
+    /// left, need the file to themselves, and SQLite answers "database is
+    /// locked" at once rather than wait; so the opening is tried again for
+    /// up to [`OPEN_PATIENCE`].
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let started = std::time::Instant::now();
+        loop {
+            match Store::open_once(path) {
+                Err(StoreError::Sqlite(e)) if is_busy(&e) && started.elapsed() < OPEN_PATIENCE => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                opened => return opened,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Store, StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         // WAL lets the processes of a local cluster read while one writes.
@@ -126,5 +144,46 @@ impl Store {
     }
 }
 
+/// How long [`Store::open`] tries again while another process holds the file.
+pub const OPEN_PATIENCE: Duration = Duration::from_secs(30);
+
+/// True for SQLite's "database is locked" (and "table is locked").
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 /// Milliseconds since the Unix epoch, now (the engine's clock).
 pub use statflow_dataflow::ingest::wall_ms as now_ms;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The processes of a local cluster open one new file at once; each
+    /// must get it (before, one of two sometimes got "database is locked"
+    /// and stopped).
+    #[test]
+    fn many_openers_of_one_new_file_all_get_it() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..20 {
+            let path = dir.path().join(format!("store-{round}.db"));
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+            let openers: Vec<_> = (0..6)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), std::sync::Arc::clone(&barrier));
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Store::open(&path).map(|s| s.schema_version())
+                    })
+                })
+                .collect();
+            for opener in openers {
+                let version = opener.join().unwrap().unwrap().unwrap();
+                assert_eq!(version, migrations::latest(), "round {round}");
+            }
+        }
+    }
+}
