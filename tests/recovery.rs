@@ -62,14 +62,7 @@ fn ask(engine: &Engine, plan: &Plan) -> Vec<(Vec<String>, Vec<Vec<Cell>>)> {
 }
 
 fn run_to_the_end(dir: &Path, workers: usize, checkpoints: bool) -> Engine {
-    let engine = Engine::start(
-        plan(dir),
-        config(dir, workers, checkpoints),
-        statflow::runtime::source::readers(),
-    )
-    .unwrap();
-    engine.wait_until_done().unwrap();
-    engine
+    run_to_the_end_of(dir, &plan(dir), workers, checkpoints)
 }
 
 #[test]
