@@ -401,7 +401,7 @@ fn a_partition_added_while_running_is_read() {
 
 /// Runs in CI in place of the ignored test above: it fails the day Tansu
 /// accepts CreatePartitions, which is the signal to switch that test on
-/// (remove its `#[ignore]`) instead of leaving it skipped.
+/// (remove its ignore attribute) instead of leaving it skipped.
 #[test]
 fn the_broker_still_refuses_to_add_partitions() {
     let _broker = one_broker();
@@ -410,7 +410,7 @@ fn the_broker_still_refuses_to_add_partitions() {
     let refused = try_add_partitions(&broker.brokers(), "fixed", 4);
     assert!(
         refused.is_err(),
-        "Tansu now adds partitions: remove #[ignore] from a_partition_added_while_running_is_read"
+        "Tansu now adds partitions: remove the ignore attribute from a_partition_added_while_running_is_read"
     );
 }
 

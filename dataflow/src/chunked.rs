@@ -11,9 +11,10 @@
 //! used, until it merged again.
 //!
 //! A [`Chunked`] column is a list of chunks of [`CHUNK`] items. It grows a
-//! chunk at a time, so it never holds more than one partly empty chunk, and
-//! no chunk is ever copied to grow. A merge's size estimate only bounds the
-//! first chunk, so small batches stay small.
+//! chunk at a time, so it never holds more than one partly empty chunk. A
+//! new chunk has room for what the column still expects (a builder's exact
+//! count, or a merge's upper bound), up to a chunk, so small batches stay
+//! small; a chunk is copied to grow only when more comes than expected.
 
 use differential_dataflow::batcher::merge::vec::VecMerger;
 use differential_dataflow::batcher::merge::MergeBatcher;
@@ -33,8 +34,8 @@ pub const CHUNK: usize = 1 << 14;
 pub struct Chunked<T> {
     chunks: Vec<Vec<T>>,
     len: usize,
-    /// Items the column expects: the first chunk is allocated for up to
-    /// this many.
+    /// Items the column expects: a new chunk is allocated for what is
+    /// still expected, up to [`CHUNK`].
     expected: usize,
 }
 
@@ -54,18 +55,15 @@ impl<T> Chunked<T> {
         let last = match self.chunks.last_mut() {
             Some(last) if last.len() < CHUNK => last,
             _ => {
-                let room = if self.chunks.is_empty() {
-                    self.expected.clamp(1, CHUNK)
-                } else {
-                    CHUNK
-                };
+                // Room for what is still expected, up to a chunk.
+                let room = self.expected.saturating_sub(self.len).clamp(1, CHUNK);
                 self.chunks.push(Vec::with_capacity(room));
                 self.chunks.last_mut().expect("a chunk was just pushed")
             }
         };
         if last.len() == last.capacity() {
-            // Only the first chunk can be short: grow it, but never past a
-            // chunk.
+            // More came than expected: grow the chunk, never past a chunk,
+            // so that every chunk but the last stays full.
             let more = last.capacity().max(8).min(CHUNK - last.len());
             last.reserve_exact(more);
         }

@@ -84,9 +84,19 @@ pub(super) struct Tracked {
 struct CountsNote {
     /// The last epoch the note covers.
     upto: u64,
-    /// Per tracked source, in order: records, errors, late events, late
-    /// events by plan index, dead-letter file length.
-    counts: Vec<(u64, u64, u64, Vec<u64>, u64)>,
+    /// Per tracked source, in order.
+    counts: Vec<Counted>,
+}
+
+/// One source's counters on one worker, as a [`CountsNote`] holds them.
+struct Counted {
+    records: u64,
+    errors: u64,
+    late: u64,
+    /// Late events by metric (plan index).
+    late_by_metric: Vec<u64>,
+    /// The length of the source's dead-letter file.
+    dead_letter_bytes: u64,
 }
 
 /// One worker's checkpointing state.
@@ -172,13 +182,17 @@ impl Checkpointer {
             .iter()
             .map(|source| {
                 let stats = &source.stats;
-                (
-                    stats.records.load(Ordering::Relaxed),
-                    stats.errors.load(Ordering::Relaxed),
-                    stats.late.load(Ordering::Relaxed),
-                    stats.late_by_metric(),
-                    crate::deadletter::length(&self.dead_letter_dir, &source.name, self.worker),
-                )
+                Counted {
+                    records: stats.records.load(Ordering::Relaxed),
+                    errors: stats.errors.load(Ordering::Relaxed),
+                    late: stats.late.load(Ordering::Relaxed),
+                    late_by_metric: stats.late_by_metric(),
+                    dead_letter_bytes: crate::deadletter::length(
+                        &self.dead_letter_dir,
+                        &source.name,
+                        self.worker,
+                    ),
+                }
             })
             .collect();
         self.notes.push_back(CountsNote { upto, counts });
@@ -313,20 +327,20 @@ impl Checkpointer {
             .sources
             .iter()
             .zip(&note.counts)
-            .map(|(source, (records, errors, late, by_metric, dead))| {
+            .map(|(source, counted)| {
                 let late_by_metric = self
                     .metrics
                     .iter()
-                    .zip(by_metric)
+                    .zip(&counted.late_by_metric)
                     .filter(|(_, n)| **n > 0)
                     .map(|((metric, _), n)| (metric.clone(), *n))
                     .collect();
                 let counts = SourceCounts {
-                    records: *records,
-                    errors: *errors,
-                    late: *late,
+                    records: counted.records,
+                    errors: counted.errors,
+                    late: counted.late,
                     late_by_metric,
-                    dead_letter_bytes: *dead,
+                    dead_letter_bytes: counted.dead_letter_bytes,
                 };
                 (source.name.clone(), counts)
             })
