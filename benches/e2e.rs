@@ -27,6 +27,8 @@
 //!   `epoch_interval` (10,000, 100,000 and 200 ms, the engine's default).
 //! - `STATFLOW_BENCH_QUERY_RUNS`: timed runs of the latency query (200);
 //!   0 skips them, to profile ingest alone.
+//! - `STATFLOW_BENCH_QUERY_TRACE`: set, prints every timed query's
+//!   milliseconds in the order they ran (to see when the slow ones come).
 //! - `STATFLOW_BENCH_HOURLY`: 1 runs the engine with hourly rows
 //!   (`statflow run --hourly-rollups`); 0, the default, without.
 //!
@@ -470,6 +472,13 @@ mod engine {
                     .map(|_| t.elapsed())
             })
             .collect::<Result<_, _>>()?;
+        if std::env::var_os("STATFLOW_BENCH_QUERY_TRACE").is_some() {
+            let ms: Vec<String> = times
+                .iter()
+                .map(|t| format!("{:.0}", t.as_secs_f64() * 1e3))
+                .collect();
+            eprintln!("query times in order (ms): {}", ms.join(" "));
+        }
         times.sort();
         let percentile = |q: f64| {
             // Nearest rank: the smallest time at or above a fraction q of the runs.

@@ -343,14 +343,39 @@ pub fn from_fixed(v: i128) -> f64 {
     whole as f64 + frac as f64 / SUM_SCALE
 }
 
-/// Everything a rollup row knows: how many events, and each measure's state
-/// (in the order of the metric's measures).
+/// Everything a rollup row knows: how many events, and each measure's state.
+///
+/// A stored row (see [`crate::session::empty_row`]) holds a state for each
+/// of its metric's measures that [keeps one](keeps_state), in the metric's
+/// order: `count()` is the row's `count`, so a row spends no slot on it
+/// (32 bytes a row; [`stored_slots`] maps a measure to its slot). A query's
+/// group holds a state for every measure the query asks, in its order.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Aggregates {
     /// Events counted in this row.
     pub count: i64,
-    /// One state per measure of the metric.
+    /// The measures' states.
     pub measures: States,
+}
+
+/// Whether a stored row keeps a state for a measure of this kind: all but
+/// `count()`, which is the row's event count.
+pub fn keeps_state(kind: &MeasureKind) -> bool {
+    !matches!(kind, MeasureKind::Count)
+}
+
+/// For each of `kinds`, its slot in a stored row's states, if it has one.
+pub fn stored_slots<'a>(kinds: impl IntoIterator<Item = &'a MeasureKind>) -> Vec<Option<usize>> {
+    let mut next = 0;
+    kinds
+        .into_iter()
+        .map(|kind| {
+            keeps_state(kind).then(|| {
+                next += 1;
+                next - 1
+            })
+        })
+        .collect()
 }
 
 /// A row's measure states: up to three held in the row itself, so that
@@ -522,6 +547,20 @@ mod tests {
         let back: Aggregates = serde_json::from_slice(&json).unwrap();
         assert_eq!(finish(&agg), finish(&back));
         assert_eq!(agg, back);
+    }
+
+    #[test]
+    fn count_keeps_no_state_in_a_stored_row() {
+        let kinds = kinds();
+        // count, sum, min, max, avg, distinct, quantile.
+        let slots = stored_slots(&kinds);
+        assert_eq!(
+            slots,
+            [None, Some(0), Some(1), Some(2), Some(3), Some(4), Some(5)]
+        );
+        let twice = [MeasureKind::Count, kinds[1].clone(), MeasureKind::Count];
+        assert_eq!(stored_slots(&twice), [None, Some(0), None]);
+        assert!(kinds[1..].iter().all(keeps_state));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! The hourly rows are derived, never stored: they are built from the
 //! rollup's updates as they arrive (ingested, backfilled or restored from a
 //! checkpoint), so a checkpoint holds only the rollup. Retention retracts
-//! a rollup row on its own (with a count and no measures); such a
+//! a rollup row on its own (with minus its count and no measures); such a
 //! retraction does not reach the hourly rows, which would be left with a
 //! count and measures that disagree. An hourly row is instead retracted
 //! whole, by the worker that holds it, once its whole hour is past that
@@ -66,7 +66,7 @@ pub fn keeping(plan: &Plan) -> Vec<bool> {
 ///
 /// A row of a metric that keeps hourly rows goes to both, its bucket
 /// floored to the hour in the second; a retraction of a rollup row
-/// (`render::retraction`: no measures) only to the rollup; a retraction
+/// (`render::retraction`: minus the row's count) only to the rollup; a retraction
 /// made by [`retraction_key`] only to the hourly rollup.
 pub fn split(keeping: &[bool], key: &RollupKey, diff: &Aggregates) -> (bool, Option<RollupKey>) {
     if key.metric & HOURLY_ONLY != 0 {
@@ -75,7 +75,7 @@ pub fn split(keeping: &[bool], key: &RollupKey, diff: &Aggregates) -> (bool, Opt
         return (false, Some(hourly));
     }
     let keeps = keeping.get(key.metric as usize) == Some(&true);
-    let hourly = (keeps && !diff.measures.is_empty()).then(|| RollupKey {
+    let hourly = (keeps && diff.count > 0).then(|| RollupKey {
         metric: key.metric,
         bucket: floor_hour(key.bucket),
         dims: key.dims.clone(),
@@ -93,7 +93,6 @@ pub fn retraction_key(mut key: RollupKey) -> RollupKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::MeasureState;
     use crate::value::Value;
 
     fn plan() -> Plan {
@@ -143,9 +142,10 @@ metric odd from s {
     #[test]
     fn rows_go_to_both_and_retractions_to_one() {
         let plan = plan();
+        // The metrics count only: their rows, like retractions, hold no state.
         let row = Aggregates {
             count: 2,
-            measures: vec![MeasureState::Count].into(),
+            measures: Default::default(),
         };
         let at = 5 * HOUR_MS + 17 * 60_000;
         assert_eq!(

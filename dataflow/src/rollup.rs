@@ -11,7 +11,7 @@ use statflow_dsl::{
     SourcePlan, TimeEncoding, Window,
 };
 
-use crate::aggregate::Aggregates;
+use crate::aggregate::{keeps_state, Aggregates};
 use crate::decode::{Scalar, Selector};
 use crate::session::empty_row;
 use crate::value::Value;
@@ -386,9 +386,11 @@ impl CompiledMetric {
                 .iter()
                 .map(|d| selector.add(&d.path))
                 .collect(),
+            // In the order of a stored row's states (see `Aggregates`).
             measures: metric
                 .measures
                 .iter()
+                .filter(|m| keeps_state(&m.kind))
                 .map(|m| (m.kind.clone(), m.kind.field().map(|f| selector.add(f))))
                 .collect(),
             session: match &metric.window {

@@ -21,7 +21,7 @@ use timely::dataflow::InputHandleVec;
 use timely::progress::Antichain;
 use timely::worker::Worker;
 
-use crate::aggregate::{Aggregates, MeasureState};
+use crate::aggregate::{stored_slots, Aggregates, MeasureState};
 use crate::chunked::{ChunkedBatcher, ChunkedSpine};
 use crate::hourly;
 use crate::measure::{self, MeasureRef};
@@ -327,7 +327,9 @@ struct Groups<'q, 's> {
     /// last event time in its span. Late rows are no sessions.
     asked: Vec<Option<MeasureRef<'q>>>,
     sessions: bool,
-    declared: usize,
+    /// For each asked measure, its slot in a stored row's states: none for
+    /// `count()` (the row's count) and for the session measures.
+    slots: Vec<Option<usize>>,
     index: HashMap<Vec<GroupPart<'s>>, usize, foldhash::fast::RandomState>,
     accumulators: Vec<Aggregates>,
     group: Vec<GroupPart<'s>>,
@@ -351,7 +353,13 @@ impl<'q, 's> Groups<'q, 's> {
                 .map(|i| measure::measure(metric, *i))
                 .collect(),
             sessions: metric.window.is_session() && !q.late,
-            declared: metric.measures.len(),
+            slots: {
+                let stored = stored_slots(metric.measures.iter().map(|m| &m.kind));
+                q.measures
+                    .iter()
+                    .map(|i| stored.get(*i).copied().flatten())
+                    .collect()
+            },
             index: HashMap::default(),
             accumulators: Vec::new(),
             group: Vec::new(),
@@ -365,7 +373,7 @@ impl<'q, 's> Groups<'q, 's> {
         if from >= to {
             return;
         }
-        let (q, as_of, sessions, declared) = (self.q, self.as_of, self.sessions, self.declared);
+        let (q, as_of, sessions) = (self.q, self.as_of, self.sessions);
         cursor.seek_key(
             storage,
             &RollupKey {
@@ -425,16 +433,15 @@ impl<'q, 's> Groups<'q, 's> {
                             }
                         };
                         let acc = &mut self.accumulators[at];
+                        let slots = &self.slots;
                         cursor.rewind_vals(storage);
                         while cursor.val_valid(storage) {
                             cursor.map_times(storage, |time, diff| {
                                 if *time <= as_of {
                                     acc.count += diff.count;
                                     // A retraction carries no measures (see `render::retraction`).
-                                    for (state, i) in acc.measures.iter_mut().zip(&q.measures) {
-                                        if let Some(m) =
-                                            diff.measures.get(*i).filter(|_| *i < declared)
-                                        {
+                                    for (state, slot) in acc.measures.iter_mut().zip(slots) {
+                                        if let Some(m) = slot.and_then(|s| diff.measures.get(s)) {
                                             state.merge(m);
                                         }
                                     }

@@ -59,7 +59,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Capability, Concat, OkErr};
 
-use crate::aggregate::{Aggregates, MeasureState, States};
+use crate::aggregate::{keeps_state, Aggregates, MeasureState, States};
 use crate::rollup::{Dims, RollupKey};
 
 /// One rollup update, as the ingest dataflow carries it.
@@ -68,7 +68,8 @@ type Update = (RollupKey, u64, Aggregates);
 /// One epoch's updates of session metrics, with a capability to send at it.
 type Stashed = (Capability<u64>, Vec<(RollupKey, Aggregates)>);
 
-/// An empty row of `metric`: its measures, and a span for a session metric.
+/// An empty stored row of `metric`: the states of its measures that keep
+/// one (see [`Aggregates`]), and a span for a session metric.
 pub fn empty_row(metric: &MetricPlan) -> Aggregates {
     let span = metric.window.is_session().then(MeasureState::empty_span);
     Aggregates {
@@ -77,6 +78,7 @@ pub fn empty_row(metric: &MetricPlan) -> Aggregates {
         measures: metric
             .measures
             .iter()
+            .filter(|m| keeps_state(&m.kind))
             .map(|m| MeasureState::empty(&m.kind))
             .chain(span)
             .collect(),
@@ -425,8 +427,10 @@ mod tests {
     fn piece(plan: &Plan, u: i64, ts: i64) -> (RollupKey, Aggregates) {
         let mut row = empty_row(&plan.metrics[0]);
         row.count = 1;
-        row.measures[1].add_number((ts % 7) as f64);
-        row.measures[2].add_time(ts);
+        // The sum's state, then the span: `count()` keeps none.
+        assert_eq!(row.measures.len(), 2);
+        row.measures[0].add_number((ts % 7) as f64);
+        row.measures[1].add_time(ts);
         let key = RollupKey {
             metric: 0,
             bucket: ts.div_euclid(GAP) * GAP,
@@ -451,7 +455,7 @@ mod tests {
             .filter(|(_, r)| r.count != 0)
             .map(|(k, r)| {
                 let Value::Int(u) = k.dims[1] else { panic!() };
-                let MeasureState::Sum(total) = r.measures[1] else {
+                let MeasureState::Sum(total) = r.measures[0] else {
                     panic!()
                 };
                 let (first, last) = span(&r).unwrap();

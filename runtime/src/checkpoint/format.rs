@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! bytes 0..8    magic "SFSHARD\n"
-//! bytes 8..12   format version, u32 little-endian (now 4; 1 to 3 are still read)
+//! bytes 8..12   format version, u32 little-endian (now 5; 1 to 4 are still read)
 //! bytes 12..20  body length n, u64 little-endian
 //! bytes 20..    body: the `Shard` in bincode 1 with variable-length
 //!               integers (formats 1 and 2: fixed-width integers)
@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use bincode::Options;
 use serde::{Deserialize, Serialize};
-use statflow_dataflow::aggregate::Aggregates;
+use statflow_dataflow::aggregate::{Aggregates, MeasureState};
 use statflow_dataflow::backfill::BackfillOrder;
 use statflow_dataflow::ingest::{Resume, SourcePositions};
 use statflow_dataflow::rollup::RollupKey;
@@ -29,11 +29,13 @@ use statflow_dataflow::rollup::RollupKey;
 use super::{folder, shard_file, write_atomically_with};
 
 /// The shard format version; bumped whenever the layout or the body changes.
-/// Format 4 adds each source's counts (records, errors, late events, the
+/// Format 5 stores rows without a state for `count()` measures (the row's
+/// event count is theirs; see [`Aggregates`]), and formats 1 to 4 are read
+/// by leaving those states out. Format 4 adds each source's counts (records, errors, late events, the
 /// dead-letter file's length) to format 3; format 3 encodes integers by
 /// their size (bincode's varint), in about half the bytes of format 2 for
 /// the same rows; format 2 added backfills to format 1.
-pub const FORMAT: u32 = 4;
+pub const FORMAT: u32 = 5;
 
 /// The body's encoding in [`FORMAT`]: variable-length integers, little-endian.
 fn encoding() -> impl Options {
@@ -353,8 +355,20 @@ pub fn read_shard(path: &Path) -> Result<Shard, CheckpointError> {
         return Err(corrupt("its checksum does not match".into()));
     }
     let undecodable = |e: bincode::Error| corrupt(format!("its body does not decode: {e}"));
+    if version == FORMAT {
+        return encoding().deserialize(body).map_err(undecodable);
+    }
+    let mut shard = read_older(version, body).map_err(undecodable)?;
+    for (_, row) in &mut shard.rows {
+        row.measures.retain(|s| !matches!(s, MeasureState::Count));
+    }
+    Ok(shard)
+}
+
+/// A shard body of an older format, its rows as that format stored them.
+fn read_older(version: u32, body: &[u8]) -> Result<Shard, bincode::Error> {
     if version == 1 {
-        let v1: ShardV1 = bincode::deserialize(body).map_err(undecodable)?;
+        let v1: ShardV1 = bincode::deserialize(body)?;
         return Ok(Shard {
             epoch: v1.epoch,
             worker: v1.worker,
@@ -368,25 +382,29 @@ pub fn read_shard(path: &Path) -> Result<Shard, CheckpointError> {
     }
     if version == 2 {
         // Format 2: format 3's fields with fixed-width integers.
-        let v2: ShardV3 = bincode::deserialize(body).map_err(undecodable)?;
+        let v2: ShardV3 = bincode::deserialize(body)?;
         return Ok(v2.into());
     }
     if version == 3 {
-        let v3: ShardV3 = encoding().deserialize(body).map_err(undecodable)?;
+        let v3: ShardV3 = encoding().deserialize(body)?;
         return Ok(v3.into());
     }
-    encoding().deserialize(body).map_err(undecodable)
+    // Format 4: format 5's fields.
+    encoding().deserialize(body)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use statflow_dataflow::aggregate::Fixed;
     use statflow_dataflow::value::Value;
-    use statflow_dsl::MeasureKind;
 
     fn shard() -> Shard {
-        let mut row = Aggregates::empty(&[MeasureKind::Count]);
-        row.count = 3;
+        // A row of `count()` and `sum(...)`: a state for the sum only.
+        let row = Aggregates {
+            count: 3,
+            measures: vec![MeasureState::Sum(Fixed::from(7_000_000_000i128))].into(),
+        };
         Shard {
             epoch: 99,
             worker: 1,
@@ -516,6 +534,23 @@ mod tests {
         let path = dir.path().join("format-3.shard");
         std::fs::write(&path, file_of(3, &encoding().serialize(&body).unwrap())).unwrap();
         assert_eq!(read_shard(&path).unwrap(), old);
+    }
+
+    #[test]
+    fn a_format_4_shard_reads_back_without_count_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = shard();
+        let mut old = whole.clone();
+        for (_, row) in &mut old.rows {
+            row.measures.insert(0, MeasureState::Count);
+        }
+        let path = dir.path().join("format-4.shard");
+        std::fs::write(&path, file_of(4, &encoding().serialize(&old).unwrap())).unwrap();
+        assert_eq!(read_shard(&path).unwrap(), whole);
+        // Format 5 reads its rows as they are.
+        write_shard(dir.path(), 990, &old).unwrap();
+        let five = read_shard(&folder(dir.path(), 990).join(shard_file(1))).unwrap();
+        assert_eq!(five, old);
     }
 
     #[test]
