@@ -9,12 +9,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use statflow::dataflow::measure::{MeasureRef, SessionMeasure};
 use statflow::dataflow::query::{Cell, Column, Filter, GroupKey, OrderBy, Query};
+use statflow::dataflow::query_cache::CacheCounters;
 use statflow::dataflow::timebucket;
 use statflow::dataflow::value::Value;
 use statflow::dsl::{MeasureKind, Plan, Window};
@@ -1122,6 +1124,81 @@ fn sessions_are_the_same_whatever_the_arrival_order() {
 
 /// Reading while events still arrive: every answer is a consistent cut, so
 /// counts only grow between answers and the last answer is exact.
+/// The query cache gives a worker's groups of an hour again only while no
+/// update has reached that hour: the same queries, asked over and over
+/// while out-of-order and late events keep landing in hours already
+/// given, end at the truth, and the cache both gave hours and dropped
+/// hours that events reached after it kept them.
+#[test]
+fn cached_hours_are_dropped_when_events_reach_them() {
+    let (events, lines) = events(23, 20_000);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let plan = statflow::dsl::compile(TOPOLOGY, Some(dir.path()))
+        .plan
+        .unwrap();
+    let config = EngineConfig {
+        workers: 2,
+        epoch_interval: std::time::Duration::from_millis(5),
+        epoch_records: 200,
+        batch: 50,
+        dead_letter_dir: dir.path().join("dead"),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(plan.clone(), config, statflow::runtime::source::readers()).unwrap();
+    let hourly = |late: bool, filter: Option<Filter>, group_by: Vec<GroupKey>| Query {
+        group_by,
+        granularity_ms: Some(3_600_000),
+        filter,
+        late,
+        ..base(0, &plan)
+    };
+    let shapes = [
+        hourly(false, None, vec![GroupKey::Time]),
+        hourly(true, None, vec![GroupKey::Time]),
+        hourly(
+            false,
+            Some(Filter::Regex(1, "task|bonus".into())),
+            vec![GroupKey::Dimension(1), GroupKey::Time],
+        ),
+        // Whole hours without time buckets: one total per hour, merged.
+        Query {
+            from_ms: T0,
+            to_ms: T0 + 12 * 3_600_000,
+            ..base(0, &plan)
+        },
+    ];
+    while !engine.shared().done() {
+        for q in &shapes {
+            engine.query_blocking(q.clone()).unwrap();
+        }
+    }
+    for (i, q) in shapes.iter().enumerate() {
+        // Twice: once as the cache has it at the end of ingest, once more
+        // when every hour is kept.
+        check(&plan, &engine, q.clone(), &events, &format!("shape {i}"));
+        check(
+            &plan,
+            &engine,
+            q.clone(),
+            &events,
+            &format!("shape {i}, again"),
+        );
+    }
+    let counted = |f: fn(&CacheCounters) -> &AtomicU64| -> u64 {
+        engine
+            .shared()
+            .workers
+            .iter()
+            .map(|w| f(&w.query_cache).load(Ordering::Relaxed))
+            .sum()
+    };
+    let (hits, invalidated) = (counted(|c| &c.hits), counted(|c| &c.invalidated));
+    assert!(hits > 0, "the cache gave no hour");
+    assert!(invalidated > 0, "no event reached a kept hour");
+}
+
 #[test]
 fn answers_during_ingest_grow_to_the_truth() {
     let (events, lines) = events(11, 20_000);

@@ -30,7 +30,7 @@ pub const HOUR_MS: i64 = 3_600_000;
 
 /// Set in a key's `metric` on an update meant for the hourly rollup only:
 /// the retraction of a whole hourly row.
-const HOURLY_ONLY: u32 = 1 << 31;
+pub const HOURLY_ONLY: u32 = 1 << 31;
 
 /// True when `metric` keeps hourly rows: tumbling windows shorter than an
 /// hour that divide it. Hopping and session windows do not (a pane of

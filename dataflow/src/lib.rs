@@ -11,6 +11,7 @@ pub mod hourly;
 pub mod ingest;
 pub mod measure;
 pub mod query;
+pub mod query_cache;
 pub mod render;
 pub mod rollup;
 pub mod scan;

@@ -1,6 +1,8 @@
 //! Renders a plan's ingest side on one worker: every source's ingest
 //! operator, exchanged by rollup key into one arrangement.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use differential_dataflow::operators::arrange::Arranged;
@@ -8,13 +10,14 @@ use differential_dataflow::AsCollection;
 use differential_dataflow::VecCollection;
 use statflow_dsl::Plan;
 use timely::dataflow::operators::vec::{Map, Partition};
-use timely::dataflow::operators::{Probe, ToStream};
+use timely::dataflow::operators::{Inspect, Probe, ToStream};
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 use timely::worker::Worker;
 
 use crate::aggregate::{Aggregates, States};
 use crate::hourly;
 use crate::ingest::{ingest, EpochClock, IngestSpec};
+use crate::query_cache::Touches;
 use crate::rollup::RollupKey;
 use crate::scan::{RollupBatcher, RollupTrace};
 
@@ -32,6 +35,9 @@ pub struct Rendered {
     /// rows (see [`retraction`] and [`crate::hourly::retraction_key`]) and
     /// backfilled rows. The worker loop advances it with the epoch clock.
     pub updates: InputHandleVec<u64, (RollupKey, u64, Aggregates)>,
+    /// Which hours of which metrics the arrangements' batches have
+    /// touched, for the query cache (see [`crate::query_cache`]).
+    pub touches: Rc<RefCell<Touches>>,
 }
 
 /// The partitions of the rollup's input: the rollup and the hourly rollup.
@@ -63,6 +69,12 @@ pub fn render_ingest(
     hourly_rollups: bool,
 ) -> Rendered {
     let mut updates = InputHandleVec::new();
+    let touches = Rc::new(RefCell::new(Touches::default()));
+    // Every batch an arrangement accepts is noted before queries can read it.
+    let noting = |touches: &Rc<RefCell<Touches>>| {
+        let touches = Rc::clone(touches);
+        move |span: &_| touches.borrow_mut().note(span)
+    };
     worker.dataflow_named("Ingest", |scope| {
         let mut parts: Vec<VecCollection<'_, u64, RollupKey, Aggregates>> = Vec::new();
         parts.push(updates.to_stream(scope).as_collection());
@@ -82,12 +94,13 @@ pub fn render_ingest(
         let probe = ProbeHandle::new();
         if !hourly_rollups {
             let arranged = arrange(all, "Rollup");
-            arranged.stream.probe_with(&probe);
+            arranged.stream.inspect(noting(&touches)).probe_with(&probe);
             return Rendered {
                 trace: arranged.trace,
                 hourly: None,
                 probe,
                 updates,
+                touches,
             };
         }
         // Each update to the rollup, the hourly rollup, or both.
@@ -108,13 +121,14 @@ pub fn render_ingest(
         };
         let arranged = arrange(rows, "Rollup");
         let hours = arrange(hours, "HourlyRollup");
-        arranged.stream.probe_with(&probe);
-        hours.stream.probe_with(&probe);
+        arranged.stream.inspect(noting(&touches)).probe_with(&probe);
+        hours.stream.inspect(noting(&touches)).probe_with(&probe);
         Rendered {
             trace: arranged.trace,
             hourly: Some(hours.trace),
             probe,
             updates,
+            touches,
         }
     })
 }

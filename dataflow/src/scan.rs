@@ -26,6 +26,7 @@ use crate::chunked::{ChunkedBatcher, ChunkedSpine};
 use crate::hourly;
 use crate::measure::{self, MeasureRef};
 use crate::query::{Answer, AsOf, Cell, Column, Filter, GroupKey, Query, SourceMark};
+use crate::query_cache::{QueryCache, Touches};
 use crate::rollup::{Dims, RollupKey};
 use crate::session;
 use crate::timebucket;
@@ -235,6 +236,10 @@ pub struct Traces {
     /// The same rows merged into hours (see [`crate::hourly`]), unless
     /// the engine keeps none.
     pub hourly: Option<Rc<RefCell<RollupTrace>>>,
+    /// The hours the rollups' batches have touched.
+    pub touches: Rc<RefCell<Touches>>,
+    /// This worker's kept hours (see [`crate::query_cache`]).
+    pub cache: Rc<RefCell<QueryCache>>,
 }
 
 /// The batches of `trace` holding every update up to `as_of`, or `None`
@@ -295,17 +300,85 @@ fn scan(plan: &Plan, traces: &Traces, msg: &QueryMsg, report: WorkerReport) -> P
     };
     let (mut rows, storage) = cursor_list(batches);
     let (mut hourly_rows, hourly_storage) = cursor_list(hourly_batches);
+    let hours = hours.map(|(range, _)| range);
+    let cached = matches!(metric.window, Window::Tumbling { .. })
+        .then(|| whole_hours(shape.from, shape.to))
+        .flatten()
+        .filter(|_| traces.cache.borrow().enabled())
+        .zip(cache_key(q));
     let mut groups = Groups::new(plan, q, &shape, msg.as_of);
-    match hours {
-        Some(((first, end), _)) => {
-            groups.read(&mut rows, &storage, shape.scan_from, first);
-            groups.read(&mut hourly_rows, &hourly_storage, first, end);
-            groups.read(&mut rows, &storage, end, shape.scan_to);
+    let Some(((first, end), key)) = cached else {
+        match hours {
+            Some((first, end)) => {
+                groups.read(&mut rows, &storage, shape.scan_from, first);
+                groups.read(&mut hourly_rows, &hourly_storage, first, end);
+                groups.read(&mut rows, &storage, end, shape.scan_to);
+            }
+            None => groups.read(&mut rows, &storage, shape.scan_from, shape.scan_to),
         }
-        None => groups.read(&mut rows, &storage, shape.scan_from, shape.scan_to),
+        partial.groups = groups.finish();
+        return partial;
+    };
+    // Whole hours come from the cache when it has them right, else from the
+    // rows (the hourly rows when the query can use them), and are kept;
+    // the ragged ends are read every time. Rows are read in key order, as a
+    // cursor only moves forward. The home worker merges groups of one key
+    // from several hours.
+    groups.read(&mut rows, &storage, shape.scan_from, first);
+    let stored = groups.stored;
+    let mut out = Vec::new();
+    let mut hour = first;
+    while hour < end {
+        let newest = traces.touches.borrow().newest(stored, hour);
+        let mut cache = traces.cache.borrow_mut();
+        if let Some(kept) = cache.get(&key, hour, newest, msg.as_of) {
+            out.extend(kept.iter().cloned());
+        } else {
+            let mut fresh = Groups::new(plan, q, &shape, msg.as_of);
+            let next = hour + hourly::HOUR_MS;
+            match hours {
+                Some((f, e)) if f <= hour && next <= e => {
+                    fresh.read(&mut hourly_rows, &hourly_storage, hour, next)
+                }
+                _ => fresh.read(&mut rows, &storage, hour, next),
+            }
+            let fresh = fresh.finish();
+            out.extend(fresh.iter().cloned());
+            cache.put(&key, hour, msg.as_of, fresh);
+        }
+        hour += hourly::HOUR_MS;
     }
-    partial.groups = groups.finish();
+    groups.read(&mut rows, &storage, end, shape.scan_to);
+    out.extend(groups.finish());
+    partial.groups = out;
     partial
+}
+
+/// The most hours of one query the cache keeps (about three years).
+const MAX_CACHED_HOURS: i64 = 24 * 366 * 3;
+
+/// The whole hours `[first, end)` within `[from, to)`, if there are any and
+/// not more than [`MAX_CACHED_HOURS`].
+fn whole_hours(from: i64, to: i64) -> Option<(i64, i64)> {
+    let (first, end) = (hourly::ceil_hour(from), hourly::floor_hour(to));
+    let hours = end.saturating_sub(first) / hourly::HOUR_MS;
+    (first < end && hours <= MAX_CACHED_HOURS).then_some((first, end))
+}
+
+/// What the cache knows a query by: everything but its time range, order
+/// and limit, which do not change the groups of an hour (the home worker
+/// orders and cuts the merged answer).
+fn cache_key(q: &Query) -> Option<Vec<u8>> {
+    let shape = (
+        q.metric,
+        q.late,
+        &q.filter,
+        &q.group_by,
+        q.granularity_ms,
+        &q.time_zone,
+        &q.measures,
+    );
+    bincode::serialize(&shape).ok()
 }
 
 /// The groups of one query on one worker, filled from runs of rows.

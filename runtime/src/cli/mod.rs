@@ -229,6 +229,10 @@ pub struct RunArgs {
     /// more ingest CPU and memory (see the book's Performance page).
     #[arg(long)]
     pub hourly_rollups: bool,
+    /// MiB each worker may keep of queries' whole hours, given again while
+    /// no event reaches them; 0 turns the query cache off.
+    #[arg(long, default_value_t = 32)]
+    pub query_cache_mib: usize,
     /// How log lines look: `human` (coloured on a terminal) or `json`, one
     /// object per line for log collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]

@@ -64,6 +64,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ..CheckpointConfig::under(&args.state_dir, args.checkpoint_interval)
         }),
         hourly_rollups: args.hourly_rollups,
+        query_cache_bytes: args.query_cache_mib.saturating_mul(1 << 20),
         ..EngineConfig::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use statflow_dataflow::ingest::{RecordReader, Resume, SourceStats};
 use statflow_dataflow::query::{Answer, Query};
+use statflow_dataflow::query_cache::CacheCounters;
 use statflow_dataflow::scan::{Outcome, Request, WorkerReport};
 use statflow_dsl::{Plan, SourcePlan};
 
@@ -52,7 +53,14 @@ pub struct EngineConfig {
     /// default: in the e2e benchmark they halved a 24-hour query's time but
     /// cost half as much ingest CPU again and a third more memory.
     pub hourly_rollups: bool,
+    /// Bytes each worker may keep of queries' whole hours, given again
+    /// while no update reaches them (see `statflow_dataflow::query_cache`);
+    /// 0 keeps none.
+    pub query_cache_bytes: usize,
 }
+
+/// Each worker's query cache unless configured otherwise: 32 MiB.
+pub const QUERY_CACHE_BYTES: usize = 32 << 20;
 
 /// One process of a cluster: every process runs the same plan with the same
 /// number of workers, and finds the others at `addresses`.
@@ -77,6 +85,7 @@ impl Default for EngineConfig {
             checkpoints: None,
             retention_period: Duration::from_secs(5),
             hourly_rollups: false,
+            query_cache_bytes: QUERY_CACHE_BYTES,
         }
     }
 }
@@ -178,6 +187,8 @@ pub struct WorkerShared {
     /// Each metric's rows and their size in this worker's shard, by plan
     /// index, as last measured (every [`FOOTPRINT_EVERY`]).
     pub footprint: Mutex<Vec<statflow_dataflow::snapshot::Footprint>>,
+    /// What this worker's query cache did.
+    pub query_cache: Arc<CacheCounters>,
 }
 
 /// How often each worker measures its metrics' rows and bytes: a walk over
@@ -362,6 +373,7 @@ impl Engine {
                     complete: AtomicU64::new(0),
                     finished_at: AtomicU64::new(u64::MAX),
                     footprint: Mutex::new(Vec::new()),
+                    query_cache: Arc::default(),
                 })
                 .collect(),
             shutdown: AtomicBool::new(false),

@@ -12,6 +12,7 @@ use differential_dataflow::trace::TraceReader;
 use statflow_dataflow::ingest::{
     DeadLetters, EpochClock, IngestSpec, PositionLog, RecordReader, Resume, SourceStats,
 };
+use statflow_dataflow::query_cache::QueryCache;
 use statflow_dataflow::render::{render_ingest, retraction};
 use statflow_dataflow::scan::{
     query_dataflow, Finished, Outcome, QueryMsg, Request, SourceReport, Traces, WorkerReport,
@@ -177,6 +178,11 @@ pub(super) fn run(
         Traces {
             rollup: Rc::clone(&trace),
             hourly: hourly.clone(),
+            touches: rendered.touches,
+            cache: Rc::new(RefCell::new(QueryCache::new(
+                config.query_cache_bytes,
+                Arc::clone(&me.query_cache),
+            ))),
         },
         report,
         Rc::clone(&finished),
