@@ -282,4 +282,11 @@ async fn query_and_response_counters_move_as_queries_flow() {
         moved("statflow_http_responses_total", &[("status", "404")]),
         1.0
     );
+    // The good query is one whole hour: its one worker read it from its
+    // rows at least once, and gave or read it every time.
+    assert_eq!(after.kind("statflow_query_cache_hours_total"), "counter");
+    let hours = |outcome| moved("statflow_query_cache_hours_total", &[("outcome", outcome)]);
+    assert!(hours("miss") >= 1.0, "{}", hours("miss"));
+    assert_eq!(hours("hit") + hours("miss"), 3.0);
+    assert!(hours("invalidated") <= hours("miss"));
 }

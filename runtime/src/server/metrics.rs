@@ -217,6 +217,13 @@ fn engine_registry(shared: &Shared, now_ms: i64) -> Result<Registry, prometheus:
         "statflow_evicted_rows_total",
         "Rollup rows retracted because they passed their metric's retention.",
     )?;
+    let cache = IntCounterVec::new(
+        Opts::new(
+            "statflow_query_cache_hours_total",
+            "Whole hours of queries a worker gave from its query cache (hit), read from its rows (miss), or dropped from the cache because events reached them (invalidated).",
+        ),
+        &["outcome", "worker"],
+    )?;
     let info = IntGaugeVec::new(
         Opts::new(
             "statflow_process_info",
@@ -261,6 +268,16 @@ fn engine_registry(shared: &Shared, now_ms: i64) -> Result<Registry, prometheus:
         epoch_open
             .with_label_values(&[index.as_str()])
             .set(clamp(worker.epoch.load(Ordering::Relaxed)));
+        let c = &worker.query_cache;
+        for (outcome, n) in [
+            ("hit", &c.hits),
+            ("miss", &c.misses),
+            ("invalidated", &c.invalidated),
+        ] {
+            cache
+                .with_label_values(&[outcome, index.as_str()])
+                .inc_by(n.load(Ordering::Relaxed));
+        }
     }
     for (j, source) in shared.plan.sources.iter().enumerate() {
         let done = shared
@@ -318,6 +335,7 @@ fn engine_registry(shared: &Shared, now_ms: i64) -> Result<Registry, prometheus:
     registry.register(Box::new(evicted))?;
     registry.register(Box::new(rows))?;
     registry.register(Box::new(row_bytes))?;
+    registry.register(Box::new(cache))?;
     Ok(registry)
 }
 
