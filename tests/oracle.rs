@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use statflow::dataflow::measure::{MeasureRef, SessionMeasure};
 use statflow::dataflow::query::{Cell, Column, Filter, GroupKey, OrderBy, Query};
-use statflow::dataflow::query_cache::CacheCounters;
+use statflow::dataflow::query_cache::CacheShared;
 use statflow::dataflow::timebucket;
 use statflow::dataflow::value::Value;
 use statflow::dsl::{MeasureKind, Plan, Window};
@@ -1186,7 +1186,7 @@ fn cached_hours_are_dropped_when_events_reach_them() {
             &format!("shape {i}, again"),
         );
     }
-    let counted = |f: fn(&CacheCounters) -> &AtomicU64| -> u64 {
+    let counted = |f: fn(&CacheShared) -> &AtomicU64| -> u64 {
         engine
             .shared()
             .workers

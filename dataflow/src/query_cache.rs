@@ -22,13 +22,13 @@
 //! reaches into buckets past its hour and a query's range cuts them.
 //!
 //! The cache is bounded by the bytes its groups hold, as [`bytes_of`]
-//! reckons them ([`QueryCache::new`]); the least recently used hours go
-//! first. Each worker has its own: nothing is
+//! reckons them ([`CacheShared::capacity`], which may change while it
+//! runs); the least recently used hours go first. Each worker has its own: nothing is
 //! shared between threads or processes, and nothing is written to disk
 //! (a restarted worker starts empty).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use differential_dataflow::trace::cursor::Cursor;
@@ -85,9 +85,14 @@ impl Touches {
     }
 }
 
-/// What the cache did, for `/metrics` and tests.
+/// What a worker's cache shares with the rest of its process: its bound,
+/// and what it did (for `/metrics` and tests).
 #[derive(Debug, Default)]
-pub struct CacheCounters {
+pub struct CacheShared {
+    /// The most bytes the cache holds; 0 keeps nothing and reads every
+    /// query from the rows. Read at every query, so it can be changed
+    /// while the engine runs (the benchmarks time queries both ways).
+    pub capacity: AtomicUsize,
     /// Hours given from the cache.
     pub hits: AtomicU64,
     /// Hours read from the rows, kept or not.
@@ -109,29 +114,32 @@ struct Kept {
 
 /// A worker's kept hours, by query shape and hour.
 pub struct QueryCache {
-    /// The most bytes held at once; 0 keeps nothing.
-    capacity: usize,
     held: usize,
     clock: u64,
     kept: HashMap<(Vec<u8>, i64), Kept>,
-    counters: Arc<CacheCounters>,
+    shared: Arc<CacheShared>,
 }
 
 impl QueryCache {
-    /// A cache holding at most `capacity` bytes (0: none), counting into `counters`.
-    pub fn new(capacity: usize, counters: Arc<CacheCounters>) -> Self {
+    /// An empty cache bounded and counted by `shared`.
+    pub fn new(shared: Arc<CacheShared>) -> Self {
         QueryCache {
-            capacity,
             held: 0,
             clock: 0,
             kept: HashMap::new(),
-            counters,
+            shared,
         }
     }
 
-    /// Whether the cache keeps anything at all.
-    pub fn enabled(&self) -> bool {
-        self.capacity > 0
+    /// Whether the cache keeps anything at all; when it is turned off, it
+    /// lets go of what it kept.
+    pub fn enabled(&mut self) -> bool {
+        let on = self.shared.capacity.load(Relaxed) > 0;
+        if !on && !self.kept.is_empty() {
+            self.kept = HashMap::new();
+            self.held = 0;
+        }
+        on
     }
 
     /// The groups kept for `shape` in `hour`, if they are what a read at
@@ -152,7 +160,7 @@ impl QueryCache {
         match valid {
             Some(true) => {
                 self.clock += 1;
-                self.counters.hits.fetch_add(1, Relaxed);
+                self.shared.hits.fetch_add(1, Relaxed);
                 let kept = self.kept.get_mut(&key)?;
                 kept.used = self.clock;
                 Some(&kept.groups)
@@ -161,12 +169,12 @@ impl QueryCache {
                 if let Some(stale) = self.kept.remove(&key) {
                     self.held -= stale.bytes;
                 }
-                self.counters.invalidated.fetch_add(1, Relaxed);
-                self.counters.misses.fetch_add(1, Relaxed);
+                self.shared.invalidated.fetch_add(1, Relaxed);
+                self.shared.misses.fetch_add(1, Relaxed);
                 None
             }
             None => {
-                self.counters.misses.fetch_add(1, Relaxed);
+                self.shared.misses.fetch_add(1, Relaxed);
                 None
             }
         }
@@ -175,11 +183,12 @@ impl QueryCache {
     /// Keeps `groups`, read at `epoch`, for `shape` in `hour`, making room
     /// by dropping the least recently used hours.
     pub fn put(&mut self, shape: &[u8], hour: i64, epoch: u64, groups: Groups) {
+        let capacity = self.shared.capacity.load(Relaxed);
         let bytes = bytes_of(&groups) + shape.len();
-        if bytes > self.capacity {
+        if bytes > capacity {
             return;
         }
-        while self.held + bytes > self.capacity {
+        while self.held + bytes > capacity {
             let Some(oldest) = self
                 .kept
                 .iter()
@@ -243,6 +252,12 @@ pub fn bytes_of(groups: &Groups) -> usize {
 mod tests {
     use super::*;
 
+    fn shared(capacity: usize) -> Arc<CacheShared> {
+        let shared = CacheShared::default();
+        shared.capacity.store(capacity, Relaxed);
+        Arc::new(shared)
+    }
+
     fn groups(n: i64) -> Groups {
         (0..n)
             .map(|i| {
@@ -259,8 +274,8 @@ mod tests {
 
     #[test]
     fn a_kept_hour_is_given_until_an_update_reaches_it() {
-        let counters = Arc::new(CacheCounters::default());
-        let mut cache = QueryCache::new(1 << 20, Arc::clone(&counters));
+        let counters = shared(1 << 20);
+        let mut cache = QueryCache::new(Arc::clone(&counters));
         assert!(cache.get(b"q", 0, None, 5).is_none(), "nothing kept yet");
         cache.put(b"q", 0, 5, groups(3));
         // No update since it was read: given, at that epoch and later ones.
@@ -284,7 +299,7 @@ mod tests {
     fn the_least_recently_used_hours_make_room() {
         // Room for two hours of two groups.
         let two = bytes_of(&groups(2)) + 1;
-        let mut cache = QueryCache::new(2 * two + 1, Arc::default());
+        let mut cache = QueryCache::new(shared(2 * two + 1));
         cache.put(b"q", 0, 1, groups(2));
         cache.put(b"q", 1, 1, groups(2));
         assert!(cache.get(b"q", 0, None, 1).is_some());
@@ -297,9 +312,13 @@ mod tests {
         // More than the whole cache holds is not kept.
         cache.put(b"q", 3, 1, groups(6));
         assert!(cache.get(b"q", 3, None, 1).is_none());
-        let mut off = QueryCache::new(0, Arc::default());
+        let mut off = QueryCache::new(shared(0));
         assert!(!off.enabled());
         off.put(b"q", 0, 1, groups(1));
         assert!(off.get(b"q", 0, None, 1).is_none());
+        // Turned off while it runs: it lets go of what it kept.
+        cache.shared.capacity.store(0, Relaxed);
+        assert!(!cache.enabled());
+        assert_eq!((cache.held, cache.kept.len()), (0, 0));
     }
 }

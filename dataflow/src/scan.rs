@@ -304,7 +304,7 @@ fn scan(plan: &Plan, traces: &Traces, msg: &QueryMsg, report: WorkerReport) -> P
     let cached = matches!(metric.window, Window::Tumbling { .. })
         .then(|| whole_hours(shape.from, shape.to))
         .flatten()
-        .filter(|_| traces.cache.borrow().enabled())
+        .filter(|_| traces.cache.borrow_mut().enabled())
         .zip(cache_key(q));
     let mut groups = Groups::new(plan, q, &shape, msg.as_of);
     let Some(((first, end), key)) = cached else {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use statflow_dataflow::ingest::{RecordReader, Resume, SourceStats};
 use statflow_dataflow::query::{Answer, Query};
-use statflow_dataflow::query_cache::CacheCounters;
+use statflow_dataflow::query_cache::CacheShared;
 use statflow_dataflow::scan::{Outcome, Request, WorkerReport};
 use statflow_dsl::{Plan, SourcePlan};
 
@@ -187,8 +187,8 @@ pub struct WorkerShared {
     /// Each metric's rows and their size in this worker's shard, by plan
     /// index, as last measured (every [`FOOTPRINT_EVERY`]).
     pub footprint: Mutex<Vec<statflow_dataflow::snapshot::Footprint>>,
-    /// What this worker's query cache did.
-    pub query_cache: Arc<CacheCounters>,
+    /// This worker's query cache's bound and what it did.
+    pub query_cache: Arc<CacheShared>,
 }
 
 /// How often each worker measures its metrics' rows and bytes: a walk over
@@ -373,7 +373,10 @@ impl Engine {
                     complete: AtomicU64::new(0),
                     finished_at: AtomicU64::new(u64::MAX),
                     footprint: Mutex::new(Vec::new()),
-                    query_cache: Arc::default(),
+                    query_cache: Arc::new(CacheShared {
+                        capacity: AtomicUsize::new(config.query_cache_bytes),
+                        ..CacheShared::default()
+                    }),
                 })
                 .collect(),
             shutdown: AtomicBool::new(false),

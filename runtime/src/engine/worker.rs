@@ -179,10 +179,7 @@ pub(super) fn run(
             rollup: Rc::clone(&trace),
             hourly: hourly.clone(),
             touches: rendered.touches,
-            cache: Rc::new(RefCell::new(QueryCache::new(
-                config.query_cache_bytes,
-                Arc::clone(&me.query_cache),
-            ))),
+            cache: Rc::new(RefCell::new(QueryCache::new(Arc::clone(&me.query_cache)))),
         },
         report,
         Rc::clone(&finished),
