@@ -21,6 +21,11 @@ export function h(tag, attrs = {}, ...children) {
 
 /** Replaces the children of `el`. */
 export function mount(el, ...children) {
+  // Removing a focused field fires its blur and change handlers, which may
+  // mount this same element again while it is being emptied (Chromium
+  // refuses that). Blur it first, so those handlers run before, not during.
+  const active = document.activeElement;
+  if (active && active !== document.body && el.contains(active)) active.blur();
   el.replaceChildren();
   for (const c of children.flat(Infinity)) if (c) el.append(c);
   return el;
