@@ -54,27 +54,25 @@ impl Touches {
     /// just accepted. A batch's updates are older than its upper bound; all
     /// are noted at the epoch just below it, never older than the update.
     pub fn note(&mut self, span: &SpanOf<RollupTrace>) {
-        {
-            let Some(batch) = &span.inner else { return };
-            let epoch = span
-                .desc
-                .upper()
-                .elements()
-                .iter()
-                .min()
-                .map_or(u64::MAX, |upper| upper.saturating_sub(1));
-            let mut cursor = batch.cursor();
-            let mut last = None;
-            while let Some(key) = cursor.get_key(batch) {
-                let at = (key.metric & !HOURLY_ONLY, floor_hour(key.bucket));
-                // Keys come sorted by metric, then pane: one lookup per hour.
-                if last != Some(at) {
-                    let newest = self.newest.entry(at).or_insert(epoch);
-                    *newest = (*newest).max(epoch);
-                    last = Some(at);
-                }
-                cursor.step_key(batch);
+        let Some(batch) = &span.inner else { return };
+        let epoch = span
+            .desc
+            .upper()
+            .elements()
+            .iter()
+            .min()
+            .map_or(u64::MAX, |upper| upper.saturating_sub(1));
+        let mut cursor = batch.cursor();
+        let mut last = None;
+        while let Some(key) = cursor.get_key(batch) {
+            let at = (key.metric & !HOURLY_ONLY, floor_hour(key.bucket));
+            // Keys come sorted by metric, then pane: one lookup per hour.
+            if last != Some(at) {
+                let newest = self.newest.entry(at).or_insert(epoch);
+                *newest = (*newest).max(epoch);
+                last = Some(at);
             }
+            cursor.step_key(batch);
         }
     }
 

@@ -298,9 +298,14 @@ fn scan(plan: &Plan, traces: &Traces, msg: &QueryMsg, report: WorkerReport) -> P
         },
         None => Vec::new(),
     };
-    let (mut rows, storage) = cursor_list(batches);
-    let (mut hourly_rows, hourly_storage) = cursor_list(hourly_batches);
-    let hours = hours.map(|(range, _)| range);
+    let (rows, rows_storage) = cursor_list(batches);
+    let (hourly, hourly_storage) = cursor_list(hourly_batches);
+    let shard = Shard {
+        rows: rows_storage,
+        hourly: hourly_storage,
+        hours: hours.map(|(range, _)| range),
+    };
+    let cursors = &mut (rows, hourly);
     let cached = matches!(metric.window, Window::Tumbling { .. })
         .then(|| whole_hours(shape.from, shape.to))
         .flatten()
@@ -308,50 +313,67 @@ fn scan(plan: &Plan, traces: &Traces, msg: &QueryMsg, report: WorkerReport) -> P
         .zip(cache_key(q));
     let mut groups = Groups::new(plan, q, &shape, msg.as_of);
     let Some(((first, end), key)) = cached else {
-        match hours {
-            Some((first, end)) => {
-                groups.read(&mut rows, &storage, shape.scan_from, first);
-                groups.read(&mut hourly_rows, &hourly_storage, first, end);
-                groups.read(&mut rows, &storage, end, shape.scan_to);
-            }
-            None => groups.read(&mut rows, &storage, shape.scan_from, shape.scan_to),
-        }
+        shard.read(cursors, &mut groups, shape.scan_from, shape.scan_to);
         partial.groups = groups.finish();
         return partial;
     };
     // Whole hours come from the cache when it has them right, else from the
-    // rows (the hourly rows when the query can use them), and are kept;
-    // the ragged ends are read every time. Rows are read in key order, as a
-    // cursor only moves forward. The home worker merges groups of one key
-    // from several hours.
-    groups.read(&mut rows, &storage, shape.scan_from, first);
+    // rows, and are kept; the ragged ends are read every time. Rows are
+    // read in key order, as a cursor only moves forward. The home worker
+    // merges groups of one key from several hours.
+    shard.read(cursors, &mut groups, shape.scan_from, first);
     let stored = groups.stored;
     let mut out = Vec::new();
-    let mut hour = first;
-    while hour < end {
+    for hour in (first..end).step_by(hourly::HOUR_MS as usize) {
         let newest = traces.touches.borrow().newest(stored, hour);
         let mut cache = traces.cache.borrow_mut();
         if let Some(kept) = cache.get(&key, hour, newest, msg.as_of) {
             out.extend(kept.iter().cloned());
-        } else {
-            let mut fresh = Groups::new(plan, q, &shape, msg.as_of);
-            let next = hour + hourly::HOUR_MS;
-            match hours {
-                Some((f, e)) if f <= hour && next <= e => {
-                    fresh.read(&mut hourly_rows, &hourly_storage, hour, next)
-                }
-                _ => fresh.read(&mut rows, &storage, hour, next),
-            }
-            let fresh = fresh.finish();
-            out.extend(fresh.iter().cloned());
-            cache.put(&key, hour, msg.as_of, fresh);
+            continue;
         }
-        hour += hourly::HOUR_MS;
+        let mut fresh = Groups::new(plan, q, &shape, msg.as_of);
+        shard.read(cursors, &mut fresh, hour, hour + hourly::HOUR_MS);
+        let fresh = fresh.finish();
+        out.extend(fresh.iter().cloned());
+        cache.put(&key, hour, msg.as_of, fresh);
     }
-    groups.read(&mut rows, &storage, end, shape.scan_to);
+    shard.read(cursors, &mut groups, end, shape.scan_to);
     out.extend(groups.finish());
     partial.groups = out;
     partial
+}
+
+/// A worker's shard as one query reads it: the rollup's batches, the
+/// hourly rollup's, and the whole hours `[first, end)` the query may read
+/// from the hourly rollup.
+struct Shard {
+    rows: RowStorage,
+    hourly: RowStorage,
+    hours: Option<(i64, i64)>,
+}
+
+impl Shard {
+    /// Merges the rows of panes in `[from, to)` into `groups` with
+    /// `cursors` (over the rollup and the hourly rollup): the hours the
+    /// hourly rollup may serve from there, the rest from the rollup.
+    /// Successive calls must move forward.
+    fn read<'s>(
+        &'s self,
+        (rows, hourly): &mut (RowCursor, RowCursor),
+        groups: &mut Groups<'_, 's>,
+        from: i64,
+        to: i64,
+    ) {
+        match self.hours {
+            Some((first, end)) if first < to && from < end => {
+                let (first, end) = (first.max(from), end.min(to));
+                groups.read(rows, &self.rows, from, first);
+                groups.read(hourly, &self.hourly, first, end);
+                groups.read(rows, &self.rows, end, to);
+            }
+            _ => groups.read(rows, &self.rows, from, to),
+        }
+    }
 }
 
 /// The most hours of one query the cache keeps (about three years).
