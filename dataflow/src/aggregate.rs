@@ -106,6 +106,10 @@ pub enum MeasureState {
     /// piece of one: kept after the declared measures of a session metric's
     /// rows, never asked for by name (see [`crate::session`]).
     Span(i64, i64),
+    /// A `distinct` state of a query's group once it is registers: only
+    /// [`MeasureState::merge_query`] makes one, and a stored row never holds
+    /// one (see [`crate::distinct::Registers`]).
+    Registers(crate::distinct::Registers),
 }
 
 /// Values for a quantile: exact while few, a DDSketch after.
@@ -236,7 +240,10 @@ impl MeasureState {
                 *n += 1;
             }
             MeasureState::Quantile(q) => q.insert(v),
-            MeasureState::Count | MeasureState::Distinct(_) | MeasureState::Span(..) => {}
+            MeasureState::Count
+            | MeasureState::Distinct(_)
+            | MeasureState::Span(..)
+            | MeasureState::Registers(_) => {}
         }
     }
 
@@ -249,7 +256,7 @@ impl MeasureState {
 
     /// Merges another state of the same measure into this one.
     pub fn merge(&mut self, other: &MeasureState) {
-        match (self, other) {
+        match (&mut *self, other) {
             (MeasureState::Sum(a), MeasureState::Sum(b)) => *a += b.get(),
             (MeasureState::Min(a), MeasureState::Min(b)) => *a = a.min(*b),
             (MeasureState::Max(a), MeasureState::Max(b)) => *a = a.max(*b),
@@ -258,12 +265,32 @@ impl MeasureState {
                 *n += m;
             }
             (MeasureState::Distinct(a), MeasureState::Distinct(b)) => a.merge(b),
+            (MeasureState::Registers(a), MeasureState::Registers(b)) => a.merge(b),
+            (MeasureState::Registers(a), MeasureState::Distinct(b)) => a.add(b),
+            (MeasureState::Distinct(a), MeasureState::Registers(b)) => {
+                let mut registers = b.clone();
+                registers.add(a);
+                *self = MeasureState::Registers(registers);
+            }
             (MeasureState::Quantile(a), MeasureState::Quantile(b)) => a.merge(b),
             (MeasureState::Span(first, last), MeasureState::Span(f, l)) => {
                 *first = (*first).min(*f);
                 *last = (*last).max(*l);
             }
             _ => {}
+        }
+    }
+
+    /// Merges like [`MeasureState::merge`], for a query's group: a
+    /// `distinct` state whose sketch has become registers turns into
+    /// [`Registers`](crate::distinct::Registers), which the many merges a
+    /// query makes are cheaper on.
+    pub fn merge_query(&mut self, other: &MeasureState) {
+        self.merge(other);
+        if let MeasureState::Distinct(d) = self {
+            if crate::distinct::is_registers(d) {
+                *self = MeasureState::Registers(crate::distinct::Registers::of(d));
+            }
         }
     }
 
@@ -279,6 +306,7 @@ impl MeasureState {
             (MeasureState::Avg(_, 0), _) => Cell::Null,
             (MeasureState::Avg(total, n), _) => Cell::Float(from_fixed(total.get()) / *n as f64),
             (MeasureState::Distinct(d), _) => Cell::Int(d.estimate() as i64),
+            (MeasureState::Registers(r), _) => Cell::Int(r.estimate() as i64),
             (MeasureState::Quantile(state), MeasureKind::Quantile { q, .. }) => {
                 state.quantile(*q).map(Cell::Float).unwrap_or(Cell::Null)
             }
@@ -305,6 +333,7 @@ impl MeasureState {
             }
             (MeasureState::Quantile(a), MeasureState::Quantile(b)) => encoded(a).cmp(&encoded(b)),
             (MeasureState::Span(f, l), MeasureState::Span(g, m)) => (f, l).cmp(&(g, m)),
+            (MeasureState::Registers(a), MeasureState::Registers(b)) => a.cmp(b),
             (a, b) => variant(a).cmp(&variant(b)),
         }
     }
@@ -320,6 +349,7 @@ fn variant(state: &MeasureState) -> u8 {
         MeasureState::Distinct(_) => 5,
         MeasureState::Quantile(_) => 6,
         MeasureState::Span(..) => 7,
+        MeasureState::Registers(_) => 8,
     }
 }
 
@@ -402,6 +432,15 @@ impl Aggregates {
         }
         for (a, b) in self.measures.iter_mut().zip(&other.measures) {
             a.merge(b);
+        }
+    }
+
+    /// Merges another group of the same query into this one (see
+    /// [`MeasureState::merge_query`]).
+    pub fn merge_query(&mut self, other: &Aggregates) {
+        self.count += other.count;
+        for (a, b) in self.measures.iter_mut().zip(&other.measures) {
+            a.merge_query(b);
         }
     }
 }
@@ -590,5 +629,42 @@ mod tests {
         assert_eq!(Fixed::from(i128::MIN).get(), i128::MIN);
         assert!(Fixed::from(-1i128) < Fixed::from(0i128));
         assert!(Fixed::from(1i128 << 64) > Fixed::from(u64::MAX as i128));
+    }
+
+    #[test]
+    fn a_query_group_turns_to_registers_when_its_sketch_does() {
+        let distinct = |texts: std::ops::Range<usize>| {
+            let mut state = MeasureState::empty(&kinds()[5]);
+            for i in texts {
+                state.add_text(&format!("user-{i}"));
+            }
+            state
+        };
+        let estimate = |state: &MeasureState| match state.finish(&kinds()[5], 0) {
+            Cell::Int(n) => n,
+            other => panic!("not an estimate: {other:?}"),
+        };
+        let mut group = distinct(0..0);
+        let mut stored = distinct(0..0);
+        // Rows of four values each: the group holds them as values up to
+        // 128, as registers after.
+        for row in 0..100 {
+            let rows = distinct(row * 4..row * 4 + 4);
+            group.merge_query(&rows);
+            stored.merge(&rows);
+            let registers = matches!(group, MeasureState::Registers(_));
+            assert_eq!(registers, row * 4 + 4 > 128, "after {} values", row * 4 + 4);
+            assert!(estimate(&group).abs_diff(estimate(&stored)) <= 1);
+        }
+        // Registers merge into a group of values, and a group into registers.
+        let mut small = distinct(1_000..1_010);
+        small.merge_query(&group);
+        stored.merge(&distinct(1_000..1_010));
+        let mut other = group.clone();
+        other.merge_query(&distinct(1_000..1_010));
+        for state in [small, other] {
+            assert!(matches!(state, MeasureState::Registers(_)));
+            assert!(estimate(&state).abs_diff(estimate(&stored)) <= 1);
+        }
     }
 }

@@ -21,10 +21,14 @@
 //!
 //! Serialization is unchanged, so checkpoints and the exchange between
 //! processes keep their bytes.
+//!
+//! [`Registers`] is the form a query's group takes once its sketch is
+//! registers: merging into plain bytes is several times cheaper than into
+//! the crate's packed form.
 
 use serde::de::value::SeqDeserializer;
 use serde::de::Error;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::aggregate::DistinctSketch;
 
@@ -127,6 +131,362 @@ fn hash_encoding_to(value: u32) -> Option<u64> {
     }
     let hash = low | (((1u64 << ones) - 1) << P);
     (encode(hash) == value).then_some(hash)
+}
+
+/// How many registers a sketch has.
+const REGISTERS: usize = 1 << P;
+/// A run of 16 six-bit registers fills three words exactly.
+const RUN: usize = 16;
+
+/// A `distinct` state while a query merges many sketches into it: the
+/// sketch's 4096 registers, one byte each.
+///
+/// A query folds thousands of row sketches into each of its groups. The
+/// crate merges a sketch of a few values into registers one value at a
+/// time, updating its packed six-bit registers and a floating-point
+/// harmonic sum as it goes, and a whole sketch into registers register by
+/// register the same way. Here merging is a byte-wise maximum, and the sum
+/// is worked out once, when the estimate is asked for
+/// ([`Registers::to_sketch`] gives the crate's own sketch back).
+///
+/// A group only turns into registers once the crate's sketch would have
+/// (more than 128 values), so its estimate is the one the crate gives, up
+/// to the rounding of the harmonic sum: the crate adds it up as it goes in
+/// `f32`, this in `f64` at the end.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Registers(Box<[u8]>);
+
+impl std::fmt::Debug for Registers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Registers(~{} values)", self.estimate())
+    }
+}
+
+impl Registers {
+    /// The registers of `sketch`.
+    pub fn of(sketch: &DistinctSketch) -> Registers {
+        let mut registers = Registers(vec![0; REGISTERS].into_boxed_slice());
+        registers.add(sketch);
+        registers
+    }
+
+    /// Merges a sketch in: each of its values, or each of its registers.
+    ///
+    /// The crate keeps a sketch's parts to itself but serializes them, so
+    /// they are read as it serializes them (see [`Peek`]), copying nothing.
+    pub fn add(&mut self, sketch: &DistinctSketch) {
+        let mut peek = Peek {
+            registers: self,
+            form: None,
+            word: 0,
+            run: 0,
+        };
+        // Only a sketch is read here, and `Peek` reads every form.
+        let _ = sketch.serialize(&mut peek);
+    }
+
+    /// Merges other registers in.
+    pub fn merge(&mut self, other: &Registers) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a = (*a).max(*b);
+        }
+    }
+
+    /// One stored value: the low bits of a hash above the rank.
+    #[inline]
+    fn insert(&mut self, value: u32) {
+        let rank = (value & ((1 << W) - 1)) as u8;
+        let at = ((value >> W) & ((1 << P) - 1)) as usize;
+        if let Some(register) = self.0.get_mut(at) {
+            *register = (*register).max(rank);
+        }
+    }
+
+    /// Merges the `n`th run of 16 registers in, as the crate packs them:
+    /// six bits each, low bits first, in three words.
+    #[inline]
+    fn max_run(&mut self, n: usize, bits: u128) {
+        if bits == 0 {
+            return;
+        }
+        let Some(registers) = self.0.get_mut(n * RUN..(n + 1) * RUN) else {
+            return;
+        };
+        for (i, register) in registers.iter_mut().enumerate() {
+            let rank = ((bits >> (i * W as usize)) & 63) as u8;
+            *register = (*register).max(rank);
+        }
+    }
+
+    /// The crate's sketch holding these registers.
+    pub fn to_sketch(&self) -> DistinctSketch {
+        let mut words = vec![0u32; REGISTER_WORDS];
+        let zeros = self.0.iter().filter(|r| **r == 0).count();
+        // 2^-r, exactly.
+        let sum: f64 = self
+            .0
+            .iter()
+            .map(|r| f64::from_bits((1023 - u64::from(*r)) << 52))
+            .sum();
+        words[0] = zeros as u32;
+        words[1] = (sum as f32).to_bits();
+        for (run, out) in self.0.chunks_exact(RUN).zip(words[2..].chunks_exact_mut(3)) {
+            let bits = run.iter().enumerate().fold(0u128, |bits, (i, r)| {
+                bits | (u128::from(*r) << (i * W as usize))
+            });
+            out[0] = bits as u32;
+            out[1] = (bits >> 32) as u32;
+            out[2] = (bits >> 64) as u32;
+        }
+        // The words have exactly the registers' length, which is all the
+        // crate checks.
+        DistinctSketch::deserialize(TupleOf((FORM_REGISTERS, Some(words)))).unwrap_or_default()
+    }
+
+    /// The estimate of distinct values, as the crate works it out.
+    pub fn estimate(&self) -> usize {
+        self.to_sketch().estimate()
+    }
+}
+
+/// Whether the crate keeps `sketch` as registers (rather than as up to 128
+/// values, in its `usize` or in an array).
+pub fn is_registers(sketch: &DistinctSketch) -> bool {
+    sketch.size_of() > std::mem::size_of::<usize>() + MAX_VALUES * 4
+}
+
+impl Serialize for Registers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Registers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes: Vec<u8> = Deserialize::deserialize(d)?;
+        if bytes.len() != REGISTERS {
+            return Err(D::Error::custom(format!(
+                "distinct registers are {REGISTERS} bytes, not {}",
+                bytes.len()
+            )));
+        }
+        if let Some(rank) = bytes.iter().find(|r| **r >= 1 << W) {
+            return Err(D::Error::custom(format!(
+                "a distinct register holds at most {}, not {rank}",
+                (1 << W) - 1
+            )));
+        }
+        Ok(Registers(bytes.into_boxed_slice()))
+    }
+}
+
+/// Reads a sketch into [`Registers`] as the crate serializes it: the
+/// `data` word, whose low bits say the form (and which holds up to two
+/// values itself), then for an array its values, for registers two words
+/// of zero count and harmonic sum and the packed registers, a word at a
+/// time.
+struct Peek<'r> {
+    registers: &'r mut Registers,
+    form: Option<usize>,
+    /// Words of the array or registers read so far.
+    word: usize,
+    /// The registers' words of the current run, low first.
+    run: u128,
+}
+
+impl Peek<'_> {
+    fn data(&mut self, data: usize) {
+        let form = data & FORM_MASK;
+        self.form = Some(form);
+        if form == FORM_SMALL {
+            for value in [(data >> 2) & 0x7fff_ffff, (data >> 33) & 0x7fff_ffff] {
+                if value != 0 {
+                    self.registers.insert(value as u32);
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn word(&mut self, word: u32) {
+        let at = self.word;
+        self.word += 1;
+        match self.form {
+            Some(FORM_REGISTERS) => {
+                // Words 0 and 1 are the zero count and the harmonic sum.
+                let Some(at) = at.checked_sub(2) else {
+                    return;
+                };
+                self.run |= u128::from(word) << (32 * (at % 3));
+                if at % 3 == 2 {
+                    self.registers.max_run(at / 3, self.run);
+                    self.run = 0;
+                }
+            }
+            _ => self.registers.insert(word),
+        }
+    }
+}
+
+/// What [`Peek`] is not built to read: anything but a sketch.
+#[derive(Debug)]
+struct NotASketch;
+
+impl std::fmt::Display for NotASketch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a distinct sketch")
+    }
+}
+
+impl std::error::Error for NotASketch {}
+
+impl serde::ser::Error for NotASketch {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        NotASketch
+    }
+}
+
+/// The methods of a `Serializer` that a sketch never calls.
+macro_rules! not_a_sketch {
+    ($($method:ident($($arg:ty),*)),* $(,)?) => {
+        $(fn $method(self, $(_: $arg),*) -> Result<(), NotASketch> {
+            Err(NotASketch)
+        })*
+    };
+}
+
+impl serde::Serializer for &mut Peek<'_> {
+    type Ok = ();
+    type Error = NotASketch;
+    type SerializeSeq = Self;
+    type SerializeTuple = Self;
+    type SerializeTupleStruct = serde::ser::Impossible<(), NotASketch>;
+    type SerializeTupleVariant = serde::ser::Impossible<(), NotASketch>;
+    type SerializeMap = serde::ser::Impossible<(), NotASketch>;
+    type SerializeStruct = serde::ser::Impossible<(), NotASketch>;
+    type SerializeStructVariant = serde::ser::Impossible<(), NotASketch>;
+
+    #[inline]
+    fn serialize_u64(self, v: u64) -> Result<(), NotASketch> {
+        self.data(v as usize);
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_u32(self, v: u32) -> Result<(), NotASketch> {
+        self.word(v);
+        Ok(())
+    }
+
+    fn serialize_none(self) -> Result<(), NotASketch> {
+        Ok(())
+    }
+
+    fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> Result<(), NotASketch> {
+        value.serialize(self)
+    }
+
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self, NotASketch> {
+        Ok(self)
+    }
+
+    fn serialize_tuple(self, _: usize) -> Result<Self, NotASketch> {
+        Ok(self)
+    }
+
+    not_a_sketch! {
+        serialize_bool(bool), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32),
+        serialize_i64(i64), serialize_u8(u8), serialize_u16(u16), serialize_f32(f32),
+        serialize_f64(f64), serialize_char(char), serialize_str(&str), serialize_bytes(&[u8]),
+        serialize_unit(), serialize_unit_struct(&'static str),
+        serialize_unit_variant(&'static str, u32, &'static str),
+    }
+
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), NotASketch> {
+        Err(NotASketch)
+    }
+
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), NotASketch> {
+        Err(NotASketch)
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, NotASketch> {
+        Err(NotASketch)
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, NotASketch> {
+        Err(NotASketch)
+    }
+
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, NotASketch> {
+        Err(NotASketch)
+    }
+
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStruct, NotASketch> {
+        Err(NotASketch)
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, NotASketch> {
+        Err(NotASketch)
+    }
+}
+
+impl serde::ser::SerializeSeq for &mut Peek<'_> {
+    type Ok = ();
+    type Error = NotASketch;
+
+    #[inline]
+    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), NotASketch> {
+        value.serialize(&mut **self)
+    }
+
+    fn end(self) -> Result<(), NotASketch> {
+        Ok(())
+    }
+}
+
+impl serde::ser::SerializeTuple for &mut Peek<'_> {
+    type Ok = ();
+    type Error = NotASketch;
+
+    #[inline]
+    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), NotASketch> {
+        value.serialize(&mut **self)
+    }
+
+    fn end(self) -> Result<(), NotASketch> {
+        Ok(())
+    }
 }
 
 /// Presents `(data, Some(registers))` to a `Deserialize` as the tuple it
@@ -257,5 +617,80 @@ mod tests {
         assert!(read("[3,[1,2,3]]").is_err());
         assert!(read("[2,null]").is_err());
         assert!(read("[1,[65,129,193]]").is_ok());
+    }
+
+    /// A sketch's registers and zero count: its serialized words but the
+    /// harmonic sum, which is rounded differently (see [`Registers`]).
+    fn registers_of(sketch: &DistinctSketch) -> Vec<u32> {
+        let (form, words) = canonical(sketch);
+        assert_eq!(form, FORM_REGISTERS, "a sketch in registers");
+        let mut words = words.unwrap();
+        words.remove(1);
+        words
+    }
+
+    #[test]
+    fn registers_give_the_sketch_back() {
+        for n in [129, 500, 5_000, 200_000] {
+            let sketch = sketch_of(n, 1);
+            let back = Registers::of(&sketch).to_sketch();
+            assert_eq!(registers_of(&back), registers_of(&sketch), "{n} values");
+            assert!(
+                back.estimate().abs_diff(sketch.estimate()) <= 1,
+                "{n} values: {} against {}",
+                back.estimate(),
+                sketch.estimate()
+            );
+        }
+    }
+
+    #[test]
+    fn merging_into_registers_is_merging_sketches() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        // Sketches of every form, merged both ways in one random order.
+        let sizes = [0, 1, 2, 3, 40, 128, 129, 700, 3_000];
+        let mut merged = DistinctSketch::new();
+        let mut registers = Registers(vec![0; REGISTERS].into_boxed_slice());
+        for i in 0..60 {
+            let n = sizes[rng.random_range(0..sizes.len())];
+            let sketch = sketch_of(n, i);
+            merged.merge(&sketch);
+            registers.add(&sketch);
+        }
+        let back = registers.to_sketch();
+        assert_eq!(registers_of(&back), registers_of(&merged));
+        assert!(back.estimate().abs_diff(merged.estimate()) <= 1);
+        // Registers into registers.
+        let mut other = Registers::of(&sketch_of(900, 99));
+        other.merge(&registers);
+        merged.merge(&sketch_of(900, 99));
+        assert_eq!(registers_of(&other.to_sketch()), registers_of(&merged));
+    }
+
+    #[test]
+    fn only_a_sketch_of_registers_is_said_to_be_one() {
+        for (n, registers) in [
+            (0, false),
+            (2, false),
+            (3, false),
+            (128, false),
+            (129, true),
+        ] {
+            assert_eq!(is_registers(&sketch_of(n, 5)), registers, "{n} values");
+        }
+    }
+
+    #[test]
+    fn registers_survive_serialization_and_refuse_what_they_are_not() {
+        let registers = Registers::of(&sketch_of(1_000, 3));
+        let binary = bincode::serialize(&registers).unwrap();
+        let json = serde_json::to_vec(&registers).unwrap();
+        assert!(bincode::deserialize::<Registers>(&binary).unwrap() == registers);
+        assert!(serde_json::from_slice::<Registers>(&json).unwrap() == registers);
+        assert!(serde_json::from_str::<Registers>("[1,2,3]").is_err());
+        let mut too_high = vec![0u8; REGISTERS];
+        too_high[7] = 64;
+        let json = serde_json::to_vec(&too_high).unwrap();
+        assert!(serde_json::from_slice::<Registers>(&json).is_err());
     }
 }

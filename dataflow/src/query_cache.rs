@@ -231,6 +231,7 @@ pub fn bytes_of(groups: &Groups) -> usize {
                 .iter()
                 .map(|m| match m {
                     MeasureState::Distinct(d) => d.size_of(),
+                    MeasureState::Registers(_) => 4096,
                     // A DDSketch keeps its bins beside: a few kilobytes.
                     MeasureState::Quantile(QuantileState::Sketch(_)) => 4096,
                     MeasureState::Quantile(QuantileState::Exact(values)) => values.len() * 8,

@@ -537,7 +537,7 @@ impl<'q, 's> Groups<'q, 's> {
                                     // A retraction carries no measures (see `render::retraction`).
                                     for (state, slot) in acc.measures.iter_mut().zip(slots) {
                                         if let Some(m) = slot.and_then(|s| diff.measures.get(s)) {
-                                            state.merge(m);
+                                            state.merge_query(m);
                                         }
                                     }
                                 }
@@ -820,7 +820,7 @@ pub fn merge(plan: &Plan, partials: Vec<Partial>) -> Outcome {
     for partial in partials {
         for (key, agg) in partial.groups {
             match groups.get_mut(&key) {
-                Some(acc) => acc.merge(&agg),
+                Some(acc) => acc.merge_query(&agg),
                 None => {
                     groups.insert(key, agg);
                 }
