@@ -176,13 +176,42 @@ impl Registers {
     /// they are read as it serializes them (see [`Peek`]), copying nothing.
     pub fn add(&mut self, sketch: &DistinctSketch) {
         let mut peek = Peek {
-            registers: self,
-            form: None,
-            word: 0,
-            run: 0,
+            data: 0,
+            words: [0; REGISTER_WORDS],
+            len: 0,
         };
         // Only a sketch is read here, and `Peek` reads every form.
         let _ = sketch.serialize(&mut peek);
+        let words = &peek.words[..peek.len.min(REGISTER_WORDS)];
+        match peek.data & FORM_MASK {
+            FORM_SMALL => {
+                let data = peek.data;
+                for value in [(data >> 2) & 0x7fff_ffff, (data >> 33) & 0x7fff_ffff] {
+                    if value != 0 {
+                        self.insert(value as u32);
+                    }
+                }
+            }
+            // Words 0 and 1 are the zero count and the harmonic sum.
+            FORM_REGISTERS => {
+                for (n, run) in words
+                    .get(2..)
+                    .unwrap_or_default()
+                    .chunks_exact(3)
+                    .enumerate()
+                {
+                    let bits = u128::from(run[0])
+                        | (u128::from(run[1]) << 32)
+                        | (u128::from(run[2]) << 64);
+                    self.max_run(n, bits);
+                }
+            }
+            _ => {
+                for word in words {
+                    self.insert(*word);
+                }
+            }
+        }
     }
 
     /// Merges other registers in.
@@ -221,19 +250,30 @@ impl Registers {
     /// The crate's sketch holding these registers.
     pub fn to_sketch(&self) -> DistinctSketch {
         let mut words = vec![0u32; REGISTER_WORDS];
-        let zeros = self.0.iter().filter(|r| **r == 0).count();
-        // 2^-r, exactly.
-        let sum: f64 = self
-            .0
+        // How many registers hold each rank, counted in four tables so
+        // that successive registers of one rank do not wait on one another;
+        // then the zero count, and the harmonic sum as 64 exact terms.
+        let mut tables = [[0u32; 1 << W]; 4];
+        for registers in self.0.chunks_exact(tables.len()) {
+            for (table, r) in tables.iter_mut().zip(registers) {
+                table[usize::from(*r) & ((1 << W) - 1)] += 1;
+            }
+        }
+        let ranks: Vec<u32> = (0..1 << W)
+            .map(|rank| tables.iter().map(|t| t[rank]).sum())
+            .collect();
+        let sum: f64 = ranks
             .iter()
-            .map(|r| f64::from_bits((1023 - u64::from(*r)) << 52))
+            .zip(0u64..)
+            .map(|(n, rank)| f64::from(*n) * f64::from_bits((1023 - rank) << 52))
             .sum();
-        words[0] = zeros as u32;
+        words[0] = ranks[0];
         words[1] = (sum as f32).to_bits();
         for (run, out) in self.0.chunks_exact(RUN).zip(words[2..].chunks_exact_mut(3)) {
-            let bits = run.iter().enumerate().fold(0u128, |bits, (i, r)| {
-                bits | (u128::from(*r) << (i * W as usize))
-            });
+            let mut bits = 0u128;
+            for (i, r) in run.iter().enumerate() {
+                bits |= u128::from(*r) << (i * W as usize);
+            }
             out[0] = bits as u32;
             out[1] = (bits >> 32) as u32;
             out[2] = (bits >> 64) as u32;
@@ -280,52 +320,15 @@ impl<'de> Deserialize<'de> for Registers {
     }
 }
 
-/// Reads a sketch into [`Registers`] as the crate serializes it: the
-/// `data` word, whose low bits say the form (and which holds up to two
-/// values itself), then for an array its values, for registers two words
-/// of zero count and harmonic sum and the packed registers, a word at a
-/// time.
-struct Peek<'r> {
-    registers: &'r mut Registers,
-    form: Option<usize>,
-    /// Words of the array or registers read so far.
-    word: usize,
-    /// The registers' words of the current run, low first.
-    run: u128,
-}
-
-impl Peek<'_> {
-    fn data(&mut self, data: usize) {
-        let form = data & FORM_MASK;
-        self.form = Some(form);
-        if form == FORM_SMALL {
-            for value in [(data >> 2) & 0x7fff_ffff, (data >> 33) & 0x7fff_ffff] {
-                if value != 0 {
-                    self.registers.insert(value as u32);
-                }
-            }
-        }
-    }
-
-    #[inline]
-    fn word(&mut self, word: u32) {
-        let at = self.word;
-        self.word += 1;
-        match self.form {
-            Some(FORM_REGISTERS) => {
-                // Words 0 and 1 are the zero count and the harmonic sum.
-                let Some(at) = at.checked_sub(2) else {
-                    return;
-                };
-                self.run |= u128::from(word) << (32 * (at % 3));
-                if at % 3 == 2 {
-                    self.registers.max_run(at / 3, self.run);
-                    self.run = 0;
-                }
-            }
-            _ => self.registers.insert(word),
-        }
-    }
+/// Reads a sketch's parts as the crate serializes them: the `data` word,
+/// whose low bits say the form (and which holds up to two values itself),
+/// then for an array its values, for registers two words of zero count and
+/// harmonic sum and the packed registers.
+struct Peek {
+    data: usize,
+    words: [u32; REGISTER_WORDS],
+    /// Words seen: more than `words` holds only if the sketch is not one.
+    len: usize,
 }
 
 /// What [`Peek`] is not built to read: anything but a sketch.
@@ -355,7 +358,7 @@ macro_rules! not_a_sketch {
     };
 }
 
-impl serde::Serializer for &mut Peek<'_> {
+impl serde::Serializer for &mut Peek {
     type Ok = ();
     type Error = NotASketch;
     type SerializeSeq = Self;
@@ -368,13 +371,16 @@ impl serde::Serializer for &mut Peek<'_> {
 
     #[inline]
     fn serialize_u64(self, v: u64) -> Result<(), NotASketch> {
-        self.data(v as usize);
+        self.data = v as usize;
         Ok(())
     }
 
     #[inline]
     fn serialize_u32(self, v: u32) -> Result<(), NotASketch> {
-        self.word(v);
+        if let Some(word) = self.words.get_mut(self.len) {
+            *word = v;
+        }
+        self.len += 1;
         Ok(())
     }
 
@@ -461,33 +467,29 @@ impl serde::Serializer for &mut Peek<'_> {
     }
 }
 
-impl serde::ser::SerializeSeq for &mut Peek<'_> {
-    type Ok = ();
-    type Error = NotASketch;
+/// A sketch's tuple and its sequence of words: each element is read in turn.
+macro_rules! elements_in_turn {
+    ($($compound:path),*) => {
+        $(impl $compound for &mut Peek {
+            type Ok = ();
+            type Error = NotASketch;
 
-    #[inline]
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), NotASketch> {
-        value.serialize(&mut **self)
-    }
+            #[inline]
+            fn serialize_element<T: ?Sized + Serialize>(
+                &mut self,
+                value: &T,
+            ) -> Result<(), NotASketch> {
+                value.serialize(&mut **self)
+            }
 
-    fn end(self) -> Result<(), NotASketch> {
-        Ok(())
-    }
+            fn end(self) -> Result<(), NotASketch> {
+                Ok(())
+            }
+        })*
+    };
 }
 
-impl serde::ser::SerializeTuple for &mut Peek<'_> {
-    type Ok = ();
-    type Error = NotASketch;
-
-    #[inline]
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), NotASketch> {
-        value.serialize(&mut **self)
-    }
-
-    fn end(self) -> Result<(), NotASketch> {
-        Ok(())
-    }
-}
+elements_in_turn!(serde::ser::SerializeSeq, serde::ser::SerializeTuple);
 
 /// Presents `(data, Some(registers))` to a `Deserialize` as the tuple it
 /// was serialized as, the registers as a sequence of known length.
