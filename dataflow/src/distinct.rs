@@ -52,8 +52,7 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DistinctSketch, D:
     let (data, values): (usize, Option<Vec<u32>>) = Deserialize::deserialize(d)?;
     match (data & FORM_MASK, values) {
         (FORM_SMALL, None) => {
-            let small = [(data >> 2) & 0x7fff_ffff, (data >> 33) & 0x7fff_ffff];
-            let values: Vec<u32> = small
+            let values: Vec<u32> = small_values(data)
                 .iter()
                 .filter(|v| **v != 0)
                 .map(|v| *v as u32)
@@ -71,6 +70,12 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DistinctSketch, D:
             values.map_or_else(|| "no".to_string(), |v| v.len().to_string())
         ))),
     }
+}
+
+/// The two values a sketch of the small form holds in its `data` word
+/// (0 where it holds none).
+fn small_values(data: usize) -> [usize; 2] {
+    [(data >> 2) & 0x7fff_ffff, (data >> 33) & 0x7fff_ffff]
 }
 
 /// A sketch's serialized form without the address the crate keeps in it:
@@ -173,20 +178,19 @@ impl Registers {
     /// Merges a sketch in: each of its values, or each of its registers.
     ///
     /// The crate keeps a sketch's parts to itself but serializes them, so
-    /// they are read as it serializes them (see [`Peek`]), copying nothing.
+    /// they are read as it serializes them (see [`Peek`]): a sketch of up
+    /// to two values copies nothing, a larger one its words.
     pub fn add(&mut self, sketch: &DistinctSketch) {
         let mut peek = Peek {
             data: 0,
-            words: [0; REGISTER_WORDS],
-            len: 0,
+            words: Vec::new(),
         };
         // Only a sketch is read here, and `Peek` reads every form.
         let _ = sketch.serialize(&mut peek);
-        let words = &peek.words[..peek.len.min(REGISTER_WORDS)];
+        let words = peek.words.as_slice();
         match peek.data & FORM_MASK {
             FORM_SMALL => {
-                let data = peek.data;
-                for value in [(data >> 2) & 0x7fff_ffff, (data >> 33) & 0x7fff_ffff] {
+                for value in small_values(peek.data) {
                     if value != 0 {
                         self.insert(value as u32);
                     }
@@ -326,9 +330,9 @@ impl<'de> Deserialize<'de> for Registers {
 /// harmonic sum and the packed registers.
 struct Peek {
     data: usize,
-    words: [u32; REGISTER_WORDS],
-    /// Words seen: more than `words` holds only if the sketch is not one.
-    len: usize,
+    /// The array's values or the registers' words, allocated only for
+    /// them (a sketch of up to two values has none).
+    words: Vec<u32>,
 }
 
 /// What [`Peek`] is not built to read: anything but a sketch.
@@ -377,10 +381,7 @@ impl serde::Serializer for &mut Peek {
 
     #[inline]
     fn serialize_u32(self, v: u32) -> Result<(), NotASketch> {
-        if let Some(word) = self.words.get_mut(self.len) {
-            *word = v;
-        }
-        self.len += 1;
+        self.words.push(v);
         Ok(())
     }
 
@@ -392,7 +393,10 @@ impl serde::Serializer for &mut Peek {
         value.serialize(self)
     }
 
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self, NotASketch> {
+    fn serialize_seq(self, len: Option<usize>) -> Result<Self, NotASketch> {
+        // Room for the words, at most the registers' many.
+        self.words
+            .reserve_exact(len.unwrap_or_default().min(REGISTER_WORDS));
         Ok(self)
     }
 
