@@ -178,44 +178,17 @@ impl Registers {
     /// Merges a sketch in: each of its values, or each of its registers.
     ///
     /// The crate keeps a sketch's parts to itself but serializes them, so
-    /// they are read as it serializes them (see [`Peek`]): a sketch of up
-    /// to two values copies nothing, a larger one its words.
+    /// they are merged as it serializes them (see [`Peek`]), without
+    /// copying them anywhere first.
     pub fn add(&mut self, sketch: &DistinctSketch) {
         let mut peek = Peek {
-            data: 0,
-            words: Vec::new(),
+            registers: self,
+            form: FORM_SMALL,
+            words: 0,
+            run: [0; 3],
         };
         // Only a sketch is read here, and `Peek` reads every form.
         let _ = sketch.serialize(&mut peek);
-        let words = peek.words.as_slice();
-        match peek.data & FORM_MASK {
-            FORM_SMALL => {
-                for value in small_values(peek.data) {
-                    if value != 0 {
-                        self.insert(value as u32);
-                    }
-                }
-            }
-            // Words 0 and 1 are the zero count and the harmonic sum.
-            FORM_REGISTERS => {
-                for (n, run) in words
-                    .get(2..)
-                    .unwrap_or_default()
-                    .chunks_exact(3)
-                    .enumerate()
-                {
-                    let bits = u128::from(run[0])
-                        | (u128::from(run[1]) << 32)
-                        | (u128::from(run[2]) << 64);
-                    self.max_run(n, bits);
-                }
-            }
-            _ => {
-                for word in words {
-                    self.insert(*word);
-                }
-            }
-        }
     }
 
     /// Merges other registers in.
@@ -324,15 +297,18 @@ impl<'de> Deserialize<'de> for Registers {
     }
 }
 
-/// Reads a sketch's parts as the crate serializes them: the `data` word,
-/// whose low bits say the form (and which holds up to two values itself),
-/// then for an array its values, for registers two words of zero count and
-/// harmonic sum and the packed registers.
-struct Peek {
-    data: usize,
-    /// The array's values or the registers' words, allocated only for
-    /// them (a sketch of up to two values has none).
-    words: Vec<u32>,
+/// Merges a sketch into registers as the crate serializes it: first the
+/// `data` word, whose low bits say the form (and which holds up to two
+/// values itself), then for an array its values, for registers two words of
+/// zero count and harmonic sum and the packed registers.
+struct Peek<'r> {
+    registers: &'r mut Registers,
+    /// The sketch's form, from its `data` word.
+    form: usize,
+    /// Words read so far.
+    words: usize,
+    /// The words of the run of registers being read.
+    run: [u32; 3],
 }
 
 /// What [`Peek`] is not built to read: anything but a sketch.
@@ -362,7 +338,7 @@ macro_rules! not_a_sketch {
     };
 }
 
-impl serde::Serializer for &mut Peek {
+impl serde::Serializer for &mut Peek<'_> {
     type Ok = ();
     type Error = NotASketch;
     type SerializeSeq = Self;
@@ -375,13 +351,35 @@ impl serde::Serializer for &mut Peek {
 
     #[inline]
     fn serialize_u64(self, v: u64) -> Result<(), NotASketch> {
-        self.data = v as usize;
+        let data = v as usize;
+        self.form = data & FORM_MASK;
+        if self.form == FORM_SMALL {
+            for value in small_values(data) {
+                if value != 0 {
+                    self.registers.insert(value as u32);
+                }
+            }
+        }
         Ok(())
     }
 
     #[inline]
     fn serialize_u32(self, v: u32) -> Result<(), NotASketch> {
-        self.words.push(v);
+        let at = self.words;
+        self.words += 1;
+        if self.form != FORM_REGISTERS {
+            self.registers.insert(v);
+        } else if let Some(word) = at.checked_sub(2) {
+            // Words 0 and 1 are the zero count and the harmonic sum; then
+            // each run of 16 registers fills three words.
+            self.run[word % 3] = v;
+            if word % 3 == 2 {
+                let bits = u128::from(self.run[0])
+                    | (u128::from(self.run[1]) << 32)
+                    | (u128::from(self.run[2]) << 64);
+                self.registers.max_run(word / 3, bits);
+            }
+        }
         Ok(())
     }
 
@@ -393,10 +391,7 @@ impl serde::Serializer for &mut Peek {
         value.serialize(self)
     }
 
-    fn serialize_seq(self, len: Option<usize>) -> Result<Self, NotASketch> {
-        // Room for the words, at most the registers' many.
-        self.words
-            .reserve_exact(len.unwrap_or_default().min(REGISTER_WORDS));
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self, NotASketch> {
         Ok(self)
     }
 
@@ -474,7 +469,7 @@ impl serde::Serializer for &mut Peek {
 /// A sketch's tuple and its sequence of words: each element is read in turn.
 macro_rules! elements_in_turn {
     ($($compound:path),*) => {
-        $(impl $compound for &mut Peek {
+        $(impl $compound for &mut Peek<'_> {
             type Ok = ();
             type Error = NotASketch;
 

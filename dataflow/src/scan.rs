@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use differential_dataflow::operators::arrange::TraceAgent;
-use differential_dataflow::trace::cursor::{cursor_list, Cursor, CursorList};
+use differential_dataflow::trace::cursor::{Cursor, CursorList};
 use differential_dataflow::trace::{Navigable, TraceReader};
 use jiff::tz::TimeZone;
 use regex::Regex;
@@ -298,49 +298,83 @@ fn scan(plan: &Plan, traces: &Traces, msg: &QueryMsg, report: WorkerReport) -> P
         },
         None => Vec::new(),
     };
-    let (rows, rows_storage) = cursor_list(batches);
-    let (hourly, hourly_storage) = cursor_list(hourly_batches);
     let shard = Shard {
-        rows: rows_storage,
-        hourly: hourly_storage,
+        rows: batches,
+        hourly: hourly_batches,
         hours: hours.map(|(range, _)| range),
     };
-    let cursors = &mut (rows, hourly);
     let cached = matches!(metric.window, Window::Tumbling { .. })
         .then(|| whole_hours(shape.from, shape.to))
         .flatten()
         .filter(|_| traces.cache.borrow_mut().enabled())
         .zip(cache_key(q));
-    let mut groups = Groups::new(plan, q, &shape, msg.as_of);
+    let read = |merged| {
+        read_shard(
+            plan,
+            traces,
+            msg,
+            q,
+            &shape,
+            &shard,
+            cached.as_ref(),
+            merged,
+        )
+    };
+    // Each batch on its own first, unless rows are sessions (see `Groups::read_each`).
+    let each = (!metric.window.is_session() || q.late)
+        .then(|| read(false).ok())
+        .flatten();
+    partial.groups = match each {
+        Some(groups) => groups,
+        None => read(true).unwrap_or_default(),
+    };
+    partial
+}
+
+/// Reads a query's groups from a worker's shard, `merged` through one
+/// cursor over all batches or else batch by batch (which gives up with
+/// `Err` on a retraction). `cached` is the whole hours the query cache
+/// serves and the query's key there.
+#[allow(clippy::too_many_arguments)]
+fn read_shard(
+    plan: &Plan,
+    traces: &Traces,
+    msg: &QueryMsg,
+    q: &Query,
+    shape: &Shape,
+    shard: &Shard,
+    cached: Option<&((i64, i64), Vec<u8>)>,
+    merged: bool,
+) -> Result<Vec<(Vec<Value>, Aggregates)>, Retracted> {
+    let mut reading = shard.reading(merged);
+    let mut groups = Groups::new(plan, q, shape, msg.as_of);
     let Some(((first, end), key)) = cached else {
-        shard.read(cursors, &mut groups, shape.scan_from, shape.scan_to);
-        partial.groups = groups.finish();
-        return partial;
+        shard.read(&mut reading, &mut groups, shape.scan_from, shape.scan_to)?;
+        return Ok(groups.finish());
     };
     // Whole hours come from the cache when it has them right, else from the
     // rows, and are kept; the ragged ends are read every time. Rows are
     // read in key order, as a cursor only moves forward. The home worker
     // merges groups of one key from several hours.
-    shard.read(cursors, &mut groups, shape.scan_from, first);
+    shard.read(&mut reading, &mut groups, shape.scan_from, *first)?;
     let stored = groups.stored;
     let mut out = Vec::new();
-    for hour in (first..end).step_by(hourly::HOUR_MS as usize) {
+    for hour in (*first..*end).step_by(hourly::HOUR_MS as usize) {
         let newest = traces.touches.borrow().newest(stored, hour);
         let mut cache = traces.cache.borrow_mut();
-        if let Some(kept) = cache.get(&key, hour, newest, msg.as_of) {
+        if let Some(kept) = cache.get(key, hour, newest, msg.as_of) {
             out.extend(kept.iter().cloned());
             continue;
         }
-        let mut fresh = Groups::new(plan, q, &shape, msg.as_of);
-        shard.read(cursors, &mut fresh, hour, hour + hourly::HOUR_MS);
+        let mut fresh = Groups::new(plan, q, shape, msg.as_of);
+        shard.read(&mut reading, &mut fresh, hour, hour + hourly::HOUR_MS)?;
         let fresh = fresh.finish();
         out.extend(fresh.iter().cloned());
-        cache.put(&key, hour, msg.as_of, fresh);
+        cache.put(key, hour, msg.as_of, fresh);
     }
-    shard.read(cursors, &mut groups, end, shape.scan_to);
+    shard.read(&mut reading, &mut groups, *end, shape.scan_to)?;
     out.extend(groups.finish());
-    partial.groups = out;
-    partial
+    Ok(out)
 }
 
 /// A worker's shard as one query reads it: the rollup's batches, the
@@ -352,26 +386,64 @@ struct Shard {
     hours: Option<(i64, i64)>,
 }
 
+/// Where a read of a shard has got to, in the rollup and in the hourly
+/// rollup: one merging cursor over each, or each batch's position.
+enum Reading<'s> {
+    Merged(RowCursor, RowCursor),
+    Each(Vec<BatchRows<'s>>, Vec<BatchRows<'s>>),
+}
+
 impl Shard {
-    /// Merges the rows of panes in `[from, to)` into `groups` with
-    /// `cursors` (over the rollup and the hourly rollup): the hours the
-    /// hourly rollup may serve from there, the rest from the rollup.
+    /// A read from the start of the shard, through merging cursors or batch by batch.
+    fn reading(&self, merged: bool) -> Reading<'_> {
+        if merged {
+            let cursor = |batches: &RowStorage| {
+                CursorList::new(batches.iter().map(Navigable::cursor).collect(), batches)
+            };
+            Reading::Merged(cursor(&self.rows), cursor(&self.hourly))
+        } else {
+            fn each(batches: &RowStorage) -> Vec<BatchRows<'_>> {
+                batches
+                    .iter()
+                    .map(|batch| BatchRows { batch, next: 0 })
+                    .collect()
+            }
+            Reading::Each(each(&self.rows), each(&self.hourly))
+        }
+    }
+
+    /// Merges the rows of panes in `[from, to)` into `groups`: the hours
+    /// the hourly rollup may serve from there, the rest from the rollup.
     /// Successive calls must move forward.
     fn read<'s>(
         &'s self,
-        (rows, hourly): &mut (RowCursor, RowCursor),
+        reading: &mut Reading<'s>,
         groups: &mut Groups<'_, 's>,
         from: i64,
         to: i64,
-    ) {
+    ) -> Result<(), Retracted> {
+        let mut part = |hourly: bool, from: i64, to: i64| match reading {
+            Reading::Merged(rows, hours) => {
+                let (cursor, storage) = if hourly {
+                    (hours, &self.hourly)
+                } else {
+                    (rows, &self.rows)
+                };
+                groups.read_merged(cursor, storage, from, to);
+                Ok(())
+            }
+            Reading::Each(rows, hours) => {
+                groups.read_each(if hourly { hours } else { rows }, from, to)
+            }
+        };
         match self.hours {
             Some((first, end)) if first < to && from < end => {
                 let (first, end) = (first.max(from), end.min(to));
-                groups.read(rows, &self.rows, from, first);
-                groups.read(hourly, &self.hourly, first, end);
-                groups.read(rows, &self.rows, end, to);
+                part(false, from, first)?;
+                part(true, first, end)?;
+                part(false, end, to)
             }
-            _ => groups.read(rows, &self.rows, from, to),
+            _ => part(false, from, to),
         }
     }
 }
@@ -463,20 +535,15 @@ impl<'q, 's> Groups<'q, 's> {
         }
     }
 
-    /// Merges the rows of panes in `[from, to)` into their groups.
-    fn read(&mut self, cursor: &mut RowCursor, storage: &'s RowStorage, from: i64, to: i64) {
+    /// Merges the rows of panes in `[from, to)` into their groups, reading
+    /// the batches through one cursor that merges them: a row's updates
+    /// from every batch are summed before its event count is looked at.
+    fn read_merged(&mut self, cursor: &mut RowCursor, storage: &'s RowStorage, from: i64, to: i64) {
         if from >= to {
             return;
         }
-        let (q, as_of, sessions) = (self.q, self.as_of, self.sessions);
-        cursor.seek_key(
-            storage,
-            &RollupKey {
-                metric: self.stored,
-                bucket: from,
-                dims: Dims::new(),
-            },
-        );
+        let (as_of, sessions) = (self.as_of, self.sessions);
+        cursor.seek_key(storage, &self.first_key(from));
         while let Some(key) = cursor.get_key(storage) {
             if key.metric != self.stored || key.bucket >= to {
                 break;
@@ -497,64 +564,149 @@ impl<'q, 's> Groups<'q, 's> {
                     });
                     cursor.step_val(storage);
                 }
-                let duration = last.saturating_sub(key.bucket).max(0);
                 if count > 0 {
-                    if self.pane != Some(key.bucket) {
-                        self.shape.buckets(key.bucket, &mut self.times);
-                        self.pane = Some(key.bucket);
-                    }
-                    for t in &self.times {
-                        self.group.clear();
-                        self.group.extend(q.group_by.iter().map(|g| match g {
-                            GroupKey::Dimension(i) => {
-                                GroupPart::Value(key.dims.get(*i).unwrap_or(&NULL))
-                            }
-                            GroupKey::Time => GroupPart::Time(*t),
-                        }));
-                        let at = match self.index.get(self.group.as_slice()) {
-                            Some(at) => *at,
-                            None => {
-                                self.index
-                                    .insert(self.group.clone(), self.accumulators.len());
-                                self.accumulators.push(Aggregates {
-                                    count: 0,
-                                    measures: self
-                                        .asked
-                                        .iter()
-                                        .map(|m| m.map_or(MeasureState::Count, |m| m.empty()))
-                                        .collect(),
-                                });
-                                self.accumulators.len() - 1
-                            }
-                        };
-                        let acc = &mut self.accumulators[at];
-                        let slots = &self.slots;
+                    let duration = last.saturating_sub(key.bucket).max(0);
+                    self.add_row(key, duration, |acc, slots| {
                         cursor.rewind_vals(storage);
                         while cursor.val_valid(storage) {
                             cursor.map_times(storage, |time, diff| {
                                 if *time <= as_of {
-                                    acc.count += diff.count;
-                                    // A retraction carries no measures (see `render::retraction`).
-                                    for (state, slot) in acc.measures.iter_mut().zip(slots) {
-                                        if let Some(m) = slot.and_then(|s| diff.measures.get(s)) {
-                                            state.merge_query(m);
-                                        }
-                                    }
+                                    merge_update(acc, slots, diff);
                                 }
                             });
                             cursor.step_val(storage);
                         }
-                        if sessions {
-                            for (state, m) in acc.measures.iter_mut().zip(&self.asked) {
-                                if let Some(MeasureRef::Session(s)) = m {
-                                    s.add_session(state, duration);
-                                }
-                            }
-                        }
-                    }
+                    });
                 }
             }
             cursor.step_key(storage);
+        }
+    }
+
+    /// Merges the rows of panes in `[from, to)` into their groups, reading
+    /// each batch on its own: no cursor merges the batches' keys, and a row
+    /// that several batches hold is merged once from each.
+    ///
+    /// That is the same answer as [`Groups::read_merged`] while every update
+    /// read adds events: a row exists at the query's epoch exactly when some
+    /// batch adds to it, and its measures merge in any order. Only a
+    /// retraction (retention's, or a session cut again) takes events away,
+    /// and a row with its retraction may be split over batches; so on the
+    /// first update read that adds no events, this returns `Err` and the
+    /// query is read again with [`Groups::read_merged`]. Session metrics,
+    /// whose rows need their span, always are.
+    fn read_each(
+        &mut self,
+        batches: &mut [BatchRows<'s>],
+        from: i64,
+        to: i64,
+    ) -> Result<(), Retracted> {
+        if from >= to {
+            return Ok(());
+        }
+        let (first, as_of) = (self.first_key(from), self.as_of);
+        for rows in batches.iter_mut() {
+            let batch: &'s RollupBatch = rows.batch;
+            let storage = &batch.storage;
+            let keys = &storage.keys;
+            // The first row at or after `first`, by halving.
+            let (mut lo, mut hi) = (rows.next, keys.len());
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if *keys.at(mid) < first {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            let mut at = lo;
+            while at < keys.len() {
+                let key = keys.at(at);
+                if key.metric != self.stored || key.bucket >= to {
+                    break;
+                }
+                if self.filter.as_ref().is_none_or(|f| f.eval(&key.dims)) {
+                    let (lower, upper) = storage.upds.bounds(at);
+                    let updates = (lower..upper)
+                        .map(|i| (*storage.upds.times.at(i), storage.upds.diffs.at(i)))
+                        .filter(|(time, _)| *time <= as_of);
+                    let mut count = 0;
+                    for (_, diff) in updates.clone() {
+                        if diff.count <= 0 {
+                            return Err(Retracted);
+                        }
+                        count += diff.count;
+                    }
+                    if count > 0 {
+                        self.add_row(key, 0, |acc, slots| {
+                            for (_, diff) in updates.clone() {
+                                merge_update(acc, slots, diff);
+                            }
+                        });
+                    }
+                }
+                at += 1;
+            }
+            rows.next = at;
+        }
+        Ok(())
+    }
+
+    /// The first key of a pane starting at `from` or later.
+    fn first_key(&self, from: i64) -> RollupKey {
+        RollupKey {
+            metric: self.stored,
+            bucket: from,
+            dims: Dims::new(),
+        }
+    }
+
+    /// Merges a row that exists at the query's epoch into the group of
+    /// each time bucket its pane feeds: `merge` merges the row's updates
+    /// into a group's accumulator, given the asked measures' stored slots.
+    /// `duration` is a session's, for session measures.
+    fn add_row(
+        &mut self,
+        key: &'s RollupKey,
+        duration: i64,
+        mut merge: impl FnMut(&mut Aggregates, &[Option<usize>]),
+    ) {
+        if self.pane != Some(key.bucket) {
+            self.shape.buckets(key.bucket, &mut self.times);
+            self.pane = Some(key.bucket);
+        }
+        for b in 0..self.times.len() {
+            let t = self.times[b];
+            self.group.clear();
+            self.group.extend(self.q.group_by.iter().map(|g| match g {
+                GroupKey::Dimension(i) => GroupPart::Value(key.dims.get(*i).unwrap_or(&NULL)),
+                GroupKey::Time => GroupPart::Time(t),
+            }));
+            let at = match self.index.get(self.group.as_slice()).copied() {
+                Some(at) => at,
+                None => {
+                    self.index
+                        .insert(self.group.clone(), self.accumulators.len());
+                    self.accumulators.push(Aggregates {
+                        count: 0,
+                        measures: self
+                            .asked
+                            .iter()
+                            .map(|m| m.map_or(MeasureState::Count, |m| m.empty()))
+                            .collect(),
+                    });
+                    self.accumulators.len() - 1
+                }
+            };
+            let acc = &mut self.accumulators[at];
+            merge(acc, &self.slots);
+            if self.sessions {
+                for (state, m) in acc.measures.iter_mut().zip(&self.asked) {
+                    if let Some(MeasureRef::Session(s)) = m {
+                        s.add_session(state, duration);
+                    }
+                }
+            }
         }
     }
 
@@ -572,6 +724,29 @@ impl<'q, 's> Groups<'q, 's> {
 /// A cursor over the batches of a rollup, and the batches it reads.
 type RowCursor = CursorList<<RollupBatch as Navigable>::Cursor>;
 type RowStorage = Vec<RollupBatch>;
+
+/// Merges one update of a row into a group's accumulator: its events, and
+/// the states of the asked measures at their stored `slots`.
+fn merge_update(acc: &mut Aggregates, slots: &[Option<usize>], diff: &Aggregates) {
+    acc.count += diff.count;
+    // A retraction carries no measures (see `render::retraction`).
+    for (state, slot) in acc.measures.iter_mut().zip(slots) {
+        if let Some(m) = slot.and_then(|s| diff.measures.get(s)) {
+            state.merge_query(m);
+        }
+    }
+}
+
+/// One batch as [`Groups::read_each`] reads it: the position of its next
+/// row, as reads move forward.
+struct BatchRows<'s> {
+    batch: &'s RollupBatch,
+    next: usize,
+}
+
+/// A batch held an update that takes events away from a row.
+#[derive(Debug)]
+struct Retracted;
 
 /// One part of a group's key while a shard is scanned: a dimension value
 /// borrowed from the rollup, or a time bucket.
@@ -1199,5 +1374,181 @@ mod tests {
             }
             assert!(matches!(back.groups[0].1.measures[0], MeasureState::Count));
         }
+    }
+
+    /// Rows in three batches, the last retracting some of them, read at
+    /// each epoch: batch by batch while nothing read is retracted, merged
+    /// once something is, and always what a recount of the events gives.
+    #[test]
+    fn a_retraction_sends_the_read_back_to_merged_cursors() {
+        use differential_dataflow::AsCollection;
+        use timely::dataflow::operators::Probe;
+        use timely::dataflow::ProbeHandle;
+
+        let text = r#"
+source s = file("e.jsonl") { time = ts as epoch_millis }
+metric m from s {
+  dimensions game
+  window tumbling 1m
+  measures { n = count()  total = sum(amount)  players = distinct(user) }
+}
+"#;
+        let compiled = statflow_dsl::compile(text, None);
+        assert!(!compiled.has_errors(), "{:?}", compiled.diagnostics);
+        let plan = compiled.plan.expect("a plan");
+        let kinds: Vec<_> = plan.metrics[0]
+            .measures
+            .iter()
+            .map(|m| m.kind.clone())
+            .collect();
+        const MINUTE: i64 = 60_000;
+        // (epoch, minute, game, user, amount): two epochs of events over
+        // ten minutes, each row in both; then minutes 0 to 2 retracted.
+        let events: Vec<(u64, i64, &str, String, f64)> = (0..2u64)
+            .flat_map(|epoch| {
+                (0..10i64).flat_map(move |minute| {
+                    (0..(3 + minute as usize % 4)).map(move |i| {
+                        let game = ["a", "b"][i % 2];
+                        (
+                            epoch,
+                            minute,
+                            game,
+                            format!("u{}", (i + minute as usize) % 5),
+                            i as f64,
+                        )
+                    })
+                })
+            })
+            .collect();
+        let retracted = |minute: i64| minute < 3;
+        let key = |minute: i64, game: &str| RollupKey {
+            metric: 0,
+            bucket: minute * MINUTE,
+            dims: vec![Value::Str(game.into())].into(),
+        };
+        let query = Query {
+            metric: 0,
+            from_ms: 0,
+            to_ms: 10 * MINUTE,
+            filter: None,
+            group_by: vec![GroupKey::Dimension(0)],
+            granularity_ms: None,
+            time_zone: None,
+            measures: vec![0, 1, 2],
+            order_by: vec![],
+            limit: None,
+            late: false,
+        };
+        timely::execute_directly(move |worker| {
+            let mut input = timely::dataflow::InputHandleVec::new();
+            let probe = ProbeHandle::new();
+            let trace = worker.dataflow(|scope| {
+                let arranged =
+                    crate::render::arrange(input.to_stream(scope).as_collection(), "Rollup");
+                arranged.stream.probe_with(&probe);
+                arranged.trace
+            });
+            let mut rows: HashMap<RollupKey, i64> = HashMap::new();
+            for epoch in 0..3u64 {
+                if epoch < 2 {
+                    let mut batch: HashMap<RollupKey, Aggregates> = HashMap::new();
+                    for (_, minute, game, user, amount) in events.iter().filter(|e| e.0 == epoch) {
+                        let row = batch.entry(key(*minute, game)).or_insert_with(|| {
+                            Aggregates::empty(
+                                kinds.iter().filter(|k| crate::aggregate::keeps_state(k)),
+                            )
+                        });
+                        row.count += 1;
+                        for m in &mut row.measures {
+                            m.add_number(*amount);
+                            m.add_text(user);
+                        }
+                    }
+                    for (k, row) in batch {
+                        *rows.entry(k.clone()).or_default() += row.count;
+                        input.send((k, epoch, row));
+                    }
+                } else {
+                    for (k, count) in rows.iter().filter(|(k, _)| retracted(k.bucket / MINUTE)) {
+                        input.send((k.clone(), epoch, crate::render::retraction(*count)));
+                    }
+                }
+                input.advance_to(epoch + 1);
+                while probe.less_than(&(epoch + 1)) {
+                    worker.step();
+                }
+            }
+            let traces = Traces {
+                rollup: Rc::new(RefCell::new(trace)),
+                hourly: None,
+                touches: Rc::default(),
+                cache: Rc::new(RefCell::new(QueryCache::new(Arc::default()))),
+            };
+            for as_of in 0..3u64 {
+                // A recount: per game, events up to `as_of` in rows still there.
+                let mut expected: Vec<(Value, Vec<Cell>)> = ["a", "b"]
+                    .iter()
+                    .map(|game| {
+                        let of: Vec<_> = events
+                            .iter()
+                            .filter(|e| e.0 <= as_of && e.2 == *game)
+                            .filter(|e| as_of < 2 || !retracted(e.1))
+                            .collect();
+                        let users: std::collections::HashSet<_> = of.iter().map(|e| &e.3).collect();
+                        let total: f64 = of.iter().map(|e| e.4).sum();
+                        let cells = vec![
+                            Cell::Int(of.len() as i64),
+                            Cell::Float(total),
+                            Cell::Int(users.len() as i64),
+                        ];
+                        (Value::Str((*game).into()), cells)
+                    })
+                    .collect();
+                expected.sort_by(|a, b| a.0.cmp(&b.0));
+                let msg = QueryMsg {
+                    id: 0,
+                    home: 0,
+                    as_of,
+                    request: Request::Query(query.clone()),
+                };
+                let partial = scan(&plan, &traces, &msg, WorkerReport::default());
+                assert!(!partial.retry);
+                let mut got: Vec<(Value, Vec<Cell>)> = partial
+                    .groups
+                    .iter()
+                    .map(|(k, agg)| {
+                        let cells = agg
+                            .measures
+                            .iter()
+                            .zip(&kinds)
+                            .map(|(m, kind)| m.finish(kind, agg.count))
+                            .collect();
+                        (k[0].clone(), cells)
+                    })
+                    .collect();
+                got.sort_by(|a, b| a.0.cmp(&b.0));
+                assert_eq!(got, expected, "as of epoch {as_of}");
+
+                // Batch by batch, the read gives way exactly where a
+                // retraction up to `as_of` lies.
+                let batches = readable(&mut traces.rollup.borrow_mut(), as_of).expect("readable");
+                let shard = Shard {
+                    rows: batches,
+                    hourly: Vec::new(),
+                    hours: None,
+                };
+                let shape = Shape::new(&query, &plan.metrics[0].window);
+                for (from, to, gives_way) in [(0, 3, as_of >= 2), (3, 10, false)] {
+                    let mut reading = shard.reading(false);
+                    let mut groups = Groups::new(&plan, &query, &shape, as_of);
+                    let read = shard.read(&mut reading, &mut groups, from * MINUTE, to * MINUTE);
+                    assert_eq!(
+                        read.is_err(),
+                        gives_way,
+                        "minutes {from} to {to} as of {as_of}"
+                    );
+                }
+            }
+        });
     }
 }
