@@ -448,3 +448,84 @@ fn a_killed_process_stops_the_others() {
         assert!(!alive, "process {pid} still runs");
     }
 }
+
+/// Two processes of one cluster, started by hand as on two machines, one
+/// with `--hourly-rollups` and one without: both stop, and say why.
+#[test]
+fn processes_that_disagree_on_their_settings_stop_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    write_input(dir.path());
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let hosts = dir.path().join("hosts.txt");
+    std::fs::write(
+        &hosts,
+        ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let children: Vec<Child> = (0..2)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_statflow"))
+                .arg("run")
+                .arg(dir.path().join("cluster.topo"))
+                .args(["--processes", "2", "--process", &i.to_string()])
+                .arg("--hosts")
+                .arg(&hosts)
+                .args(["--workers", "1", "--http", "127.0.0.1:0", "--no-auth"])
+                .args(if i == 1 {
+                    &["--hourly-rollups"][..]
+                } else {
+                    &[]
+                })
+                .arg("--state-dir")
+                .arg(dir.path().join(format!("process-{i}")))
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("statflow starts")
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (i, mut child) in children.into_iter().enumerate() {
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("process {i} still runs a minute after it started");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut said = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut said)
+            .unwrap();
+        assert!(!status.success(), "process {i} stops with an error: {said}");
+        let (them, me, theirs, mine) = if i == 0 {
+            (1, 0, "with", "without")
+        } else {
+            (0, 1, "without", "with")
+        };
+        assert!(
+            said.contains(&format!(
+                "process {them} runs {theirs} --hourly-rollups, process {me} {mine}"
+            )),
+            "process {i} says what differs: {said}"
+        );
+    }
+}

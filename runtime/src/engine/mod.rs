@@ -1,6 +1,7 @@
 //! The engine: worker threads running the rendered dataflows, the epoch
 //! clock, query admission, and the counters the status endpoint reads.
 
+mod agreement;
 mod backfill;
 mod checkpointing;
 mod retention;

@@ -24,6 +24,7 @@ use crate::checkpoint::{metric_fingerprints, Restored};
 use crate::telemetry::TelemetryReader;
 use statflow_dsl::SourceKind;
 
+use super::agreement::{agree, Setup};
 use super::backfill::Backfills;
 use super::checkpointing::{Checkpointer, Tracked};
 use super::retention::Retention;
@@ -59,6 +60,8 @@ pub(super) fn run(
     let local = index - shared.process * shared.threads;
     let me = &shared.workers[local];
     let plan = Arc::clone(&shared.plan);
+    let setup = Setup::of(&plan, shared.process, shared.threads, config.hourly_rollups);
+    agree(worker, setup, &shared.shutdown)?;
 
     let clock = EpochClock::new();
     let mut specs = Vec::new();
