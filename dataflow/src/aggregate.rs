@@ -17,6 +17,7 @@ use sketches_ddsketch::DDSketch;
 use smallvec::SmallVec;
 use statflow_dsl::MeasureKind;
 
+use crate::few::DistinctState;
 use crate::query::Cell;
 
 /// Sums are kept in billionths, as integers: exact and order-independent for
@@ -98,8 +99,8 @@ pub enum MeasureState {
     Max(f64),
     /// Sum in billionths and how many values.
     Avg(Fixed, u64),
-    /// Distinct values.
-    Distinct(#[serde(deserialize_with = "crate::distinct::deserialize")] DistinctSketch),
+    /// Distinct values: a few in the row, then a sketch (see [`crate::few`]).
+    Distinct(DistinctState),
     /// Values for quantiles.
     Quantile(QuantileState),
     /// The first and last event time (milliseconds) of a session or of a
@@ -209,7 +210,7 @@ impl MeasureState {
             MeasureKind::Min { .. } => MeasureState::Min(f64::INFINITY),
             MeasureKind::Max { .. } => MeasureState::Max(f64::NEG_INFINITY),
             MeasureKind::Avg { .. } => MeasureState::Avg(Fixed::default(), 0),
-            MeasureKind::Distinct { .. } => MeasureState::Distinct(DistinctSketch::new()),
+            MeasureKind::Distinct { .. } => MeasureState::Distinct(DistinctState::new()),
             MeasureKind::Quantile { .. } => {
                 MeasureState::Quantile(QuantileState::Exact(Vec::new()))
             }
@@ -266,10 +267,10 @@ impl MeasureState {
             }
             (MeasureState::Distinct(a), MeasureState::Distinct(b)) => a.merge(b),
             (MeasureState::Registers(a), MeasureState::Registers(b)) => a.merge(b),
-            (MeasureState::Registers(a), MeasureState::Distinct(b)) => a.add(b),
+            (MeasureState::Registers(a), MeasureState::Distinct(b)) => b.add_to(a),
             (MeasureState::Distinct(a), MeasureState::Registers(b)) => {
                 let mut registers = b.clone();
-                registers.add(a);
+                a.add_to(&mut registers);
                 *self = MeasureState::Registers(registers);
             }
             (MeasureState::Quantile(a), MeasureState::Quantile(b)) => a.merge(b),
@@ -288,8 +289,8 @@ impl MeasureState {
     pub fn merge_query(&mut self, other: &MeasureState) {
         self.merge(other);
         if let MeasureState::Distinct(d) = self {
-            if crate::distinct::is_registers(d) {
-                *self = MeasureState::Registers(crate::distinct::Registers::of(d));
+            if d.is_registers() {
+                *self = MeasureState::Registers(d.registers());
             }
         }
     }
@@ -326,9 +327,9 @@ impl MeasureState {
                 if a == b {
                     Ordering::Equal
                 } else {
-                    a.estimate().cmp(&b.estimate()).then_with(|| {
-                        crate::distinct::canonical(a).cmp(&crate::distinct::canonical(b))
-                    })
+                    a.estimate()
+                        .cmp(&b.estimate())
+                        .then_with(|| a.canonical().cmp(&b.canonical()))
                 }
             }
             (MeasureState::Quantile(a), MeasureState::Quantile(b)) => encoded(a).cmp(&encoded(b)),

@@ -43,13 +43,18 @@ const MAX_VALUES: usize = 128;
 const REGISTER_WORDS: usize = (1 << P) * W as usize / 32 + 3;
 /// The two low bits of `data` say which form a sketch is in.
 const FORM_MASK: usize = 3;
-const FORM_SMALL: usize = 0;
-const FORM_ARRAY: usize = 1;
+pub(crate) const FORM_SMALL: usize = 0;
+pub(crate) const FORM_ARRAY: usize = 1;
 const FORM_REGISTERS: usize = 3;
 
 /// Reads a sketch written by `cardinality-estimator`'s `Serialize`.
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DistinctSketch, D::Error> {
     let (data, values): (usize, Option<Vec<u32>>) = Deserialize::deserialize(d)?;
+    from_parts(data, values).map_err(D::Error::custom)
+}
+
+/// The sketch of a serialized `data` word and its values or registers.
+pub(crate) fn from_parts(data: usize, values: Option<Vec<u32>>) -> Result<DistinctSketch, String> {
     match (data & FORM_MASK, values) {
         (FORM_SMALL, None) => {
             let values: Vec<u32> = small_values(data)
@@ -57,18 +62,79 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DistinctSketch, D:
                 .filter(|v| **v != 0)
                 .map(|v| *v as u32)
                 .collect();
-            rebuild(&values, 0..=2).map_err(D::Error::custom)
+            rebuild(&values, 0..=2)
         }
-        (FORM_ARRAY, Some(values)) => rebuild(&values, 3..=MAX_VALUES).map_err(D::Error::custom),
+        (FORM_ARRAY, Some(values)) => rebuild(&values, 3..=MAX_VALUES),
         (FORM_REGISTERS, Some(registers)) if registers.len() == REGISTER_WORDS => {
             // An exact length, so the buffer serde fills is allocated once,
             // with exactly the capacity the crate frees it with.
-            DistinctSketch::deserialize(TupleOf((data, Some(registers)))).map_err(D::Error::custom)
+            DistinctSketch::deserialize(TupleOf((data, Some(registers)))).map_err(|e| e.to_string())
         }
-        (form, values) => Err(D::Error::custom(format!(
+        (form, values) => Err(format!(
             "not a distinct sketch: form {form} with {} values",
             values.map_or_else(|| "no".to_string(), |v| v.len().to_string())
-        ))),
+        )),
+    }
+}
+
+/// The values a serialized sketch of at most `most` values holds, checked
+/// as [`from_parts`] checks them; `None` when it is larger (or registers).
+pub(crate) fn few_parts(
+    data: usize,
+    values: Option<&[u32]>,
+    most: usize,
+) -> Option<Result<Vec<u32>, String>> {
+    let values: Vec<u32> = match (data & FORM_MASK, values) {
+        (FORM_SMALL, None) => small_values(data)
+            .iter()
+            .filter(|v| **v != 0)
+            .map(|v| *v as u32)
+            .collect(),
+        (FORM_ARRAY, Some(values)) if values.len() <= most => values.to_vec(),
+        _ => return None,
+    };
+    let checked = values.iter().enumerate().try_for_each(|(at, value)| {
+        if hash_encoding_to(*value).is_none() {
+            return Err(format!(
+                "value {at} of a distinct sketch ({value:#x}) is not a hash"
+            ));
+        }
+        if values[..at].contains(value) {
+            return Err("a distinct sketch holds the same value twice".to_string());
+        }
+        Ok(())
+    });
+    let enough = if data & FORM_MASK == FORM_ARRAY { 3 } else { 0 };
+    Some(match checked {
+        Err(e) => Err(e),
+        Ok(()) if values.len() < enough => Err(format!(
+            "a distinct sketch of this form holds at least {enough} values, not {}",
+            values.len()
+        )),
+        Ok(()) => Ok(values),
+    })
+}
+
+/// The `data` word of a sketch of the small form holding `a` and `b` (0 for none).
+pub(crate) fn small_data(a: u32, b: u32) -> usize {
+    FORM_SMALL | ((a as usize) << 2) | ((b as usize) << 33)
+}
+
+/// The crate's sketch of values in the form it stores them, inserted in
+/// their order: the same sketch as had their values been inserted.
+pub(crate) fn sketch_of_stored(values: &[u32]) -> DistinctSketch {
+    let mut sketch = DistinctSketch::new();
+    for value in values {
+        insert_stored(&mut sketch, *value);
+    }
+    sketch
+}
+
+/// Inserts a value in the form the crate stores it (one that
+/// [`encode`] gave; anything else is left out).
+pub(crate) fn insert_stored(sketch: &mut DistinctSketch, value: u32) {
+    if let Some(hash) = hash_encoding_to(value) {
+        sketch.insert_hash(hash);
     }
 }
 
@@ -120,7 +186,7 @@ fn rebuild(
 
 /// How the crate stores a 64-bit hash: its low 25 bits, then the rank (one
 /// more than the number of one bits from bit `P` up).
-fn encode(hash: u64) -> u32 {
+pub(crate) fn encode(hash: u64) -> u32 {
     let low = (hash as u32) & ((1 << (32 - W - 1)) - 1);
     let rank = (!hash >> P).trailing_zeros() + 1;
     (low << W) | rank
@@ -168,9 +234,14 @@ impl std::fmt::Debug for Registers {
 }
 
 impl Registers {
+    /// Registers of no value.
+    pub fn empty() -> Registers {
+        Registers(vec![0; REGISTERS].into_boxed_slice())
+    }
+
     /// The registers of `sketch`.
     pub fn of(sketch: &DistinctSketch) -> Registers {
-        let mut registers = Registers(vec![0; REGISTERS].into_boxed_slice());
+        let mut registers = Registers::empty();
         registers.add(sketch);
         registers
     }
@@ -200,7 +271,7 @@ impl Registers {
 
     /// One stored value: the low bits of a hash above the rank.
     #[inline]
-    fn insert(&mut self, value: u32) {
+    pub(crate) fn insert(&mut self, value: u32) {
         let rank = (value & ((1 << W) - 1)) as u8;
         let at = ((value >> W) & ((1 << P) - 1)) as usize;
         if let Some(register) = self.0.get_mut(at) {

@@ -7,6 +7,7 @@ pub mod backfill;
 pub mod chunked;
 pub mod decode;
 pub mod distinct;
+pub mod few;
 pub mod hourly;
 pub mod ingest;
 pub mod measure;
