@@ -50,70 +50,87 @@ const FORM_REGISTERS: usize = 3;
 /// Reads a sketch written by `cardinality-estimator`'s `Serialize`.
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DistinctSketch, D::Error> {
     let (data, values): (usize, Option<Vec<u32>>) = Deserialize::deserialize(d)?;
-    from_parts(data, values).map_err(D::Error::custom)
+    stored(data, values)
+        .and_then(Stored::into_sketch)
+        .map_err(D::Error::custom)
 }
 
-/// The sketch of a serialized `data` word and its values or registers.
-pub(crate) fn from_parts(data: usize, values: Option<Vec<u32>>) -> Result<DistinctSketch, String> {
-    match (data & FORM_MASK, values) {
+/// What a serialized sketch holds.
+pub(crate) enum Stored {
+    /// Up to 128 stored values, in their order: each one a hash could be
+    /// stored as, as many as the sketch's form holds (not yet checked to be
+    /// all different).
+    Values(Vec<u32>),
+    /// The registers' words, exactly as many as the registers' form has.
+    Registers(Vec<u32>),
+}
+
+/// What a serialized sketch holds, read from its `data` word and its
+/// values or registers, and checked as far as it can be without building it.
+pub(crate) fn stored(data: usize, values: Option<Vec<u32>>) -> Result<Stored, String> {
+    let (values, count) = match (data & FORM_MASK, values) {
         (FORM_SMALL, None) => {
             let values: Vec<u32> = small_values(data)
                 .iter()
                 .filter(|v| **v != 0)
                 .map(|v| *v as u32)
                 .collect();
-            rebuild(&values, 0..=2)
+            (values, 0..=2)
         }
-        (FORM_ARRAY, Some(values)) => rebuild(&values, 3..=MAX_VALUES),
+        (FORM_ARRAY, Some(values)) => (values, 3..=MAX_VALUES),
         (FORM_REGISTERS, Some(registers)) if registers.len() == REGISTER_WORDS => {
+            return Ok(Stored::Registers(registers))
+        }
+        (form, values) => {
+            return Err(format!(
+                "not a distinct sketch: form {form} with {} values",
+                values.map_or_else(|| "no".to_string(), |v| v.len().to_string())
+            ))
+        }
+    };
+    if !count.contains(&values.len()) {
+        return Err(format!(
+            "a distinct sketch of this form holds {count:?} values, not {}",
+            values.len()
+        ));
+    }
+    if let Some((at, value)) = values
+        .iter()
+        .enumerate()
+        .find(|(_, v)| hash_encoding_to(**v).is_none())
+    {
+        return Err(format!(
+            "value {at} of a distinct sketch ({value:#x}) is not a hash"
+        ));
+    }
+    Ok(Stored::Values(values))
+}
+
+impl Stored {
+    /// The crate's sketch of what is stored: values inserted again in their
+    /// order, registers handed over with their exact length. An error when
+    /// a value comes twice.
+    pub(crate) fn into_sketch(self) -> Result<DistinctSketch, String> {
+        match self {
+            Stored::Values(values) => {
+                let sketch = sketch_of_stored(&values);
+                if sketch.estimate() != values.len() {
+                    return Err(TWICE.to_string());
+                }
+                Ok(sketch)
+            }
             // An exact length, so the buffer serde fills is allocated once,
             // with exactly the capacity the crate frees it with.
-            DistinctSketch::deserialize(TupleOf((data, Some(registers)))).map_err(|e| e.to_string())
+            Stored::Registers(registers) => {
+                DistinctSketch::deserialize(TupleOf((FORM_REGISTERS, Some(registers))))
+                    .map_err(|e| e.to_string())
+            }
         }
-        (form, values) => Err(format!(
-            "not a distinct sketch: form {form} with {} values",
-            values.map_or_else(|| "no".to_string(), |v| v.len().to_string())
-        )),
     }
 }
 
-/// The values a serialized sketch of at most `most` values holds, checked
-/// as [`from_parts`] checks them; `None` when it is larger (or registers).
-pub(crate) fn few_parts(
-    data: usize,
-    values: Option<&[u32]>,
-    most: usize,
-) -> Option<Result<Vec<u32>, String>> {
-    let values: Vec<u32> = match (data & FORM_MASK, values) {
-        (FORM_SMALL, None) => small_values(data)
-            .iter()
-            .filter(|v| **v != 0)
-            .map(|v| *v as u32)
-            .collect(),
-        (FORM_ARRAY, Some(values)) if values.len() <= most => values.to_vec(),
-        _ => return None,
-    };
-    let checked = values.iter().enumerate().try_for_each(|(at, value)| {
-        if hash_encoding_to(*value).is_none() {
-            return Err(format!(
-                "value {at} of a distinct sketch ({value:#x}) is not a hash"
-            ));
-        }
-        if values[..at].contains(value) {
-            return Err("a distinct sketch holds the same value twice".to_string());
-        }
-        Ok(())
-    });
-    let enough = if data & FORM_MASK == FORM_ARRAY { 3 } else { 0 };
-    Some(match checked {
-        Err(e) => Err(e),
-        Ok(()) if values.len() < enough => Err(format!(
-            "a distinct sketch of this form holds at least {enough} values, not {}",
-            values.len()
-        )),
-        Ok(()) => Ok(values),
-    })
-}
+/// Why a sketch whose values repeat is refused.
+pub(crate) const TWICE: &str = "a distinct sketch holds the same value twice";
 
 /// The `data` word of a sketch of the small form holding `a` and `b` (0 for none).
 pub(crate) fn small_data(a: u32, b: u32) -> usize {
@@ -157,31 +174,6 @@ pub fn canonical(sketch: &DistinctSketch) -> (usize, Option<Vec<u32>>) {
         // (and an array's length, which its values say).
         form => (form, values),
     }
-}
-
-/// A sketch holding `values`, inserted in their order; an error unless
-/// every value is one the sketch could have stored and they are as many as
-/// its form holds.
-fn rebuild(
-    values: &[u32],
-    count: std::ops::RangeInclusive<usize>,
-) -> Result<DistinctSketch, String> {
-    if !count.contains(&values.len()) {
-        return Err(format!(
-            "a distinct sketch of this form holds {count:?} values, not {}",
-            values.len()
-        ));
-    }
-    let mut sketch = DistinctSketch::new();
-    for (at, value) in values.iter().enumerate() {
-        let hash = hash_encoding_to(*value)
-            .ok_or_else(|| format!("value {at} of a distinct sketch ({value:#x}) is not a hash"))?;
-        sketch.insert_hash(hash);
-    }
-    if sketch.estimate() != values.len() {
-        return Err("a distinct sketch holds the same value twice".to_string());
-    }
-    Ok(sketch)
 }
 
 /// How the crate stores a 64-bit hash: its low 25 bits, then the rank (one

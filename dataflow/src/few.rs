@@ -21,7 +21,7 @@ use serde::de::Error;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::aggregate::DistinctSketch;
-use crate::distinct::{self, Registers};
+use crate::distinct::{self, Registers, Stored};
 
 /// The most values a row holds itself.
 pub const FEW: usize = 5;
@@ -207,16 +207,19 @@ impl<'de> Deserialize<'de> for DistinctState {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let (data, values): (usize, Option<Vec<u32>>) = Deserialize::deserialize(d)?;
         // A sketch of few values is read as the values, in their order.
-        match distinct::few_parts(data, values.as_deref(), FEW) {
-            Some(few) => {
-                let few = few.map_err(D::Error::custom)?;
+        match distinct::stored(data, values).map_err(D::Error::custom)? {
+            Stored::Values(values) if values.len() <= FEW => {
                 let mut state = DistinctState::new();
-                for value in few {
-                    state.insert_stored(value);
+                for value in &values {
+                    state.insert_stored(*value);
+                }
+                if state.estimate() != values.len() {
+                    return Err(D::Error::custom(distinct::TWICE));
                 }
                 Ok(state)
             }
-            None => distinct::from_parts(data, values)
+            stored => stored
+                .into_sketch()
                 .map(DistinctState::Sketch)
                 .map_err(D::Error::custom),
         }

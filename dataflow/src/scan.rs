@@ -320,14 +320,8 @@ fn scan(plan: &Plan, traces: &Traces, msg: &QueryMsg, report: WorkerReport) -> P
             merged,
         )
     };
-    // Each batch on its own first, unless rows are sessions (see `Groups::read_each`).
-    let each = (!metric.window.is_session() || q.late)
-        .then(|| read(false).ok())
-        .flatten();
-    partial.groups = match each {
-        Some(groups) => groups,
-        None => read(true).unwrap_or_default(),
-    };
+    // Each batch on its own, unless that gives way (see `Groups::read_each`).
+    partial.groups = read(false).or_else(|_| read(true)).unwrap_or_default();
     partial
 }
 
@@ -345,7 +339,7 @@ fn read_shard(
     shard: &Shard,
     cached: Option<&((i64, i64), Vec<u8>)>,
     merged: bool,
-) -> Result<Vec<(Vec<Value>, Aggregates)>, Retracted> {
+) -> Result<Vec<(Vec<Value>, Aggregates)>, ReadMerged> {
     let mut reading = shard.reading(merged);
     let mut groups = Groups::new(plan, q, shape, msg.as_of);
     let Some(((first, end), key)) = cached else {
@@ -421,7 +415,7 @@ impl Shard {
         groups: &mut Groups<'_, 's>,
         from: i64,
         to: i64,
-    ) -> Result<(), Retracted> {
+    ) -> Result<(), ReadMerged> {
         let mut part = |hourly: bool, from: i64, to: i64| match reading {
             Reading::Merged(rows, hours) => {
                 let (cursor, storage) = if hourly {
@@ -600,7 +594,10 @@ impl<'q, 's> Groups<'q, 's> {
         batches: &mut [BatchRows<'s>],
         from: i64,
         to: i64,
-    ) -> Result<(), Retracted> {
+    ) -> Result<(), ReadMerged> {
+        if self.sessions {
+            return Err(ReadMerged);
+        }
         if from >= to {
             return Ok(());
         }
@@ -633,7 +630,7 @@ impl<'q, 's> Groups<'q, 's> {
                     let mut count = 0;
                     for (_, diff) in updates.clone() {
                         if diff.count <= 0 {
-                            return Err(Retracted);
+                            return Err(ReadMerged);
                         }
                         count += diff.count;
                     }
@@ -744,9 +741,10 @@ struct BatchRows<'s> {
     next: usize,
 }
 
-/// A batch held an update that takes events away from a row.
+/// The shard must be read through merged cursors: a batch held an update
+/// that takes events away from a row, or the rows are sessions.
 #[derive(Debug)]
-struct Retracted;
+struct ReadMerged;
 
 /// One part of a group's key while a shard is scanned: a dimension value
 /// borrowed from the rollup, or a time bucket.
