@@ -9,6 +9,7 @@
 //! restart.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use cardinality_estimator::CardinalityEstimator;
 use differential_dataflow::difference::{IsZero, Semigroup};
@@ -118,8 +119,10 @@ pub enum MeasureState {
 pub enum QuantileState {
     /// Sorted values, at most `EXACT_QUANTILE_VALUES`.
     Exact(Vec<f64>),
-    /// A sketch with `QUANTILE_ALPHA` relative accuracy.
-    Sketch(Box<DDSketch>),
+    /// A sketch with `QUANTILE_ALPHA` relative accuracy, shared by the
+    /// clones of its row until one of them changes (as a `distinct`
+    /// sketch is, see [`crate::few`]).
+    Sketch(Arc<DDSketch>),
 }
 
 impl std::fmt::Debug for QuantileState {
@@ -138,10 +141,10 @@ impl QuantileState {
                 let at = values.partition_point(|x| x.total_cmp(&v) == Ordering::Less);
                 values.insert(at, v);
                 if values.len() > EXACT_QUANTILE_VALUES {
-                    *self = QuantileState::Sketch(Box::new(sketch_of(values)));
+                    *self = QuantileState::Sketch(Arc::new(sketch_of(values)));
                 }
             }
-            QuantileState::Sketch(s) => s.add(v),
+            QuantileState::Sketch(s) => Arc::make_mut(s).add(v),
         }
     }
 
@@ -158,7 +161,7 @@ impl QuantileState {
                     for v in b {
                         s.add(*v);
                     }
-                    *self = QuantileState::Sketch(Box::new(s));
+                    *self = QuantileState::Sketch(Arc::new(s));
                 }
             }
             (QuantileState::Exact(a), QuantileState::Sketch(b)) => {
@@ -166,16 +169,17 @@ impl QuantileState {
                 for v in a.iter() {
                     s.add(*v);
                 }
-                *self = QuantileState::Sketch(Box::new(s));
+                *self = QuantileState::Sketch(Arc::new(s));
             }
             (QuantileState::Sketch(a), QuantileState::Exact(b)) => {
+                let a = Arc::make_mut(a);
                 for v in b {
                     a.add(*v);
                 }
             }
             (QuantileState::Sketch(a), QuantileState::Sketch(b)) => {
                 // Both sketches share one configuration, so merging cannot fail.
-                let _ = a.merge(b);
+                let _ = Arc::make_mut(a).merge(b);
             }
         }
     }
