@@ -491,9 +491,15 @@ struct Groups<'q, 's> {
     /// For each asked measure, its slot in a stored row's states: none for
     /// `count()` (the row's count) and for the session measures.
     slots: Vec<Option<usize>>,
-    index: HashMap<Vec<GroupPart<'s>>, usize, foldhash::fast::RandomState>,
+    /// Each group's position, by its key's bytes ([`GroupPart::encode`]):
+    /// one hash of a few bytes and one comparison of them per row, rather
+    /// than a hash and a comparison per part and value.
+    index: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
+    /// Each group's key and accumulator, at its position.
+    keys: Vec<Vec<GroupPart<'s>>>,
     accumulators: Vec<Aggregates>,
-    group: Vec<GroupPart<'s>>,
+    /// The key of the group a row goes to, as bytes, rebuilt for each.
+    encoded: Vec<u8>,
     times: Vec<i64>,
     /// Rows come in pane order, so the time buckets of a pane are worked out once.
     pane: Option<i64>,
@@ -522,8 +528,9 @@ impl<'q, 's> Groups<'q, 's> {
                     .collect()
             },
             index: HashMap::default(),
+            keys: Vec::new(),
             accumulators: Vec::new(),
-            group: Vec::new(),
+            encoded: Vec::new(),
             times: Vec::new(),
             pane: None,
         }
@@ -674,16 +681,20 @@ impl<'q, 's> Groups<'q, 's> {
         }
         for b in 0..self.times.len() {
             let t = self.times[b];
-            self.group.clear();
-            self.group.extend(self.q.group_by.iter().map(|g| match g {
+            let part = |g: &GroupKey| match g {
                 GroupKey::Dimension(i) => GroupPart::Value(key.dims.get(*i).unwrap_or(&NULL)),
                 GroupKey::Time => GroupPart::Time(t),
-            }));
-            let at = match self.index.get(self.group.as_slice()).copied() {
+            };
+            self.encoded.clear();
+            for g in &self.q.group_by {
+                part(g).encode(&mut self.encoded);
+            }
+            let at = match self.index.get(self.encoded.as_slice()).copied() {
                 Some(at) => at,
                 None => {
                     self.index
-                        .insert(self.group.clone(), self.accumulators.len());
+                        .insert(self.encoded.as_slice().into(), self.accumulators.len());
+                    self.keys.push(self.q.group_by.iter().map(part).collect());
                     self.accumulators.push(Aggregates {
                         count: 0,
                         measures: self
@@ -709,12 +720,11 @@ impl<'q, 's> Groups<'q, 's> {
 
     /// The groups with their keys as values.
     fn finish(self) -> Vec<(Vec<Value>, Aggregates)> {
-        // Every group has one accumulator, at the position the index gives it.
-        let mut keys: Vec<Vec<Value>> = vec![Vec::new(); self.accumulators.len()];
-        for (group, at) in self.index {
-            keys[at] = group.into_iter().map(GroupPart::to_value).collect();
-        }
-        keys.into_iter().zip(self.accumulators).collect()
+        let keys = self
+            .keys
+            .into_iter()
+            .map(|key| key.into_iter().map(GroupPart::to_value).collect());
+        keys.zip(self.accumulators).collect()
     }
 }
 
@@ -748,7 +758,7 @@ struct ReadMerged;
 
 /// One part of a group's key while a shard is scanned: a dimension value
 /// borrowed from the rollup, or a time bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum GroupPart<'a> {
     Value(&'a Value),
     Time(i64),
@@ -758,6 +768,41 @@ enum GroupPart<'a> {
 static NULL: Value = Value::Null;
 
 impl GroupPart<'_> {
+    /// Appends the part's bytes to a group key. A dimension's value is a
+    /// tag, then the value (text with its length first); a time bucket,
+    /// whose place in the key is always a time's, is its 8 bytes. Two
+    /// parts in one place write the same bytes exactly when they are
+    /// equal, and no part's bytes begin another's there, so two keys of one
+    /// query have equal bytes exactly when their parts are equal. Most keys
+    /// are 16 bytes or fewer, which is the hasher's quickest case.
+    fn encode(self, out: &mut Vec<u8>) {
+        match self {
+            GroupPart::Value(Value::Null) => out.push(0),
+            GroupPart::Value(Value::Bool(b)) => out.extend_from_slice(&[1, u8::from(*b)]),
+            GroupPart::Value(Value::Int(i)) => {
+                out.push(2);
+                out.extend_from_slice(&i.to_le_bytes());
+            }
+            // Floats are equal when their bits are (`f64::total_cmp`).
+            GroupPart::Value(Value::Float(f)) => {
+                out.push(3);
+                out.extend_from_slice(&f.to_bits().to_le_bytes());
+            }
+            GroupPart::Value(Value::Str(s)) => {
+                // The length in one byte, or 255 and then eight.
+                match u8::try_from(s.len()) {
+                    Ok(len) if len < u8::MAX => out.extend_from_slice(&[4, len]),
+                    _ => {
+                        out.extend_from_slice(&[4, u8::MAX]);
+                        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+                    }
+                }
+                out.extend_from_slice(s.as_bytes());
+            }
+            GroupPart::Time(t) => out.extend_from_slice(&t.to_le_bytes()),
+        }
+    }
+
     /// The part as the value it stands for in an answer.
     fn to_value(self) -> Value {
         match self {
@@ -1142,6 +1187,65 @@ mod tests {
     use super::*;
     use crate::aggregate::MeasureState;
     use crate::query::{Column, OrderBy};
+
+    #[test]
+    fn group_keys_have_equal_bytes_exactly_when_their_parts_are_equal() {
+        let long = "x".repeat(300);
+        let values = vec![
+            Value::Null,
+            Value::Bool(false),
+            Value::Bool(true),
+            Value::Int(0),
+            Value::Int(1),
+            Value::Int(-1),
+            Value::Float(1.0),
+            Value::Float(0.0),
+            Value::Float(-0.0),
+            Value::Str("".into()),
+            Value::Str("a".into()),
+            Value::Str("ab".into()),
+            Value::Str("b".into()),
+            Value::Str("a\u{0}".into()),
+            // Text that holds a text tag: split differently, it could read
+            // as two values were their lengths not written.
+            Value::Str("a\u{4}".into()),
+            Value::Str("\u{4}".into()),
+            Value::Str("a long name, past what fits inline".into()),
+            Value::Str(long[..254].into()),
+            Value::Str(long[..255].into()),
+            Value::Str(long.as_str().into()),
+        ];
+        let dims: Vec<GroupPart> = values.iter().map(GroupPart::Value).collect();
+        let times = [GroupPart::Time(0), GroupPart::Time(1), GroupPart::Time(-1)];
+        // Keys of one query have one shape: which places hold a dimension
+        // and which a time. In each shape, splitting text differently, or a
+        // number beside text, must not give the same bytes.
+        fn pairs<'a>(a: &[GroupPart<'a>], b: &[GroupPart<'a>]) -> Vec<Vec<GroupPart<'a>>> {
+            a.iter()
+                .flat_map(|x| b.iter().map(|y| vec![*x, *y]))
+                .collect()
+        }
+        let shapes: Vec<Vec<Vec<GroupPart>>> = vec![
+            dims.iter().map(|p| vec![*p]).collect(),
+            pairs(&dims, &dims),
+            pairs(&dims, &times),
+            pairs(&times, &dims),
+        ];
+        let bytes = |key: &[GroupPart]| {
+            let mut out = Vec::new();
+            for p in key {
+                p.encode(&mut out);
+            }
+            out
+        };
+        for keys in &shapes {
+            for a in keys {
+                for b in keys {
+                    assert_eq!(a == b, bytes(a) == bytes(b), "{a:?} and {b:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn whole_hours_are_read_hourly_only_when_each_falls_in_one_bucket() {
