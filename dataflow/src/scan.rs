@@ -1015,6 +1015,11 @@ fn numeric_eq(a: &Value, b: &Value) -> bool {
     matches!((a.as_f64(), b.as_f64()), (Some(x), Some(y)) if x == y)
 }
 
+/// Every worker's groups of one query, merged on its home worker: hashed
+/// with foldhash, as a worker's own groups are, rather than SipHash (an
+/// answer can have as many groups as the rollup has rows).
+type Merged = HashMap<Vec<Value>, Aggregates, foldhash::fast::RandomState>;
+
 /// Merges every worker's partial into the answer.
 pub fn merge(plan: &Plan, partials: Vec<Partial>) -> Outcome {
     if partials.iter().any(|p| p.retry) {
@@ -1034,7 +1039,8 @@ pub fn merge(plan: &Plan, partials: Vec<Partial>) -> Outcome {
     };
     let reports: Vec<&WorkerReport> = partials.iter().map(|p| &p.report).collect();
     let marks = source_marks(plan, query.metric, &reports);
-    let mut groups: HashMap<Vec<Value>, Aggregates> = HashMap::new();
+    let mut groups = Merged::default();
+    groups.reserve(partials.iter().map(|p| p.groups.len()).max().unwrap_or(0));
     for partial in partials {
         for (key, agg) in partial.groups {
             match groups.get_mut(&key) {
@@ -1054,7 +1060,7 @@ pub fn finish(
     query: &Query,
     as_of: u64,
     sources: Vec<SourceMark>,
-    groups: HashMap<Vec<Value>, Aggregates>,
+    groups: Merged,
 ) -> Answer {
     let metric = &plan.metrics[query.metric];
     let mut columns: Vec<String> = query
