@@ -87,6 +87,17 @@ struct Node {
     /// Each child's key as [`key_word`] packs it, in the same order: one
     /// comparison per child rules out almost every key of a record.
     words: Vec<u64>,
+    /// Each child's place (plus one; zero for none) at its word's slot, so
+    /// that a key is looked up with one multiplication and one comparison
+    /// rather than one per child: every child's word has a slot of its own
+    /// ([`Node::index`]). Empty when two children share a word (long keys
+    /// alike in their first 7 bytes and their length); those nodes are
+    /// searched child by child.
+    slots: Vec<u32>,
+    /// The multiplier whose high bits give a word's slot.
+    multiplier: u64,
+    /// `64 - log2(slots.len())`.
+    shift: u32,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -117,11 +128,61 @@ impl Node {
     /// key of every object that is read.
     fn find(&self, key: &[u8], room: &[u8]) -> Option<&Child> {
         let word = key_word(key, room);
-        self.words
-            .iter()
-            .zip(&self.children)
-            .find(|(&w, (k, _))| w == word && (key.len() < 8 || k.as_bytes() == key))
+        let same = |(w, (k, _)): &(&u64, &(String, Child))| {
+            **w == word && (key.len() < 8 || k.as_bytes() == key)
+        };
+        if self.slots.is_empty() {
+            return self
+                .words
+                .iter()
+                .zip(&self.children)
+                .find(same)
+                .map(|(_, (_, c))| c);
+        }
+        let slot = (word.wrapping_mul(self.multiplier) >> self.shift) as usize;
+        let at = usize::try_from(*self.slots.get(slot)?)
+            .ok()?
+            .checked_sub(1)?;
+        Some((self.words.get(at)?, self.children.get(at)?))
+            .filter(same)
             .map(|(_, (_, c))| c)
+    }
+
+    /// Gives every child's word a slot of its own, trying multipliers (odd
+    /// numbers from a fixed sequence, so every build finds the same) and
+    /// more slots until one does.
+    fn index(&mut self) {
+        self.slots.clear();
+        let mut distinct = self.words.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() != self.words.len() || self.words.len() >= u32::MAX as usize {
+            return;
+        }
+        let mut bits = (2 * self.words.len())
+            .next_power_of_two()
+            .max(8)
+            .trailing_zeros();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        loop {
+            for _ in 0..64 {
+                seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let multiplier = (seed ^ (seed >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) | 1;
+                let shift = 64 - bits;
+                let mut slots = vec![0u32; 1 << bits];
+                let free = self.words.iter().enumerate().all(|(i, w)| {
+                    let slot = &mut slots[(w.wrapping_mul(multiplier) >> shift) as usize];
+                    let was = *slot;
+                    *slot = i as u32 + 1;
+                    was == 0
+                });
+                if free {
+                    (self.slots, self.multiplier, self.shift) = (slots, multiplier, shift);
+                    return;
+                }
+            }
+            bits += 1;
+        }
     }
 
     /// The child under `key`, for serde_json's visitor and for keys with
@@ -145,6 +206,7 @@ impl Node {
             None => {
                 self.children.push((key.to_string(), Child::default()));
                 self.words.push(key_word(key.as_bytes(), key.as_bytes()));
+                self.index();
                 self.children.len() - 1
             }
         };

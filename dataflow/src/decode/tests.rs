@@ -48,6 +48,45 @@ fn reads_selected_fields_only() {
 }
 
 #[test]
+fn every_selected_key_is_found_and_no_other() {
+    // Keys of every length around a word's seven bytes, keys that differ
+    // only past them, and (in the second selector) two long keys alike in
+    // their first seven bytes and length, which share a word.
+    let mut keys: Vec<String> = (0..40)
+        .map(|i| format!("k{i}{}", "x".repeat(i % 12)))
+        .collect();
+    keys.extend(["reward_type", "reward_typf", "amount", "ts", "t", ""].map(String::from));
+    let shared = ["player_id_a", "player_id_b"];
+    for with_shared in [false, true] {
+        let mut selected: Vec<&str> = keys.iter().step_by(2).map(String::as_str).collect();
+        if with_shared {
+            selected.extend(shared);
+        }
+        let s = selector(&selected);
+        assert_eq!(
+            s.root.slots.is_empty(),
+            with_shared,
+            "shared words are searched child by child"
+        );
+        let mut all: Vec<&str> = keys.iter().map(String::as_str).collect();
+        all.extend(shared);
+        let record = format!(
+            "{{{}}}",
+            all.iter()
+                .enumerate()
+                .map(|(i, k)| format!("\"{k}\": {i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut out = Vec::new();
+        s.extract(record.as_bytes(), &mut out).unwrap();
+        for (slot, key) in selected.iter().enumerate() {
+            let at = all.iter().position(|k| k == key).unwrap();
+            assert_eq!(out[slot], Some(Scalar::Int(at as i64)), "key {key:?}");
+        }
+    }
+}
+#[test]
 fn a_path_can_be_both_leaf_and_branch() {
     let s = selector(&["p", "p.q"]);
     let mut out = Vec::new();
