@@ -226,6 +226,8 @@ struct Memory {
 }
 
 fn main() -> ExitCode {
+    // The engine runs here as under `statflow run`.
+    statflow::runtime::engine::small_pages();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--list") {
         return ExitCode::SUCCESS;

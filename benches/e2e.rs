@@ -433,6 +433,9 @@ mod engine {
     use super::*;
 
     pub fn run(file: &Path, workers: usize) -> anyhow::Result<Measured> {
+        // As `statflow run` does; the plain loop keeps the defaults, with
+        // which its peak memory was the lower of the two.
+        statflow::runtime::engine::small_pages();
         let plan = common::plan(TOPOLOGY, file)?;
         let dead_letters =
             std::env::temp_dir().join(format!("statflow-e2e-{}", std::process::id()));

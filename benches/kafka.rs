@@ -63,6 +63,8 @@ const TOPIC: &str = "bench.events";
 const PARTITIONS: u32 = 4;
 
 fn main() -> ExitCode {
+    // The engine runs here as under `statflow run`.
+    statflow::runtime::engine::small_pages();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -27,6 +27,7 @@ const LINGER: Duration = Duration::from_secs(1);
 /// Runs a topology until Ctrl-C (or until its sources finish, with `--exit-when-done`).
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format, args.log.as_deref());
+    crate::engine::small_pages();
     if args.no_auth {
         server::auth::check_no_auth(args.http).map_err(anyhow::Error::msg)?;
     }
