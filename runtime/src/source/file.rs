@@ -116,6 +116,49 @@ impl FileReader {
     }
 }
 
+/// Reads one line, with its newline if it has one, and gives it to `f`;
+/// returns its length, 0 at the end of the file. A line is given straight
+/// from the reader's buffer (found with the `memchr` crate's vectorized
+/// search), and copied into `spill` only when it runs past the buffer's end.
+fn with_line(
+    reader: &mut impl BufRead,
+    spill: &mut Vec<u8>,
+    f: impl FnOnce(&[u8]),
+) -> std::io::Result<usize> {
+    spill.clear();
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            if !spill.is_empty() {
+                f(spill);
+            }
+            return Ok(spill.len());
+        }
+        match memchr::memchr(b'\n', buf) {
+            Some(i) if spill.is_empty() => {
+                f(&buf[..=i]);
+                reader.consume(i + 1);
+                return Ok(i + 1);
+            }
+            Some(i) => {
+                spill.extend_from_slice(&buf[..=i]);
+                reader.consume(i + 1);
+                f(spill);
+                return Ok(spill.len());
+            }
+            None => {
+                let n = buf.len();
+                spill.extend_from_slice(buf);
+                reader.consume(n);
+            }
+        }
+    }
+}
+
 impl RecordReader for FileReader {
     fn read(&mut self, max: usize, record: &mut dyn FnMut(&[u8], RecordAt)) -> ReadState {
         let mut left = max;
@@ -136,33 +179,33 @@ impl RecordReader for FileReader {
                 return ReadState::Busy;
             }
             left -= 1;
-            self.line.clear();
             let at = self.at.unwrap_or(0);
-            match self.reader.read_until(b'\n', &mut self.line) {
+            let (slices, current, position) = (&mut self.slices, self.current, &mut self.at);
+            let read = with_line(&mut self.reader, &mut self.line, |raw| {
+                let next = at + raw.len() as u64;
+                *position = Some(next);
+                slices[current].position = Some(next);
+                let mut line = raw;
+                while let [rest @ .., b'\n' | b'\r'] = line {
+                    line = rest;
+                }
+                if !line.iter().all(u8::is_ascii_whitespace) {
+                    record(
+                        line,
+                        RecordAt {
+                            partition: current,
+                            position: at,
+                        },
+                    );
+                }
+            });
+            match read {
                 Ok(0) => {
                     // The file is shorter than when it was opened.
                     self.slices[self.current].position = Some(self.slices[self.current].end);
                     self.current += 1;
                 }
-                Ok(n) => {
-                    let next = at + n as u64;
-                    self.at = Some(next);
-                    self.slices[self.current].position = Some(next);
-                    let mut line = self.line.as_slice();
-                    while let [rest @ .., b'\n' | b'\r'] = line {
-                        line = rest;
-                    }
-                    if !line.iter().all(u8::is_ascii_whitespace) {
-                        let partition = self.current;
-                        record(
-                            line,
-                            RecordAt {
-                                partition,
-                                position: at,
-                            },
-                        );
-                    }
-                }
+                Ok(_) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the file source; stopping it");
                     self.current = self.slices.len();
@@ -192,6 +235,24 @@ impl RecordReader for FileReader {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn lines_are_read_whole_whatever_the_buffer_holds() {
+        let text = b"{\"a\":1}\n\nlonger than the buffer\r\nx\nno newline at the end";
+        let expected: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
+        for capacity in [1, 2, 3, 5, 8, 64] {
+            let mut reader = BufReader::with_capacity(capacity, &text[..]);
+            let (mut spill, mut lines) = (Vec::new(), Vec::new());
+            loop {
+                let n = with_line(&mut reader, &mut spill, |l| lines.push(l.to_vec())).unwrap();
+                if n == 0 {
+                    break;
+                }
+                assert_eq!(Some(n), lines.last().map(Vec::len), "capacity {capacity}");
+            }
+            assert_eq!(lines, expected, "capacity {capacity}");
+        }
+    }
 
     fn read_all(path: &Path, worker: usize, workers: usize, resume: &Resume) -> Vec<(String, u64)> {
         let mut reader = FileReader::open(path, worker, workers, resume).unwrap();
