@@ -495,7 +495,8 @@ struct Groups<'q, 's> {
     /// one hash of a few bytes and one comparison of them per row, rather
     /// than a hash and a comparison per part and value.
     index: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
-    /// Each group's key and accumulator, at its position.
+    /// Each group's key, at its position (as its accumulator is in
+    /// `accumulators`).
     keys: Vec<Vec<GroupPart<'s>>>,
     accumulators: Vec<Aggregates>,
     /// The key of the group a row goes to, as bytes, rebuilt for each.

@@ -26,7 +26,7 @@ pub use backfill::unbackfillable_source;
 /// large pieces as they merge, and a huge page that a freed piece leaves
 /// partly used stays resident whole: in the e2e benchmark (5,000,000
 /// events, 2 workers) peak memory was 229–285 MiB with huge pages and
-/// 202–223 MiB without, at the same ingest and query speed. Call it before
+/// 199–223 MiB without, at the same ingest and query speed. Call it before
 /// the engine allocates; `statflow run` does. Elsewhere it does nothing.
 pub fn small_pages() {
     #[cfg(target_os = "linux")]
