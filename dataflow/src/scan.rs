@@ -1124,25 +1124,13 @@ pub fn finish(
             .chain((0..keys).map(|i| (i, false)))
             .collect()
     };
-    rows.sort_by(|a, b| {
-        for (at, desc) in &sort_columns {
-            let o = compare_cells(&a[*at], &b[*at]);
-            let o = if *desc { o.reverse() } else { o };
-            if o != std::cmp::Ordering::Equal {
-                return o;
-            }
-        }
-        std::cmp::Ordering::Equal
-    });
-    if let Some(limit) = query.limit {
-        rows.truncate(limit);
-    }
     let watermark_ms = sources.iter().filter_map(|s| s.watermark_ms).min();
     let retained_from_ms = watermark_ms.map(|w| w.saturating_sub(metric.retain.millis() as i64));
     let mut notes = Vec::new();
     if let Some(from) = retained_from_ms.filter(|from| query.from_ms < *from) {
         // Buckets before `from` are evicted (or about to be): say so, and
-        // drop time buckets that start before it rather than show parts of them.
+        // drop time buckets that start before it rather than show parts of
+        // them (before the limit, so that it counts only rows shown).
         notes.push(format!(
             "time before {} is past `{}`'s retention ({}) and is evicted; the answer counts from then on",
             timebucket::rfc3339(from),
@@ -1153,6 +1141,26 @@ pub fn finish(
             rows.retain(|row| !matches!(row.get(t), Some(Cell::Time(b)) if *b < from));
         }
     }
+    // The group keys end every order, so no two rows tie and the first
+    // `limit` rows are the same however they are found: by selection, in
+    // time linear in the groups, when the limit leaves some out.
+    let order = |a: &Vec<Cell>, b: &Vec<Cell>| {
+        for (at, desc) in &sort_columns {
+            let o = compare_cells(&a[*at], &b[*at]);
+            let o = if *desc { o.reverse() } else { o };
+            if o != std::cmp::Ordering::Equal {
+                return o;
+            }
+        }
+        std::cmp::Ordering::Equal
+    };
+    if let Some(limit) = query.limit.filter(|l| *l < rows.len()) {
+        if limit > 0 {
+            rows.select_nth_unstable_by(limit - 1, order);
+        }
+        rows.truncate(limit);
+    }
+    rows.sort_by(order);
     Answer {
         as_of: AsOf {
             epoch: as_of,
@@ -1488,6 +1496,81 @@ mod tests {
     /// Rows in three batches, the last retracting some of them, read at
     /// each epoch: batch by batch while nothing read is retracted, merged
     /// once something is, and always what a recount of the events gives.
+    #[test]
+    fn a_limit_keeps_the_rows_a_whole_sort_would_put_first() {
+        let text = r#"
+source s = file("e.jsonl") { time = ts as epoch_millis }
+metric m from s {
+  dimensions game, kind
+  window tumbling 1m
+  measures { n = count()  total = sum(amount) }
+}
+"#;
+        let compiled = statflow_dsl::compile(text, None);
+        assert!(!compiled.has_errors(), "{:?}", compiled.diagnostics);
+        let plan = compiled.plan.expect("a plan");
+        // 1,000 groups whose totals tie in tens, so the order falls back on
+        // the keys, some of them null.
+        let mut groups = Merged::default();
+        for i in 0..1_000i64 {
+            // A group holds a state for each asked measure, `count()` too.
+            let total = crate::aggregate::Fixed::from(i128::from(i % 100) * 1_000_000_000);
+            let row = Aggregates {
+                count: i % 7,
+                measures: [MeasureState::Count, MeasureState::Sum(total)]
+                    .into_iter()
+                    .collect(),
+            };
+            let kind = if i % 4 == 0 {
+                Value::Null
+            } else {
+                Value::Str(format!("k{}", i % 4).into())
+            };
+            groups.insert(vec![Value::Int(i / 4), kind], row);
+        }
+        let answer = |order_by: Vec<OrderBy>, limit: Option<usize>| {
+            let query = Query {
+                metric: 0,
+                from_ms: 0,
+                to_ms: 60_000,
+                filter: None,
+                group_by: vec![GroupKey::Dimension(0), GroupKey::Dimension(1)],
+                granularity_ms: None,
+                time_zone: None,
+                measures: vec![0, 1],
+                order_by,
+                limit,
+                late: false,
+            };
+            finish(&plan, &query, 0, Vec::new(), groups.clone()).rows
+        };
+        let orders = [
+            vec![],
+            vec![OrderBy {
+                column: Column::Measure(1),
+                desc: true,
+            }],
+            vec![
+                OrderBy {
+                    column: Column::Measure(0),
+                    desc: false,
+                },
+                OrderBy {
+                    column: Column::Measure(1),
+                    desc: true,
+                },
+            ],
+        ];
+        for order_by in orders {
+            let all = answer(order_by.clone(), None);
+            assert_eq!(all.len(), 1_000);
+            for limit in [0, 1, 9, 10, 11, 999, 1_000, 5_000] {
+                let limited = answer(order_by.clone(), Some(limit));
+                assert_eq!(limited, all[..limit.min(all.len())], "limit {limit}");
+            }
+        }
+    }
+
     #[test]
     fn a_retraction_sends_the_read_back_to_merged_cursors() {
         use differential_dataflow::AsCollection;
