@@ -412,7 +412,7 @@ impl Shard {
     fn read<'s>(
         &'s self,
         reading: &mut Reading<'s>,
-        groups: &mut Groups<'_, 's>,
+        groups: &mut Groups<'_>,
         from: i64,
         to: i64,
     ) -> Result<(), ReadMerged> {
@@ -472,10 +472,11 @@ fn cache_key(q: &Query) -> Option<Vec<u8>> {
 /// The groups of one query on one worker, filled from runs of rows.
 ///
 /// A query reads every row of its time range, often hundreds of thousands,
-/// so reading copies nothing per row: group keys borrow dimension values
-/// from the batches (which outlive the scan), a group is found with one
-/// hash lookup, and a row's updates are merged straight into its group.
-struct Groups<'q, 's> {
+/// so reading copies nothing per row: a row's group key is written as
+/// bytes into one reused buffer, a group is found with one hash lookup,
+/// a row's updates are merged straight into its group, and a group's
+/// values are copied once, when it is new, as the answer will hold them.
+struct Groups<'q> {
     q: &'q Query,
     shape: &'q Shape,
     as_of: u64,
@@ -496,8 +497,8 @@ struct Groups<'q, 's> {
     /// than a hash and a comparison per part and value.
     index: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
     /// Each group's key, at its position (as its accumulator is in
-    /// `accumulators`).
-    keys: Vec<Vec<GroupPart<'s>>>,
+    /// `accumulators`), as the values of the answer.
+    keys: Vec<Vec<Value>>,
     accumulators: Vec<Aggregates>,
     /// The key of the group a row goes to, as bytes, rebuilt for each.
     encoded: Vec<u8>,
@@ -506,7 +507,7 @@ struct Groups<'q, 's> {
     pane: Option<i64>,
 }
 
-impl<'q, 's> Groups<'q, 's> {
+impl<'q> Groups<'q> {
     fn new(plan: &'q Plan, q: &'q Query, shape: &'q Shape, as_of: u64) -> Self {
         let metric = &plan.metrics[q.metric];
         Groups {
@@ -540,7 +541,7 @@ impl<'q, 's> Groups<'q, 's> {
     /// Merges the rows of panes in `[from, to)` into their groups, reading
     /// the batches through one cursor that merges them: a row's updates
     /// from every batch are summed before its event count is looked at.
-    fn read_merged(&mut self, cursor: &mut RowCursor, storage: &'s RowStorage, from: i64, to: i64) {
+    fn read_merged(&mut self, cursor: &mut RowCursor, storage: &RowStorage, from: i64, to: i64) {
         if from >= to {
             return;
         }
@@ -599,7 +600,7 @@ impl<'q, 's> Groups<'q, 's> {
     /// whose rows need their span, always are.
     fn read_each(
         &mut self,
-        batches: &mut [BatchRows<'s>],
+        batches: &mut [BatchRows<'_>],
         from: i64,
         to: i64,
     ) -> Result<(), ReadMerged> {
@@ -611,7 +612,7 @@ impl<'q, 's> Groups<'q, 's> {
         }
         let (first, as_of) = (self.first_key(from), self.as_of);
         for rows in batches.iter_mut() {
-            let batch: &'s RollupBatch = rows.batch;
+            let batch: &RollupBatch = rows.batch;
             let storage = &batch.storage;
             let keys = &storage.keys;
             // The first row at or after `first`, by halving.
@@ -672,7 +673,7 @@ impl<'q, 's> Groups<'q, 's> {
     /// `duration` is a session's, for session measures.
     fn add_row(
         &mut self,
-        key: &'s RollupKey,
+        key: &RollupKey,
         duration: i64,
         mut merge: impl FnMut(&mut Aggregates, &[Option<usize>]),
     ) {
@@ -695,7 +696,8 @@ impl<'q, 's> Groups<'q, 's> {
                 None => {
                     self.index
                         .insert(self.encoded.as_slice().into(), self.accumulators.len());
-                    self.keys.push(self.q.group_by.iter().map(part).collect());
+                    self.keys
+                        .push(self.q.group_by.iter().map(|g| part(g).to_value()).collect());
                     self.accumulators.push(Aggregates {
                         count: 0,
                         measures: self
@@ -721,11 +723,7 @@ impl<'q, 's> Groups<'q, 's> {
 
     /// The groups with their keys as values.
     fn finish(self) -> Vec<(Vec<Value>, Aggregates)> {
-        let keys = self
-            .keys
-            .into_iter()
-            .map(|key| key.into_iter().map(GroupPart::to_value).collect());
-        keys.zip(self.accumulators).collect()
+        self.keys.into_iter().zip(self.accumulators).collect()
     }
 }
 
@@ -1040,8 +1038,10 @@ pub fn merge(plan: &Plan, partials: Vec<Partial>) -> Outcome {
     };
     let reports: Vec<&WorkerReport> = partials.iter().map(|p| &p.report).collect();
     let marks = source_marks(plan, query.metric, &reports);
+    // Room for every partial's groups: at most their sum, and a map grown
+    // while it is filled hashes every key again.
     let mut groups = Merged::default();
-    groups.reserve(partials.iter().map(|p| p.groups.len()).max().unwrap_or(0));
+    groups.reserve(partials.iter().map(|p| p.groups.len()).sum());
     for partial in partials {
         for (key, agg) in partial.groups {
             match groups.get_mut(&key) {
