@@ -1572,6 +1572,58 @@ metric m from s {
     }
 
     #[test]
+    fn a_limit_counts_only_buckets_within_retention() {
+        let text = r#"
+source s = file("e.jsonl") { time = ts as epoch_millis }
+metric m from s {
+  window tumbling 1m
+  retain 10m
+  measures { n = count() }
+}
+"#;
+        let compiled = statflow_dsl::compile(text, None);
+        assert!(!compiled.has_errors(), "{:?}", compiled.diagnostics);
+        let plan = compiled.plan.expect("a plan");
+        const MINUTE: i64 = 60_000;
+        // Minutes 0 to 29, the busiest first; the watermark at minute 30
+        // keeps minutes 20 to 29 only.
+        let mut groups = Merged::default();
+        for minute in 0..30 {
+            let row = Aggregates {
+                count: 100 - minute,
+                measures: [MeasureState::Count].into_iter().collect(),
+            };
+            groups.insert(vec![Value::Int(minute * MINUTE)], row);
+        }
+        let query = Query {
+            metric: 0,
+            from_ms: 0,
+            to_ms: 30 * MINUTE,
+            filter: None,
+            group_by: vec![GroupKey::Time],
+            granularity_ms: None,
+            time_zone: None,
+            measures: vec![0],
+            order_by: vec![OrderBy {
+                column: Column::Measure(0),
+                desc: true,
+            }],
+            limit: Some(5),
+            late: false,
+        };
+        let sources = vec![SourceMark {
+            source: "s".into(),
+            watermark_ms: Some(30 * MINUTE),
+            late: 0,
+        }];
+        let answer = finish(&plan, &query, 0, sources, groups);
+        let minutes: Vec<&Cell> = answer.rows.iter().map(|row| &row[0]).collect();
+        let expected: Vec<Cell> = (20..25).map(|m| Cell::Time(m * MINUTE)).collect();
+        assert_eq!(minutes, expected.iter().collect::<Vec<_>>());
+        assert_eq!(answer.as_of.notes.len(), 1, "{:?}", answer.as_of.notes);
+    }
+
+    #[test]
     fn a_retraction_sends_the_read_back_to_merged_cursors() {
         use differential_dataflow::AsCollection;
         use timely::dataflow::operators::Probe;
