@@ -681,8 +681,7 @@ impl<'q> Groups<'q> {
             self.shape.buckets(key.bucket, &mut self.times);
             self.pane = Some(key.bucket);
         }
-        for b in 0..self.times.len() {
-            let t = self.times[b];
+        for &t in &self.times {
             let part = |g: &GroupKey| match g {
                 GroupKey::Dimension(i) => GroupPart::Value(key.dims.get(*i).unwrap_or(&NULL)),
                 GroupKey::Time => GroupPart::Time(t),
