@@ -321,7 +321,7 @@ impl MeasureState {
     }
 
     /// A total order over states of one measure, consistent with equality.
-    fn order(&self, other: &MeasureState) -> Ordering {
+    pub(crate) fn order(&self, other: &MeasureState) -> Ordering {
         match (self, other) {
             (MeasureState::Sum(a), MeasureState::Sum(b)) => a.cmp(b),
             (MeasureState::Min(a), MeasureState::Min(b))

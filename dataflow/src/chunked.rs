@@ -22,6 +22,9 @@ use differential_dataflow::trace::implementations::ord_neu::{OrdKeyBatch, OrdKey
 use differential_dataflow::trace::implementations::spine_fueled::Spine;
 use differential_dataflow::trace::implementations::{BatchContainer, ContainerChunker, OffsetList};
 
+use crate::aggregate::Aggregates;
+use crate::packed::Packed;
+
 /// Items per full chunk: a power of two, large enough that the chunk
 /// table is small (a million rows of 120 bytes take 62 chunks) and small
 /// enough that the one partly empty chunk of a column is at most a couple
@@ -159,25 +162,25 @@ impl<T: Ord + Clone + 'static> BatchContainer for Chunked<T> {
     }
 }
 
-/// The rollup's batch layout: keys, times and aggregates in chunked
-/// columns (there are no values).
-pub type Layout<K, R> = (Chunked<K>, Vec<()>, Chunked<u64>, Chunked<R>, OffsetList);
+/// The rollup's batch layout: keys and times in chunked columns, the
+/// aggregates packed (there are no values).
+pub type Layout<K> = (Chunked<K>, Vec<()>, Chunked<u64>, Packed, OffsetList);
 
 /// What the rollup arrangement receives: keyed rows with their epoch and
 /// aggregates.
-pub type Updates<K, R> = Vec<((K, ()), u64, R)>;
+pub type Updates<K> = Vec<((K, ()), u64, Aggregates)>;
 
 /// A batch of the rollup.
-pub type Batch<K, R> = OrdKeyBatch<Layout<K, R>>;
+pub type Batch<K> = OrdKeyBatch<Layout<K>>;
 
 /// The rollup's trace.
-pub type ChunkedSpine<K, R> = Spine<std::rc::Rc<Batch<K, R>>>;
+pub type ChunkedSpine<K> = Spine<std::rc::Rc<Batch<K>>>;
 
 /// Forms batches of the rollup from its updates.
-pub type ChunkedBatcher<K, R> = MergeBatcher<
-    ContainerChunker<Updates<K, R>>,
-    VecMerger<(K, ()), u64, R>,
-    OrdKeyBuilder<Layout<K, R>, Updates<K, R>>,
+pub type ChunkedBatcher<K> = MergeBatcher<
+    ContainerChunker<Updates<K>>,
+    VecMerger<(K, ()), u64, Aggregates>,
+    OrdKeyBuilder<Layout<K>, Updates<K>>,
 >;
 
 #[cfg(test)]

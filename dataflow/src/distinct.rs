@@ -245,7 +245,7 @@ impl Registers {
     /// copying them anywhere first.
     pub fn add(&mut self, sketch: &DistinctSketch) {
         let mut peek = Peek {
-            registers: self,
+            sink: self,
             form: FORM_SMALL,
             words: 0,
             run: [0; 3],
@@ -364,8 +364,9 @@ impl<'de> Deserialize<'de> for Registers {
 /// `data` word, whose low bits say the form (and which holds up to two
 /// values itself), then for an array its values, for registers two words of
 /// zero count and harmonic sum and the packed registers.
-struct Peek<'r> {
-    registers: &'r mut Registers,
+struct Peek<'r, S> {
+    /// Where the values (or the registers) go.
+    sink: &'r mut S,
     /// The sketch's form, from its `data` word.
     form: usize,
     /// Words read so far.
@@ -401,7 +402,59 @@ macro_rules! not_a_sketch {
     };
 }
 
-impl serde::Serializer for &mut Peek<'_> {
+/// What [`Peek`] hands a sketch's parts to.
+trait Sink {
+    /// One stored value.
+    fn value(&mut self, value: u32);
+    /// The `n`th run of 16 registers, packed.
+    fn run(&mut self, n: usize, bits: u128) -> Result<(), NotASketch>;
+}
+
+impl Sink for Registers {
+    #[inline]
+    fn value(&mut self, value: u32) {
+        self.insert(value);
+    }
+
+    #[inline]
+    fn run(&mut self, n: usize, bits: u128) -> Result<(), NotASketch> {
+        self.max_run(n, bits);
+        Ok(())
+    }
+}
+
+/// Each value `sketch` holds, in the form the crate stores them, handed to
+/// `f`; false when the sketch is registers, which hold no values.
+pub fn for_each_value(sketch: &DistinctSketch, f: impl FnMut(u32)) -> bool {
+    if is_registers(sketch) {
+        return false;
+    }
+    let mut sink = Each(f);
+    let mut peek = Peek {
+        sink: &mut sink,
+        form: FORM_SMALL,
+        words: 0,
+        run: [0; 3],
+    };
+    sketch.serialize(&mut peek).is_ok() && peek.form != FORM_REGISTERS
+}
+
+/// Values only, each handed to a function: a sketch of registers has none
+/// to give.
+struct Each<F>(F);
+
+impl<F: FnMut(u32)> Sink for Each<F> {
+    #[inline]
+    fn value(&mut self, value: u32) {
+        (self.0)(value);
+    }
+
+    fn run(&mut self, _: usize, _: u128) -> Result<(), NotASketch> {
+        Err(NotASketch)
+    }
+}
+
+impl<S: Sink> serde::Serializer for &mut Peek<'_, S> {
     type Ok = ();
     type Error = NotASketch;
     type SerializeSeq = Self;
@@ -419,7 +472,7 @@ impl serde::Serializer for &mut Peek<'_> {
         if self.form == FORM_SMALL {
             for value in small_values(data) {
                 if value != 0 {
-                    self.registers.insert(value as u32);
+                    self.sink.value(value as u32);
                 }
             }
         }
@@ -431,7 +484,7 @@ impl serde::Serializer for &mut Peek<'_> {
         let at = self.words;
         self.words += 1;
         if self.form != FORM_REGISTERS {
-            self.registers.insert(v);
+            self.sink.value(v);
         } else if let Some(word) = at.checked_sub(2) {
             // Words 0 and 1 are the zero count and the harmonic sum; then
             // each run of 16 registers fills three words.
@@ -440,7 +493,7 @@ impl serde::Serializer for &mut Peek<'_> {
                 let bits = u128::from(self.run[0])
                     | (u128::from(self.run[1]) << 32)
                     | (u128::from(self.run[2]) << 64);
-                self.registers.max_run(word / 3, bits);
+                self.sink.run(word / 3, bits)?;
             }
         }
         Ok(())
@@ -532,7 +585,7 @@ impl serde::Serializer for &mut Peek<'_> {
 /// A sketch's tuple and its sequence of words: each element is read in turn.
 macro_rules! elements_in_turn {
     ($($compound:path),*) => {
-        $(impl $compound for &mut Peek<'_> {
+        $(impl<S: Sink> $compound for &mut Peek<'_, S> {
             type Ok = ();
             type Error = NotASketch;
 

@@ -11,6 +11,7 @@ pub mod few;
 pub mod hourly;
 pub mod ingest;
 pub mod measure;
+pub mod packed;
 pub mod query;
 pub mod query_cache;
 pub mod render;

@@ -25,6 +25,7 @@ use crate::aggregate::{stored_slots, Aggregates, MeasureState};
 use crate::chunked::{ChunkedBatcher, ChunkedSpine};
 use crate::hourly;
 use crate::measure::{self, MeasureRef};
+use crate::packed::{PackedRef, Takers};
 use crate::query::{Answer, AsOf, Cell, Column, Filter, GroupKey, Query, SourceMark};
 use crate::query_cache::{QueryCache, Touches};
 use crate::rollup::{Dims, RollupKey};
@@ -34,10 +35,10 @@ use crate::value::Value;
 
 /// The rollup arrangement: every row's aggregates, keyed by `RollupKey`,
 /// at the epoch it was ingested.
-pub type RollupTrace = TraceAgent<ChunkedSpine<RollupKey, Aggregates>>;
+pub type RollupTrace = TraceAgent<ChunkedSpine<RollupKey>>;
 
 /// Forms the rollup's batches.
-pub type RollupBatcher = ChunkedBatcher<RollupKey, Aggregates>;
+pub type RollupBatcher = ChunkedBatcher<RollupKey>;
 
 /// A request on its way to every worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -491,7 +492,7 @@ struct Groups<'q> {
     sessions: bool,
     /// For each asked measure, its slot in a stored row's states: none for
     /// `count()` (the row's count) and for the session measures.
-    slots: Vec<Option<usize>>,
+    slots: Takers,
     /// Each group's position, by its key's bytes ([`GroupPart::encode`]):
     /// one hash of a few bytes and one comparison of them per row, rather
     /// than a hash and a comparison per part and value.
@@ -522,13 +523,13 @@ impl<'q> Groups<'q> {
                 .map(|i| measure::measure(metric, *i))
                 .collect(),
             sessions: metric.window.is_session() && !q.late,
-            slots: {
+            slots: Takers::new({
                 let stored = stored_slots(metric.measures.iter().map(|m| &m.kind));
                 q.measures
                     .iter()
                     .map(|i| stored.get(*i).copied().flatten())
                     .collect()
-            },
+            }),
             index: HashMap::default(),
             keys: Vec::new(),
             accumulators: Vec::new(),
@@ -559,9 +560,11 @@ impl<'q> Groups<'q> {
                 while cursor.val_valid(storage) {
                     cursor.map_times(storage, |time, diff| {
                         if *time <= as_of {
-                            count += diff.count;
-                            if let (true, Some((_, l))) = (sessions, session::span(diff)) {
-                                last = last.max(l);
+                            count += diff.count();
+                            if sessions {
+                                if let Some((_, l)) = session::span(&diff.to_owned()) {
+                                    last = last.max(l);
+                                }
                             }
                         }
                     });
@@ -638,10 +641,11 @@ impl<'q> Groups<'q> {
                         .filter(|(time, _)| *time <= as_of);
                     let mut count = 0;
                     for (_, diff) in updates.clone() {
-                        if diff.count <= 0 {
+                        let diff = diff.count();
+                        if diff <= 0 {
                             return Err(ReadMerged);
                         }
-                        count += diff.count;
+                        count += diff;
                     }
                     if count > 0 {
                         self.add_row(key, 0, |acc, slots| {
@@ -675,7 +679,7 @@ impl<'q> Groups<'q> {
         &mut self,
         key: &RollupKey,
         duration: i64,
-        mut merge: impl FnMut(&mut Aggregates, &[Option<usize>]),
+        mut merge: impl FnMut(&mut Aggregates, &Takers),
     ) {
         if self.pane != Some(key.bucket) {
             self.shape.buckets(key.bucket, &mut self.times);
@@ -732,14 +736,8 @@ type RowStorage = Vec<RollupBatch>;
 
 /// Merges one update of a row into a group's accumulator: its events, and
 /// the states of the asked measures at their stored `slots`.
-fn merge_update(acc: &mut Aggregates, slots: &[Option<usize>], diff: &Aggregates) {
-    acc.count += diff.count;
-    // A retraction carries no measures (see `render::retraction`).
-    for (state, slot) in acc.measures.iter_mut().zip(slots) {
-        if let Some(m) = slot.and_then(|s| diff.measures.get(s)) {
-            state.merge_query(m);
-        }
-    }
+fn merge_update(acc: &mut Aggregates, slots: &Takers, diff: PackedRef<'_>) {
+    diff.merge_into(acc, slots);
 }
 
 /// One batch as [`Groups::read_each`] reads it: the position of its next

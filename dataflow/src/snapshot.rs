@@ -28,8 +28,8 @@ pub fn rows_at(trace: &mut RollupTrace, as_of: u64) -> Option<Vec<(RollupKey, Ag
             cursor.map_times(&storage, |time, diff| {
                 if *time <= as_of {
                     match &mut row {
-                        Some(row) => row.merge(diff),
-                        None => row = Some(diff.clone()),
+                        Some(row) => row.merge(&diff.to_owned()),
+                        None => row = Some(diff.to_owned()),
                     }
                 }
             });
@@ -91,8 +91,8 @@ impl FootprintWalk {
             let mut row: Option<Aggregates> = None;
             while cursor.val_valid(&storage) {
                 cursor.map_times(&storage, |_, diff| match &mut row {
-                    Some(row) => row.merge(diff),
-                    None => row = Some(diff.clone()),
+                    Some(row) => row.merge(&diff.to_owned()),
+                    None => row = Some(diff.to_owned()),
                 });
                 cursor.step_val(&storage);
             }
@@ -147,7 +147,7 @@ pub fn rows_before(
         while cursor.val_valid(&storage) {
             cursor.map_times(&storage, |time, diff| {
                 if *time <= as_of {
-                    count += diff.count;
+                    count += diff.count();
                 }
             });
             cursor.step_val(&storage);

@@ -388,14 +388,14 @@ fn encode_rows_at(
             cursor.map_times(&storage, |time, diff| {
                 if *time <= as_of {
                     updates += 1;
-                    events += diff.count;
+                    events += diff.count();
                 }
             });
             if events > 0 && updates == 1 {
                 let mut pushed = Ok(());
                 cursor.map_times(&storage, |time, diff| {
                     if *time <= as_of {
-                        pushed = rows.push(key, diff);
+                        pushed = rows.push(key, &diff.to_owned());
                     }
                 });
                 pushed?;
@@ -404,8 +404,8 @@ fn encode_rows_at(
                 cursor.map_times(&storage, |time, diff| {
                     if *time <= as_of {
                         match &mut row {
-                            Some(row) => row.merge(diff),
-                            None => row = Some(diff.clone()),
+                            Some(row) => row.merge(&diff.to_owned()),
+                            None => row = Some(diff.to_owned()),
                         }
                     }
                 });
