@@ -196,11 +196,6 @@ impl Takers {
         }
         Takers { slots, by_state }
     }
-
-    /// The row's state each group state takes.
-    pub fn slots(&self) -> &[Option<usize>] {
-        &self.slots
-    }
 }
 
 impl<'a> PackedRef<'a> {

@@ -25,7 +25,7 @@ use crate::aggregate::{stored_slots, Aggregates, MeasureState};
 use crate::chunked::{ChunkedBatcher, ChunkedSpine};
 use crate::hourly;
 use crate::measure::{self, MeasureRef};
-use crate::packed::{PackedRef, Takers};
+use crate::packed::Takers;
 use crate::query::{Answer, AsOf, Cell, Column, Filter, GroupKey, Query, SourceMark};
 use crate::query_cache::{QueryCache, Touches};
 use crate::rollup::{Dims, RollupKey};
@@ -490,9 +490,10 @@ struct Groups<'q> {
     /// last event time in its span. Late rows are no sessions.
     asked: Vec<Option<MeasureRef<'q>>>,
     sessions: bool,
-    /// For each asked measure, its slot in a stored row's states: none for
-    /// `count()` (the row's count) and for the session measures.
-    slots: Takers,
+    /// For each asked measure, its slot in a stored row's states (none for
+    /// `count()`, the row's count, and for the session measures), and
+    /// for each of a row's states, the asked measure that takes it.
+    takers: Takers,
     /// Each group's position, by its key's bytes ([`GroupPart::encode`]):
     /// one hash of a few bytes and one comparison of them per row, rather
     /// than a hash and a comparison per part and value.
@@ -523,7 +524,7 @@ impl<'q> Groups<'q> {
                 .map(|i| measure::measure(metric, *i))
                 .collect(),
             sessions: metric.window.is_session() && !q.late,
-            slots: Takers::new({
+            takers: Takers::new({
                 let stored = stored_slots(metric.measures.iter().map(|m| &m.kind));
                 q.measures
                     .iter()
@@ -572,12 +573,12 @@ impl<'q> Groups<'q> {
                 }
                 if count > 0 {
                     let duration = last.saturating_sub(key.bucket).max(0);
-                    self.add_row(key, duration, |acc, slots| {
+                    self.add_row(key, duration, |acc, takers| {
                         cursor.rewind_vals(storage);
                         while cursor.val_valid(storage) {
                             cursor.map_times(storage, |time, diff| {
                                 if *time <= as_of {
-                                    merge_update(acc, slots, diff);
+                                    diff.merge_into(acc, takers);
                                 }
                             });
                             cursor.step_val(storage);
@@ -648,9 +649,9 @@ impl<'q> Groups<'q> {
                         count += diff;
                     }
                     if count > 0 {
-                        self.add_row(key, 0, |acc, slots| {
+                        self.add_row(key, 0, |acc, takers| {
                             for (_, diff) in updates.clone() {
-                                merge_update(acc, slots, diff);
+                                diff.merge_into(acc, takers);
                             }
                         });
                     }
@@ -673,8 +674,8 @@ impl<'q> Groups<'q> {
 
     /// Merges a row that exists at the query's epoch into the group of
     /// each time bucket its pane feeds: `merge` merges the row's updates
-    /// into a group's accumulator, given the asked measures' stored slots.
-    /// `duration` is a session's, for session measures.
+    /// into a group's accumulator, given which of the group's states takes
+    /// which of the row's. `duration` is a session's, for session measures.
     fn add_row(
         &mut self,
         key: &RollupKey,
@@ -713,7 +714,7 @@ impl<'q> Groups<'q> {
                 }
             };
             let acc = &mut self.accumulators[at];
-            merge(acc, &self.slots);
+            merge(acc, &self.takers);
             if self.sessions {
                 for (state, m) in acc.measures.iter_mut().zip(&self.asked) {
                     if let Some(MeasureRef::Session(s)) = m {
@@ -733,12 +734,6 @@ impl<'q> Groups<'q> {
 /// A cursor over the batches of a rollup, and the batches it reads.
 type RowCursor = CursorList<<RollupBatch as Navigable>::Cursor>;
 type RowStorage = Vec<RollupBatch>;
-
-/// Merges one update of a row into a group's accumulator: its events, and
-/// the states of the asked measures at their stored `slots`.
-fn merge_update(acc: &mut Aggregates, slots: &Takers, diff: PackedRef<'_>) {
-    diff.merge_into(acc, slots);
-}
 
 /// One batch as [`Groups::read_each`] reads it: the position of its next
 /// row, as reads move forward.
