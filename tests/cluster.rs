@@ -450,7 +450,8 @@ fn a_killed_process_stops_the_others() {
 }
 
 /// Two processes of one cluster, started by hand as on two machines, one
-/// with `--hourly-rollups` and one without: both stop, and say why.
+/// with `--hourly-rollups` and one without: both stop, and say why, without
+/// first saying that they serve.
 #[test]
 fn processes_that_disagree_on_their_settings_stop_and_say_so() {
     let dir = tempfile::tempdir().unwrap();
@@ -526,6 +527,10 @@ fn processes_that_disagree_on_their_settings_stop_and_say_so() {
                 "process {them} runs {theirs} --hourly-rollups, process {me} {mine}"
             )),
             "process {i} says what differs: {said}"
+        );
+        assert!(
+            !said.contains("is serving"),
+            "process {i} does not say it serves before it stops: {said}"
         );
     }
 }

@@ -133,6 +133,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
+    // Processes of a cluster that disagree stop here, before saying they
+    // serve (see `engine::agreement`).
+    if let Err(e) = engine.wait_agreed() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
     tracing::info!(topology = %name, workers = args.workers, http = %address, "statflow is running");
     // One write per line: the processes of a local cluster share one stderr.
     let serving = match &cluster {

@@ -205,6 +205,10 @@ pub struct WorkerShared {
     pub footprint: Mutex<Vec<statflow_dataflow::snapshot::Footprint>>,
     /// This worker's query cache's bound and what it did.
     pub query_cache: Arc<CacheShared>,
+    /// Set once this worker has found every process of the cluster
+    /// running the same topology and settings as its own (see
+    /// [`agreement`]).
+    pub agreed: AtomicBool,
 }
 
 /// How often each worker measures its metrics' rows and bytes: a walk over
@@ -388,6 +392,7 @@ impl Engine {
                     epoch: AtomicU64::new(0),
                     complete: AtomicU64::new(0),
                     finished_at: AtomicU64::new(u64::MAX),
+                    agreed: AtomicBool::new(false),
                     footprint: Mutex::new(Vec::new()),
                     query_cache: Arc::new(CacheShared {
                         capacity: AtomicUsize::new(config.query_cache_bytes),
@@ -607,6 +612,32 @@ impl Engine {
             }
             if self.workers_died() {
                 self.shutdown();
+                anyhow::bail!(self
+                    .error()
+                    .unwrap_or_else(|| "a worker thread stopped unexpectedly".into()));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Blocks until every worker of this process has found the cluster's
+    /// processes agreeing on their topology and settings, which a process
+    /// alone does at once; an error when a worker found them disagreeing,
+    /// or stopped first.
+    pub fn wait_agreed(&self) -> anyhow::Result<()> {
+        loop {
+            if let Some(e) = self.error() {
+                anyhow::bail!(e);
+            }
+            if self
+                .shared
+                .workers
+                .iter()
+                .all(|w| w.agreed.load(Ordering::SeqCst))
+            {
+                return Ok(());
+            }
+            if self.workers_died() {
                 anyhow::bail!(self
                     .error()
                     .unwrap_or_else(|| "a worker thread stopped unexpectedly".into()));

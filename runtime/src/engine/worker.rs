@@ -62,6 +62,7 @@ pub(super) fn run(
     let plan = Arc::clone(&shared.plan);
     let setup = Setup::of(&plan, shared.process, shared.threads, config.hourly_rollups);
     agree(worker, setup, &shared.shutdown)?;
+    me.agreed.store(true, Ordering::SeqCst);
 
     let clock = EpochClock::new();
     let mut specs = Vec::new();
