@@ -492,11 +492,14 @@ impl Semigroup for Aggregates {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use statflow_dsl::FieldPath;
 
-    fn kinds() -> Vec<MeasureKind> {
+    use every_kind as kinds;
+
+    /// One measure of each kind, on a field `x`.
+    pub(crate) fn every_kind() -> Vec<MeasureKind> {
         let f = FieldPath::parse("x");
         vec![
             MeasureKind::Count,

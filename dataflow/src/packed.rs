@@ -253,34 +253,34 @@ impl<'a> PackedRef<'a> {
                     at += 1 + 4 * len;
                 }
                 (_, Some(state)) => {
-                    let mut one = States {
-                        row: *self,
-                        at,
-                        left: 1,
-                    };
-                    if let Some(m) = one.next() {
+                    if let Some(m) = self.state_at(&mut at) {
                         state.merge_query(m.get());
                     }
-                    at = one.at;
                 }
                 _ if taker == NONE => at = pass_state(bytes, at),
                 _ => {
-                    let mut one = States {
-                        row: *self,
-                        at,
-                        left: 1,
-                    };
-                    if let Some(m) = one.next() {
+                    if let Some(m) = self.state_at(&mut at) {
                         for (state, slot) in acc.measures.iter_mut().zip(&takers.slots) {
                             if *slot == Some(i) {
                                 state.merge_query(m.get());
                             }
                         }
                     }
-                    at = one.at;
                 }
             }
         }
+    }
+
+    /// The state at `at`, made; `at` moves past it.
+    fn state_at(&self, at: &mut usize) -> Option<StateRef<'a>> {
+        let mut one = States {
+            row: *self,
+            at: *at,
+            left: 1,
+        };
+        let state = one.next();
+        *at = one.at;
+        state
     }
 
     /// The row itself.
@@ -450,16 +450,7 @@ fn write_row(row: &Aggregates, out: &mut Vec<u8>, heap: &mut Vec<MeasureState>) 
     for state in &row.measures {
         match state {
             MeasureState::Count => out.push(COUNT),
-            MeasureState::Sum(sum) => match i64::try_from(sum.get()) {
-                Ok(small) => {
-                    out.push(SUM64);
-                    out.extend_from_slice(&small.to_le_bytes());
-                }
-                Err(_) => {
-                    out.push(SUM);
-                    write_varint(zigzag(sum.get()), out);
-                }
-            },
+            MeasureState::Sum(sum) => write_sum(*sum, SUM64, SUM, out),
             MeasureState::Min(v) => {
                 out.push(MIN);
                 out.extend_from_slice(&v.to_le_bytes());
@@ -469,16 +460,7 @@ fn write_row(row: &Aggregates, out: &mut Vec<u8>, heap: &mut Vec<MeasureState>) 
                 out.extend_from_slice(&v.to_le_bytes());
             }
             MeasureState::Avg(sum, n) => {
-                match i64::try_from(sum.get()) {
-                    Ok(small) => {
-                        out.push(AVG64);
-                        out.extend_from_slice(&small.to_le_bytes());
-                    }
-                    Err(_) => {
-                        out.push(AVG);
-                        write_varint(zigzag(sum.get()), out);
-                    }
-                }
+                write_sum(*sum, AVG64, AVG, out);
                 write_varint(u128::from(*n), out);
             }
             MeasureState::Distinct(DistinctState::Few { len, values }) => {
@@ -505,6 +487,21 @@ fn write_row(row: &Aggregates, out: &mut Vec<u8>, heap: &mut Vec<MeasureState>) 
                 write_varint(heap.len() as u128, out);
                 heap.push(state.clone());
             }
+        }
+    }
+}
+
+/// Writes a sum in billionths: under `small`, as 8 bytes, when it fits in
+/// 64 bits, else under `big`, as a zigzag variable-length integer.
+fn write_sum(sum: Fixed, small: u8, big: u8, out: &mut Vec<u8>) {
+    match i64::try_from(sum.get()) {
+        Ok(v) => {
+            out.push(small);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        Err(_) => {
+            out.push(big);
+            write_varint(zigzag(sum.get()), out);
         }
     }
 }
@@ -638,20 +635,9 @@ impl BatchContainer for Packed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use statflow_dsl::{FieldPath, MeasureKind};
+    use statflow_dsl::MeasureKind;
 
-    fn kinds() -> Vec<MeasureKind> {
-        let f = FieldPath::parse("x");
-        vec![
-            MeasureKind::Count,
-            MeasureKind::Sum { field: f.clone() },
-            MeasureKind::Min { field: f.clone() },
-            MeasureKind::Max { field: f.clone() },
-            MeasureKind::Avg { field: f.clone() },
-            MeasureKind::Distinct { field: f.clone() },
-            MeasureKind::Quantile { field: f, q: 0.5 },
-        ]
-    }
+    use crate::aggregate::tests::every_kind as kinds;
 
     /// Rows of every kind of state and size: empty, with few values and
     /// with sketches, sums past 64 bits, negative counts (retractions),
@@ -686,13 +672,18 @@ mod tests {
         rows
     }
 
+    fn column_of(rows: &[Aggregates]) -> Packed {
+        let mut column = Packed::with_capacity(rows.len());
+        for row in rows {
+            column.push(row);
+        }
+        column
+    }
+
     #[test]
     fn every_row_reads_back_as_it_was_written() {
         let rows = rows();
-        let mut column = Packed::with_capacity(rows.len());
-        for row in &rows {
-            column.push(row);
-        }
+        let column = column_of(&rows);
         assert_eq!(column.len(), rows.len());
         for (i, row) in rows.iter().enumerate() {
             let packed = column.at(i);
@@ -717,10 +708,7 @@ mod tests {
     #[test]
     fn packed_rows_order_as_the_rows_do() {
         let rows = rows();
-        let mut column = Packed::default();
-        for row in &rows {
-            column.push(row);
-        }
+        let mut column = column_of(&rows);
         // Also each row again, so that equal rows meet with their heap
         // states at other indices.
         for row in &rows {
@@ -776,10 +764,7 @@ mod tests {
     #[test]
     fn a_row_merges_into_a_group_as_its_states_would() {
         let rows = rows();
-        let mut column = Packed::default();
-        for row in &rows {
-            column.push(row);
-        }
+        let column = column_of(&rows);
         let n = kinds().len() + 1;
         let arrangements: Vec<Vec<Option<usize>>> = vec![
             (0..n).map(Some).collect(),
