@@ -360,10 +360,11 @@ impl<'de> Deserialize<'de> for Registers {
     }
 }
 
-/// Merges a sketch into registers as the crate serializes it: first the
-/// `data` word, whose low bits say the form (and which holds up to two
-/// values itself), then for an array its values, for registers two words of
-/// zero count and harmonic sum and the packed registers.
+/// Reads a sketch as the crate serializes it, handing its values (or its
+/// registers) to a [`Sink`]: first the `data` word, whose low bits say the
+/// form (and which holds up to two values itself), then for an array its
+/// values, for registers two words of zero count and harmonic sum and the
+/// packed registers.
 struct Peek<'r, S> {
     /// Where the values (or the registers) go.
     sink: &'r mut S,
