@@ -31,6 +31,12 @@ use crate::packed::Packed;
 /// of MiB.
 pub const CHUNK: usize = 1 << 14;
 
+/// Items a column's new chunk has room for: what the column still expects
+/// after the `len` it holds, at least one, at most a chunk.
+pub(crate) fn room(expected: usize, len: usize) -> usize {
+    expected.saturating_sub(len).clamp(1, CHUNK)
+}
+
 /// A column of `T` in chunks of [`CHUNK`] items: every chunk but the last
 /// is full.
 #[derive(Debug, Clone)]
@@ -58,9 +64,8 @@ impl<T> Chunked<T> {
         let last = match self.chunks.last_mut() {
             Some(last) if last.len() < CHUNK => last,
             _ => {
-                // Room for what is still expected, up to a chunk.
-                let room = self.expected.saturating_sub(self.len).clamp(1, CHUNK);
-                self.chunks.push(Vec::with_capacity(room));
+                self.chunks
+                    .push(Vec::with_capacity(room(self.expected, self.len)));
                 self.chunks.last_mut().expect("a chunk was just pushed")
             }
         };

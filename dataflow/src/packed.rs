@@ -33,7 +33,7 @@ use std::cmp::Ordering;
 use differential_dataflow::trace::implementations::BatchContainer;
 
 use crate::aggregate::{Aggregates, DistinctSketch, Fixed, MeasureState};
-use crate::chunked::CHUNK;
+use crate::chunked::{room, CHUNK};
 use crate::distinct;
 use crate::few::{DistinctState, FEW};
 
@@ -120,7 +120,7 @@ impl Packed {
             if let Some(full) = self.chunks.last_mut() {
                 full.bytes.shrink_to_fit();
             }
-            let rows = self.expected.saturating_sub(self.len).clamp(1, CHUNK);
+            let rows = room(self.expected, self.len);
             // A merge knows its inputs' bytes; a new batch guesses.
             let per_row = match self.expected_bytes.checked_div(self.expected) {
                 Some(per_row) if per_row > 0 => per_row,

@@ -1485,9 +1485,6 @@ mod tests {
         }
     }
 
-    /// Rows in three batches, the last retracting some of them, read at
-    /// each epoch: batch by batch while nothing read is retracted, merged
-    /// once something is, and always what a recount of the events gives.
     #[test]
     fn a_limit_keeps_the_rows_a_whole_sort_would_put_first() {
         let text = r#"
@@ -1615,6 +1612,9 @@ metric m from s {
         assert_eq!(answer.as_of.notes.len(), 1, "{:?}", answer.as_of.notes);
     }
 
+    /// Rows in three batches, the last retracting some of them, read at
+    /// each epoch: batch by batch while nothing read is retracted, merged
+    /// once something is, and always what a recount of the events gives.
     #[test]
     fn a_retraction_sends_the_read_back_to_merged_cursors() {
         use differential_dataflow::AsCollection;

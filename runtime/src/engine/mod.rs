@@ -20,6 +20,9 @@ use statflow_dsl::{Plan, SourcePlan};
 
 pub use backfill::unbackfillable_source;
 
+use crate::checkpoint::{CheckpointConfig, Restored};
+use crate::deadletter::DeadLetterFile;
+
 /// Keeps this process's memory in small pages: turns transparent huge
 /// pages off for it (Linux's `PR_SET_THP_DISABLE`), which mimalloc would
 /// otherwise ask for. The rollup's batches are allocated and freed in
@@ -34,9 +37,6 @@ pub fn small_pages() {
         tracing::debug!("transparent huge pages stay on: {e}");
     }
 }
-
-use crate::checkpoint::{CheckpointConfig, Restored};
-use crate::deadletter::DeadLetterFile;
 
 /// How the engine runs.
 #[derive(Debug, Clone)]
@@ -598,20 +598,31 @@ impl Engine {
     /// Blocks until every source has finished and its data is queryable, or
     /// the engine stopped. Returns the worker error, if one stopped it.
     pub fn wait_until_done(&self) -> anyhow::Result<()> {
+        self.wait_for(|| {
+            if self.shared.processes == 1 {
+                self.shared.done()
+            } else {
+                self.status_blocking().is_ok_and(|s| s.done())
+            }
+        })
+        .inspect_err(|_| {
+            if self.workers_died() {
+                self.shutdown();
+            }
+        })
+    }
+
+    /// Blocks until `done` holds, polling; the worker error instead, if a
+    /// worker failed or its thread ended first.
+    fn wait_for(&self, done: impl Fn() -> bool) -> anyhow::Result<()> {
         loop {
             if let Some(e) = self.error() {
                 anyhow::bail!(e);
             }
-            let done = if self.shared.processes == 1 {
-                self.shared.done()
-            } else {
-                self.status_blocking().is_ok_and(|s| s.done())
-            };
-            if done {
+            if done() {
                 return Ok(());
             }
             if self.workers_died() {
-                self.shutdown();
                 anyhow::bail!(self
                     .error()
                     .unwrap_or_else(|| "a worker thread stopped unexpectedly".into()));
@@ -625,25 +636,12 @@ impl Engine {
     /// alone does at once; an error when a worker found them disagreeing,
     /// or stopped first.
     pub fn wait_agreed(&self) -> anyhow::Result<()> {
-        loop {
-            if let Some(e) = self.error() {
-                anyhow::bail!(e);
-            }
-            if self
-                .shared
+        self.wait_for(|| {
+            self.shared
                 .workers
                 .iter()
                 .all(|w| w.agreed.load(Ordering::SeqCst))
-            {
-                return Ok(());
-            }
-            if self.workers_died() {
-                anyhow::bail!(self
-                    .error()
-                    .unwrap_or_else(|| "a worker thread stopped unexpectedly".into()));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        })
     }
 
     /// True when a worker thread has ended while the engine is meant to run.
