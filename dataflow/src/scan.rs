@@ -25,7 +25,7 @@ use crate::aggregate::{stored_slots, Aggregates, MeasureState};
 use crate::chunked::{ChunkedBatcher, ChunkedSpine};
 use crate::hourly;
 use crate::measure::{self, MeasureRef};
-use crate::packed::Takers;
+use crate::packed::{StateRef, Takers};
 use crate::query::{Answer, AsOf, Cell, Column, Filter, GroupKey, Query, SourceMark};
 use crate::query_cache::{QueryCache, Touches};
 use crate::rollup::{Dims, RollupKey};
@@ -563,7 +563,13 @@ impl<'q> Groups<'q> {
                         if *time <= as_of {
                             count += diff.count();
                             if sessions {
-                                if let Some((_, l)) = session::span(&diff.to_owned()) {
+                                // Read in place: unpacking a session's row
+                                // whole would often allocate (its states
+                                // outnumber the three held inline).
+                                let state = diff.states().last();
+                                if let Some((_, l)) =
+                                    session::span_of(state.as_ref().map(StateRef::get))
+                                {
                                     last = last.max(l);
                                 }
                             }

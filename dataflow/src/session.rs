@@ -87,7 +87,13 @@ pub fn empty_row(metric: &MetricPlan) -> Aggregates {
 
 /// The first and last event time of a session metric's row or piece.
 pub fn span(row: &Aggregates) -> Option<(i64, i64)> {
-    match row.measures.last() {
+    span_of(row.measures.last())
+}
+
+/// The first and last event time a row's last state holds, if it is a
+/// span of events.
+pub fn span_of(last: Option<&MeasureState>) -> Option<(i64, i64)> {
+    match last {
         Some(MeasureState::Span(first, last)) if first <= last => Some((*first, *last)),
         _ => None,
     }
