@@ -600,6 +600,9 @@ fn a_clean_stop_takes_a_final_checkpoint_and_the_restart_reads_nothing_again() {
 }
 
 /// Every dead letter under `dir`: (source, partition, position, record).
+/// Read while the engine runs, a file may end in a line still being
+/// written; only lines that end in a newline are letters, and each of
+/// those must be one whole JSON object.
 fn dead_letters(dir: &Path) -> Vec<(String, String, u64, String)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -607,7 +610,7 @@ fn dead_letters(dir: &Path) -> Vec<(String, String, u64, String)> {
     let mut letters = Vec::new();
     for entry in entries {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        for line in text.lines() {
+        for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
             let letter: Json = serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("a dead letter is one JSON line: {e}: {line:?}"));
             letters.push((
