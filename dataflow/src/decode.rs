@@ -410,16 +410,17 @@ const fn lanes(b: u8) -> u64 {
 }
 
 /// Eight bytes of a string, with the top bit of each byte that needs a
-/// look set: a quote, a backslash or a control character. Each test is
-/// exact for the lowest byte it flags (a borrow only runs upwards from a
-/// byte that matched), so the lowest flag of all is the first such byte.
-fn special_bytes(v: u64) -> u64 {
+/// look set: a quote, a backslash or a control character; and the same for
+/// quotes alone. Each test is exact for the lowest byte it flags (a borrow
+/// only runs upwards from a byte that matched), so the lowest flag of all is
+/// the first such byte, and it is a quote when the quotes flag it too.
+fn special_bytes(v: u64) -> (u64, u64) {
     let quote = v ^ lanes(b'"');
     let backslash = v ^ lanes(b'\\');
-    let special = (quote.wrapping_sub(lanes(1)) & !quote)
-        | (backslash.wrapping_sub(lanes(1)) & !backslash)
+    let quotes = quote.wrapping_sub(lanes(1)) & !quote & lanes(0x80);
+    let special = (backslash.wrapping_sub(lanes(1)) & !backslash)
         | (v.wrapping_sub(lanes(0x20)) & !v);
-    special & lanes(0x80)
+    (quotes | (special & lanes(0x80)), quotes)
 }
 
 /// One pass over one record, writing the selected values into `out`.
@@ -620,7 +621,7 @@ impl<'a> Scan<'a, '_> {
         let start = self.pos;
         let mut at = start;
         while let Some(chunk) = self.bytes[at..].first_chunk::<8>() {
-            let flags = special_bytes(u64::from_le_bytes(*chunk));
+            let (flags, quotes) = special_bytes(u64::from_le_bytes(*chunk));
             if flags == 0 {
                 if at - start == 8 {
                     break;
@@ -628,10 +629,12 @@ impl<'a> Scan<'a, '_> {
                 at += 8;
                 continue;
             }
-            let end = at + (flags.trailing_zeros() / 8) as usize;
-            if self.bytes[end] != b'"' {
+            // Whether the first byte flagged is a quote, from the flags
+            // rather than by reading it again.
+            if quotes & flags & flags.wrapping_neg() == 0 {
                 break;
             }
+            let end = at + (flags.trailing_zeros() / 8) as usize;
             self.pos = end + 1;
             return Ok(RawStr {
                 inner: start..end,
@@ -648,7 +651,7 @@ impl<'a> Scan<'a, '_> {
         let mut escaped = false;
         loop {
             while let Some(chunk) = self.bytes[self.pos..].first_chunk::<8>() {
-                let flags = special_bytes(u64::from_le_bytes(*chunk));
+                let (flags, _) = special_bytes(u64::from_le_bytes(*chunk));
                 if flags != 0 {
                     self.pos += (flags.trailing_zeros() / 8) as usize;
                     break;
