@@ -754,6 +754,7 @@ impl<'a> Scan<'a, '_> {
 
     /// Reads digits onto the end of `significand`, 8 at a time while there
     /// are 8; how many.
+    #[inline(always)]
     fn decimal_digits(&mut self, significand: &mut u64) -> usize {
         let start = self.pos;
         while let Some(chunk) = self.bytes[self.pos..].first_chunk::<8>() {
@@ -841,6 +842,7 @@ impl<'a> Scan<'a, '_> {
     }
 
     /// Any one value, checked and not decoded.
+    #[inline(always)]
     fn skip_value(&mut self) -> Scanned<()> {
         match self.peek() {
             Some(b'"') => {
