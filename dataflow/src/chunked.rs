@@ -135,8 +135,13 @@ impl<T: Ord + Clone + 'static> BatchContainer for Chunked<T> {
         self.push(item.clone());
     }
 
+    /// Keeps the first chunk's allocation: differential clears its
+    /// one-update staging containers once per key it merges.
     fn clear(&mut self) {
-        self.chunks.clear();
+        self.chunks.truncate(1);
+        if let Some(first) = self.chunks.first_mut() {
+            first.clear();
+        }
         self.len = 0;
     }
 
@@ -209,6 +214,27 @@ mod tests {
                 "{n} items after expecting {expected}: room for {}",
                 column.capacity()
             );
+        }
+    }
+
+    #[test]
+    fn a_cleared_column_holds_only_what_comes_after() {
+        let mut column = <Chunked<u64> as BatchContainer>::with_capacity(1);
+        for i in 0..(CHUNK + 3) {
+            column.push(i as u64);
+        }
+        for n in [0, 1, 5, CHUNK + 1] {
+            column.clear();
+            assert_eq!(BatchContainer::len(&column), 0);
+            assert!(column.get(0).is_none());
+            for i in 0..n {
+                column.push(1_000_000 + i as u64);
+            }
+            assert_eq!(BatchContainer::len(&column), n);
+            for i in 0..n {
+                assert_eq!(*column.index(i), 1_000_000 + i as u64);
+            }
+            assert!(column.get(n).is_none());
         }
     }
 

@@ -418,8 +418,8 @@ fn special_bytes(v: u64) -> (u64, u64) {
     let quote = v ^ lanes(b'"');
     let backslash = v ^ lanes(b'\\');
     let quotes = quote.wrapping_sub(lanes(1)) & !quote & lanes(0x80);
-    let special = (backslash.wrapping_sub(lanes(1)) & !backslash)
-        | (v.wrapping_sub(lanes(0x20)) & !v);
+    let special =
+        (backslash.wrapping_sub(lanes(1)) & !backslash) | (v.wrapping_sub(lanes(0x20)) & !v);
     (quotes | (special & lanes(0x80)), quotes)
 }
 

@@ -596,8 +596,13 @@ impl BatchContainer for Packed {
         self.push(item);
     }
 
+    /// Keeps the first chunk's allocations, as [`crate::chunked::Chunked`]'s does.
     fn clear(&mut self) {
-        self.chunks.clear();
+        self.chunks.truncate(1);
+        if let Some(first) = self.chunks.first_mut() {
+            first.bytes.clear();
+            first.ends.clear();
+        }
         self.heap.clear();
         self.len = 0;
     }
@@ -739,6 +744,29 @@ mod tests {
         let merged = Packed::merge_capacity(&column, &column);
         assert_eq!(merged.expected, 2 * column.len());
         assert_eq!(merged.expected_bytes, 2 * column.bytes());
+    }
+
+    #[test]
+    fn a_cleared_column_holds_only_what_comes_after() {
+        let rows = rows();
+        // Past a chunk first, so that clearing drops whole chunks too.
+        let mut column = Packed::with_capacity(1);
+        for i in 0..CHUNK + 3 {
+            column.push(&rows[i % rows.len()]);
+        }
+        for shift in 1..rows.len() {
+            column.clear();
+            assert_eq!(column.len(), 0);
+            assert_eq!(column.bytes(), 0);
+            let after: Vec<&Aggregates> = rows.iter().cycle().skip(shift).take(3).collect();
+            for row in &after {
+                column.push(row);
+            }
+            assert_eq!(column.len(), after.len());
+            for (i, row) in after.iter().enumerate() {
+                assert_eq!(&column.at(i).to_owned(), *row, "row {i} after {shift}");
+            }
+        }
     }
 
     /// A query's group for a row's states `slots`, its `distinct` state
