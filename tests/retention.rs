@@ -126,6 +126,37 @@ fn old_buckets_leave_the_rollup_and_the_checkpoints() {
     let long_all = engine.query_blocking(query(1, T0, end)).unwrap();
     assert_eq!(long_all.rows.len(), (minutes / 60 * 4) as usize);
 
+    // Soon each worker has forgotten what it noted of the hours retention
+    // took (see `Touches::forget_before`): a query over all ten days asks
+    // its cache about the retained hours only, twice at most (a read that
+    // meets a retraction starts again), not about 240.
+    let asked = || -> u64 {
+        engine
+            .shared()
+            .workers
+            .iter()
+            .map(|w| {
+                let c = &w.query_cache;
+                c.hits.load(std::sync::atomic::Ordering::Relaxed)
+                    + c.misses.load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .sum()
+    };
+    let kept_hours = (end - cut.div_euclid(HOUR) * HOUR) / HOUR + 1;
+    loop {
+        let before = asked();
+        engine.query_blocking(query(0, T0, end)).unwrap();
+        let asked = asked() - before;
+        if asked <= (2 * 2 * kept_hours) as u64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "forgotten hours are still looked up in the cache: {asked} lookups"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
     // Soon a complete checkpoint holds no evicted rows of the short metric
     // (those written before the retractions completed may still hold some).
     let checkpoints = dir.path().join("checkpoints");

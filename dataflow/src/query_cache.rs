@@ -47,6 +47,10 @@ pub type Groups = Vec<(Vec<Value>, Aggregates)>;
 #[derive(Debug, Default)]
 pub struct Touches {
     newest: HashMap<(u32, i64), u64>,
+    /// Per stored metric, the hour before which its hours are forgotten:
+    /// retention takes their rows, so that nothing is kept of them here
+    /// either, and a read of them never uses the cache.
+    forgotten: HashMap<u32, i64>,
 }
 
 impl Touches {
@@ -68,18 +72,57 @@ impl Touches {
             let at = (key.metric & !HOURLY_ONLY, floor_hour(key.bucket));
             // Keys come sorted by metric, then pane: one lookup per hour.
             if last != Some(at) {
-                let newest = self.newest.entry(at).or_insert(epoch);
-                *newest = (*newest).max(epoch);
+                self.touch(at, epoch);
                 last = Some(at);
             }
             cursor.step_key(batch);
         }
     }
 
+    /// Notes an update to `(metric, hour)` at `epoch`.
+    fn touch(&mut self, (metric, hour): (u32, i64), epoch: u64) {
+        if self.forgotten(metric, hour) {
+            return;
+        }
+        let newest = self.newest.entry((metric, hour)).or_insert(epoch);
+        *newest = (*newest).max(epoch);
+    }
+
     /// The newest epoch an update to `metric`'s panes in `hour` may carry;
-    /// `None` when none has come.
+    /// `None` when none has come. Meaningless for a forgotten hour.
     pub fn newest(&self, metric: u32, hour: i64) -> Option<u64> {
         self.newest.get(&(metric, hour)).copied()
+    }
+
+    /// Forgets `metric`'s hours wholly before `cut`, where retention takes
+    /// every pane: what was noted of them goes, and from now on they are
+    /// [`forgotten`](Touches::forgotten). Without it, an entry a day per
+    /// hour stayed for as long as the engine ran.
+    pub fn forget_before(&mut self, metric: u32, cut: i64) {
+        let floor = floor_hour(cut);
+        let forgotten = self.forgotten.entry(metric).or_insert(i64::MIN);
+        if floor <= *forgotten {
+            return;
+        }
+        *forgotten = floor;
+        self.newest
+            .retain(|&(m, hour), _| m != metric || hour >= floor);
+    }
+
+    /// Whether `metric`'s `hour` is forgotten: a read of it must not use
+    /// the cache, as an update may have reached it that is no longer noted.
+    pub fn forgotten(&self, metric: u32, hour: i64) -> bool {
+        self.forgotten.get(&metric).is_some_and(|f| hour < *f)
+    }
+
+    /// How many hours are noted, over every metric.
+    pub fn len(&self) -> usize {
+        self.newest.len()
+    }
+
+    /// True when no hour is noted.
+    pub fn is_empty(&self) -> bool {
+        self.newest.is_empty()
     }
 }
 
@@ -269,6 +312,38 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn forgotten_hours_are_dropped_and_never_noted_again() {
+        const HOUR: i64 = crate::hourly::HOUR_MS;
+        let mut touches = Touches::default();
+        for hour in 0..5 {
+            touches.touch((0, hour * HOUR), 10 + hour as u64);
+            touches.touch((1, hour * HOUR), 20);
+        }
+        assert_eq!(touches.len(), 10);
+        // A cut inside hour 3: hours 0 to 2 are wholly before it.
+        touches.forget_before(0, 3 * HOUR + 1);
+        assert_eq!(touches.len(), 7);
+        for hour in 0..3 {
+            assert!(touches.forgotten(0, hour * HOUR), "hour {hour}");
+            assert_eq!(touches.newest(0, hour * HOUR), None);
+            assert!(!touches.forgotten(1, hour * HOUR), "metric 1, hour {hour}");
+            assert_eq!(touches.newest(1, hour * HOUR), Some(20));
+        }
+        for hour in 3..5 {
+            assert!(!touches.forgotten(0, hour * HOUR), "hour {hour}");
+            assert_eq!(touches.newest(0, hour * HOUR), Some(10 + hour as u64));
+        }
+        // An update to a forgotten hour (a retraction) is not kept.
+        touches.touch((0, HOUR), 99);
+        assert_eq!(touches.newest(0, HOUR), None);
+        assert_eq!(touches.len(), 7);
+        // A cut never moves back.
+        touches.forget_before(0, HOUR);
+        assert!(touches.forgotten(0, 2 * HOUR));
+        assert_eq!(touches.len(), 7);
     }
 
     #[test]

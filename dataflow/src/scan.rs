@@ -355,17 +355,27 @@ fn read_shard(
     let stored = groups.stored;
     let mut out = Vec::new();
     for hour in (*first..*end).step_by(hourly::HOUR_MS as usize) {
-        let newest = traces.touches.borrow().newest(stored, hour);
+        let (newest, forgotten) = {
+            let touches = traces.touches.borrow();
+            (
+                touches.newest(stored, hour),
+                touches.forgotten(stored, hour),
+            )
+        };
         let mut cache = traces.cache.borrow_mut();
-        if let Some(kept) = cache.get(key, hour, newest, msg.as_of) {
-            out.extend(kept.iter().cloned());
-            continue;
+        if !forgotten {
+            if let Some(kept) = cache.get(key, hour, newest, msg.as_of) {
+                out.extend(kept.iter().cloned());
+                continue;
+            }
         }
         let mut fresh = Groups::new(plan, q, shape, msg.as_of);
         shard.read(&mut reading, &mut fresh, hour, hour + hourly::HOUR_MS)?;
         let fresh = fresh.finish();
         out.extend(fresh.iter().cloned());
-        cache.put(key, hour, msg.as_of, fresh);
+        if !forgotten {
+            cache.put(key, hour, msg.as_of, fresh);
+        }
     }
     shard.read(&mut reading, &mut groups, *end, shape.scan_to)?;
     out.extend(groups.finish());

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use differential_dataflow::trace::{ExertionLogic, TraceReader};
 
 use statflow_dataflow::hourly;
+use statflow_dataflow::query_cache::Touches;
 use statflow_dataflow::rollup::RollupKey;
 use statflow_dataflow::scan::{source_marks, RollupTrace, WorkerReport};
 use statflow_dataflow::snapshot::rows_before;
@@ -116,6 +117,20 @@ impl Retention {
                 .saturating_sub(span)
                 .saturating_add(1);
             self.cuts[m] = self.cuts[m].max(cut);
+        }
+    }
+
+    /// Forgets, in `touches`, the hours each metric's cut has passed, for
+    /// its rows and its late rows (see [`Touches::forget_before`]).
+    pub(super) fn forget_touches(&self, touches: &mut Touches) {
+        let metrics = self.cuts.len() as u32;
+        for (m, cut) in self.cuts.iter().enumerate() {
+            if *cut == i64::MIN {
+                continue;
+            }
+            for stored in [m as u32, m as u32 + metrics] {
+                touches.forget_before(stored, *cut);
+            }
         }
     }
 

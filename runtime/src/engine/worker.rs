@@ -176,13 +176,14 @@ pub(super) fn run(
         })
     };
     let finished: Finished = Rc::default();
+    let touches = rendered.touches;
     let mut query_input = query_dataflow(
         worker,
         Arc::clone(&plan),
         Traces {
             rollup: Rc::clone(&trace),
             hourly: hourly.clone(),
-            touches: rendered.touches,
+            touches: Rc::clone(&touches),
             cache: Rc::new(RefCell::new(QueryCache::new(Arc::clone(&me.query_cache)))),
         },
         report,
@@ -402,6 +403,7 @@ pub(super) fn run(
                 retention_request = None;
                 if let Outcome::Status { reports, .. } = &outcome {
                     retention.observe(&plan, reports);
+                    retention.forget_touches(&mut touches.borrow_mut());
                     let as_of = probe
                         .with_frontier(|f| f.first().copied())
                         .unwrap_or(0)
