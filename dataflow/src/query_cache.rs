@@ -96,8 +96,8 @@ impl Touches {
 
     /// Forgets `metric`'s hours wholly before `cut`, where retention takes
     /// every pane: what was noted of them goes, and from now on they are
-    /// [`forgotten`](Touches::forgotten). Without it, an entry a day per
-    /// hour stayed for as long as the engine ran.
+    /// [`forgotten`](Touches::forgotten). Without it, an entry per metric
+    /// and hour stayed for as long as the engine ran.
     pub fn forget_before(&mut self, metric: u32, cut: i64) {
         let floor = floor_hour(cut);
         let forgotten = self.forgotten.entry(metric).or_insert(i64::MIN);
@@ -116,13 +116,9 @@ impl Touches {
     }
 
     /// How many hours are noted, over every metric.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.newest.len()
-    }
-
-    /// True when no hour is noted.
-    pub fn is_empty(&self) -> bool {
-        self.newest.is_empty()
     }
 }
 
