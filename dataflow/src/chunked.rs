@@ -31,6 +31,16 @@ use crate::packed::Packed;
 /// of MiB.
 pub const CHUNK: usize = 1 << 14;
 
+/// Empties a column's chunks but keeps the first one's allocation, which
+/// `clear` empties: differential clears its one-update staging columns
+/// once per key it merges.
+pub(crate) fn clear_keeping_first<C>(chunks: &mut Vec<C>, clear: impl FnOnce(&mut C)) {
+    chunks.truncate(1);
+    if let Some(first) = chunks.first_mut() {
+        clear(first);
+    }
+}
+
 /// Items a column's new chunk has room for: what the column still expects
 /// after the `len` it holds, at least one, at most a chunk.
 pub(crate) fn room(expected: usize, len: usize) -> usize {
@@ -135,13 +145,8 @@ impl<T: Ord + Clone + 'static> BatchContainer for Chunked<T> {
         self.push(item.clone());
     }
 
-    /// Keeps the first chunk's allocation: differential clears its
-    /// one-update staging containers once per key it merges.
     fn clear(&mut self) {
-        self.chunks.truncate(1);
-        if let Some(first) = self.chunks.first_mut() {
-            first.clear();
-        }
+        clear_keeping_first(&mut self.chunks, Vec::clear);
         self.len = 0;
     }
 

@@ -33,7 +33,7 @@ use std::cmp::Ordering;
 use differential_dataflow::trace::implementations::BatchContainer;
 
 use crate::aggregate::{Aggregates, DistinctSketch, Fixed, MeasureState};
-use crate::chunked::{room, CHUNK};
+use crate::chunked::{clear_keeping_first, room, CHUNK};
 use crate::distinct;
 use crate::few::{DistinctState, FEW};
 
@@ -596,13 +596,11 @@ impl BatchContainer for Packed {
         self.push(item);
     }
 
-    /// Keeps the first chunk's allocations, as [`crate::chunked::Chunked`]'s does.
     fn clear(&mut self) {
-        self.chunks.truncate(1);
-        if let Some(first) = self.chunks.first_mut() {
+        clear_keeping_first(&mut self.chunks, |first| {
             first.bytes.clear();
             first.ends.clear();
-        }
+        });
         self.heap.clear();
         self.len = 0;
     }

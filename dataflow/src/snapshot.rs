@@ -6,6 +6,7 @@ use differential_dataflow::trace::TraceReader;
 use timely::progress::Antichain;
 
 use crate::aggregate::Aggregates;
+use crate::packed::PackedRef;
 use crate::rollup::{Dims, RollupKey};
 use crate::scan::RollupTrace;
 
@@ -27,10 +28,7 @@ pub fn rows_at(trace: &mut RollupTrace, as_of: u64) -> Option<Vec<(RollupKey, Ag
         while cursor.val_valid(&storage) {
             cursor.map_times(&storage, |time, diff| {
                 if *time <= as_of {
-                    match &mut row {
-                        Some(row) => row.merge(&diff.to_owned()),
-                        None => row = Some(diff.to_owned()),
-                    }
+                    add_update(&mut row, diff);
                 }
             });
             cursor.step_val(&storage);
@@ -90,10 +88,7 @@ impl FootprintWalk {
             };
             let mut row: Option<Aggregates> = None;
             while cursor.val_valid(&storage) {
-                cursor.map_times(&storage, |_, diff| match &mut row {
-                    Some(row) => row.merge(&diff.to_owned()),
-                    None => row = Some(diff.to_owned()),
-                });
+                cursor.map_times(&storage, |_, diff| add_update(&mut row, diff));
                 cursor.step_val(&storage);
             }
             if let Some(row) = row.filter(|r| r.count > 0) {
@@ -158,6 +153,14 @@ pub fn rows_before(
         cursor.step_key(&storage);
     }
     Some(rows)
+}
+
+/// Adds one update of a row, unpacked, to what its earlier updates summed to.
+fn add_update(row: &mut Option<Aggregates>, diff: PackedRef<'_>) {
+    match row {
+        Some(row) => row.merge(&diff.to_owned()),
+        None => *row = Some(diff.to_owned()),
+    }
 }
 
 #[cfg(test)]
