@@ -385,7 +385,7 @@ pub fn from_fixed(v: i128) -> f64 {
 /// order: `count()` is the row's `count`, so a row spends no slot on it
 /// (32 bytes a row; [`stored_slots`] maps a measure to its slot). A query's
 /// group holds a state for every measure the query asks, in its order.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Aggregates {
     /// Events counted in this row.
     pub count: i64,

@@ -20,9 +20,10 @@ use differential_dataflow::batcher::merge::vec::VecMerger;
 use differential_dataflow::batcher::merge::MergeBatcher;
 use differential_dataflow::trace::implementations::ord_neu::{OrdKeyBatch, OrdKeyBuilder};
 use differential_dataflow::trace::implementations::spine_fueled::Spine;
-use differential_dataflow::trace::implementations::{BatchContainer, ContainerChunker, OffsetList};
+use differential_dataflow::trace::implementations::{BatchContainer, OffsetList};
 
 use crate::aggregate::Aggregates;
+use crate::chunker::SortingChunker;
 use crate::packed::Packed;
 
 /// Items per full chunk: a power of two, large enough that the chunk
@@ -193,7 +194,7 @@ pub type ChunkedSpine<K> = Spine<std::rc::Rc<Batch<K>>>;
 
 /// Forms batches of the rollup from its updates.
 pub type ChunkedBatcher<K> = MergeBatcher<
-    ContainerChunker<Updates<K>>,
+    SortingChunker<K>,
     VecMerger<(K, ()), u64, Aggregates>,
     OrdKeyBuilder<Layout<K>, Updates<K>>,
 >;

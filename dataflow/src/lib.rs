@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod backfill;
 pub mod chunked;
+pub mod chunker;
 pub mod decode;
 pub mod distinct;
 pub mod few;

@@ -29,6 +29,14 @@ pub struct RollupKey {
     pub dims: Dims,
 }
 
+/// The metric, then the bucket (its sign bit flipped, so that it orders as
+/// unsigned), as the derived order compares them first.
+impl crate::chunker::SortPrefix for RollupKey {
+    fn sort_prefix(&self) -> u128 {
+        (u128::from(self.metric) << 64) | u128::from((self.bucket as u64) ^ (1 << 63))
+    }
+}
+
 /// A row's dimension values: up to two held in the key itself, so that a
 /// typical key (and its strings, see [`Value::Str`]) is copied, compared and
 /// stored without a heap allocation. Hashes, orders and serializes as a
