@@ -277,9 +277,20 @@ impl Selector {
     ) -> Result<(), String> {
         out.clear();
         out.resize_with(self.paths.len(), || None);
+        self.extract_into(record, out)
+    }
+
+    /// [`Selector::extract`] into slots the caller made: one per path, each
+    /// `None`. Every event is read this way, into slots on the stack.
+    pub fn extract_into<'a>(
+        &self,
+        record: &'a [u8],
+        out: &mut [Option<Scalar<'a>>],
+    ) -> Result<(), String> {
+        assert_eq!(out.len(), self.paths.len(), "one slot per path");
         match Scan::record(record, &self.root, out) {
             Ok(()) => Ok(()),
-            Err(fault) => Err(self.explain(record, out, fault)),
+            Err(fault) => Err(self.explain(record, fault)),
         }
     }
 
@@ -289,13 +300,8 @@ impl Selector {
     /// (invalid UTF-8 in a string it skips).
     #[cold]
     #[inline(never)]
-    fn explain<'a>(
-        &self,
-        record: &'a [u8],
-        out: &mut Vec<Option<Scalar<'a>>>,
-        fault: Fault,
-    ) -> String {
-        match self.extract_with_visitor(record, out) {
+    fn explain(&self, record: &[u8], fault: Fault) -> String {
+        match self.extract_with_visitor(record, &mut Vec::new()) {
             Err(message) => message,
             Ok(()) => fault.message(record),
         }

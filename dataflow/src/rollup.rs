@@ -55,9 +55,6 @@ pub type EpochRows = HashMap<RollupKey, Aggregates, foldhash::fast::RandomState>
 /// next, so that counting an event into an existing row allocates nothing.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    /// The decoded fields by slot; always left empty between records,
-    /// because while full they borrow the record's bytes.
-    slots: Vec<Option<Scalar<'static>>>,
     /// The key of the row an event counts in, rebuilt in place for every
     /// event and metric: its strings keep their allocations, and it is
     /// cloned only when it starts a new row.
@@ -185,31 +182,38 @@ impl SourceDecoder {
         rows: &mut EpochRows,
         plan: &Plan,
     ) -> Result<Decoded, RecordError> {
-        // The slot vector is reused across records to avoid an allocation per
-        // record; it is empty whenever it is put back, so its borrowed strings
-        // never outlive this call (the collects reuse the allocation in place).
-        let mut slots: Vec<Option<Scalar<'_>>> = std::mem::take(&mut scratch.slots)
-            .into_iter()
-            .map(|_| None)
-            .collect();
+        // The fields borrow the record, so they live for this call only: on
+        // the stack in an array just large enough (each of its slots is
+        // cleared and dropped with every record), or on the heap past 16.
         scratch.counted.clear();
-        let result = self.decode_slots(record, late_before, &mut slots, scratch, rows, plan);
-        slots.clear();
-        scratch.slots = slots.into_iter().map(|_| None).collect();
-        result
+        let n = self.selector.len();
+        match n {
+            0..=8 => {
+                let mut slots: [Option<Scalar<'_>>; 8] = Default::default();
+                self.decode_slots(record, late_before, &mut slots[..n], scratch, rows, plan)
+            }
+            9..=16 => {
+                let mut slots: [Option<Scalar<'_>>; 16] = Default::default();
+                self.decode_slots(record, late_before, &mut slots[..n], scratch, rows, plan)
+            }
+            _ => {
+                let mut slots: Vec<Option<Scalar<'_>>> = (0..n).map(|_| None).collect();
+                self.decode_slots(record, late_before, &mut slots, scratch, rows, plan)
+            }
+        }
     }
 
     fn decode_slots<'a>(
         &self,
         record: &'a [u8],
         late_before: i64,
-        slots: &mut Vec<Option<Scalar<'a>>>,
+        slots: &mut [Option<Scalar<'a>>],
         scratch: &mut Scratch,
         rows: &mut EpochRows,
         plan: &Plan,
     ) -> Result<Decoded, RecordError> {
         self.selector
-            .extract(record, slots)
+            .extract_into(record, slots)
             .map_err(RecordError::Json)?;
         let ts = self.event_time(slots[self.time_slot].as_ref())?;
         for (slot, ty) in &self.declared {
@@ -599,6 +603,32 @@ mod tests {
         let decoded = d.decode_into(bet, i64::MIN, &mut scratch, &mut rows, &plan);
         assert_eq!(decoded, Ok(Decoded { ts: 1, late: false }));
         assert!(rows.is_empty() && scratch.counted.is_empty());
+    }
+
+    #[test]
+    fn every_field_is_read_however_many_a_source_reads() {
+        // Fields on the stack (up to 8, up to 16) and on the heap (past 16).
+        for n in [2, 8, 9, 16, 17, 30] {
+            let names: Vec<String> = (0..n).map(|i| format!("f{i}")).collect();
+            let text = format!(
+                "source s = file(\"x.jsonl\") {{ time = ts as epoch_millis }}\n\
+                 metric m from s {{ dimensions {} window tumbling 1m measures {{ n = count() }} }}",
+                names.join(", ")
+            );
+            let (plan, d) = decoder(&text);
+            let fields: Vec<String> = names.iter().map(|f| format!(r#""{f}": "{f}-v""#)).collect();
+            let record = format!(r#"{{"ts": 60001, {}}}"#, fields.join(", "));
+            let mut rows = EpochRows::default();
+            let mut scratch = Scratch::default();
+            d.decode_into(record.as_bytes(), i64::MIN, &mut scratch, &mut rows, &plan)
+                .unwrap();
+            let key = rows.keys().next().expect("one row");
+            let want: Vec<Value> = names
+                .iter()
+                .map(|f| Value::Str(format!("{f}-v").into()))
+                .collect();
+            assert_eq!(key.dims.to_vec(), want, "{n} dimensions");
+        }
     }
 
     #[test]
