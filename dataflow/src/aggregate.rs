@@ -420,6 +420,15 @@ pub fn stored_slots<'a>(kinds: impl IntoIterator<Item = &'a MeasureKind>) -> Vec
 pub type States = SmallVec<[MeasureState; 3]>;
 
 impl Aggregates {
+    /// A row of `count` events and no measure states: a retraction's
+    /// update (a negative count), and the simplest row.
+    pub fn of_count(count: i64) -> Self {
+        Aggregates {
+            count,
+            measures: States::new(),
+        }
+    }
+
     /// An empty row for measures of these kinds.
     pub fn empty<'a>(kinds: impl IntoIterator<Item = &'a MeasureKind>) -> Self {
         Aggregates {

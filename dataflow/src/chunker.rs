@@ -160,15 +160,11 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    use crate::aggregate::States;
     use crate::rollup::RollupKey;
     use crate::value::Value;
 
     fn row(count: i64) -> Aggregates {
-        Aggregates {
-            count,
-            measures: States::new(),
-        }
+        Aggregates::of_count(count)
     }
 
     /// Updates over few keys, so that many meet: buckets on both sides of

@@ -14,7 +14,7 @@ use timely::dataflow::operators::{Inspect, Probe, ToStream};
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 use timely::worker::Worker;
 
-use crate::aggregate::{Aggregates, States};
+use crate::aggregate::Aggregates;
 use crate::hourly;
 use crate::ingest::{ingest, EpochClock, IngestSpec};
 use crate::query_cache::Touches;
@@ -48,10 +48,7 @@ const HOURLY: u64 = 1;
 /// nothing: differential drops an update whose event count is zero, so once
 /// compaction has merged a row with its retraction, the row is gone.
 pub fn retraction(count: i64) -> Aggregates {
-    Aggregates {
-        count: -count,
-        measures: States::new(),
-    }
+    Aggregates::of_count(-count)
 }
 
 /// Builds the ingest dataflow on this worker, with one ingest operator per

@@ -59,7 +59,8 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Capability, Concat, OkErr};
 
-use crate::aggregate::{keeps_state, Aggregates, MeasureState, States};
+use crate::aggregate::{keeps_state, Aggregates, MeasureState};
+use crate::render::retraction;
 use crate::rollup::{Dims, RollupKey};
 
 /// One rollup update, as the ingest dataflow carries it.
@@ -400,14 +401,6 @@ impl MetricSessions {
         }
         self.evicted_until = self.evicted_until.max(session.last);
         out.push((key.clone(), retraction(session.row.count)));
-    }
-}
-
-/// The update that takes a row of `count` events out.
-fn retraction(count: i64) -> Aggregates {
-    Aggregates {
-        count: -count,
-        measures: States::new(),
     }
 }
 

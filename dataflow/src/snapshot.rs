@@ -170,14 +170,10 @@ mod tests {
     use timely::dataflow::{InputHandleVec, ProbeHandle};
 
     use super::*;
-    use crate::aggregate::States;
     use crate::value::Value;
 
     fn row(count: i64) -> Aggregates {
-        Aggregates {
-            count,
-            measures: States::new(),
-        }
+        Aggregates::of_count(count)
     }
 
     #[test]
