@@ -53,6 +53,17 @@ pub struct Touches {
     forgotten: HashMap<u32, i64>,
 }
 
+/// What [`Touches`] knows of one stored metric's hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hour {
+    /// Retention has taken it: an update may have reached it that is no
+    /// longer noted, so a read of it neither uses nor fills the cache.
+    Forgotten,
+    /// The newest epoch an update to it may carry; `None` when none has
+    /// come.
+    Noted(Option<u64>),
+}
+
 impl Touches {
     /// Notes the updates of a batch the rollup (or the hourly rollup) has
     /// just accepted. A batch's updates are older than its upper bound; all
@@ -88,10 +99,12 @@ impl Touches {
         *newest = (*newest).max(epoch);
     }
 
-    /// The newest epoch an update to `metric`'s panes in `hour` may carry;
-    /// `None` when none has come. Meaningless for a forgotten hour.
-    pub fn newest(&self, metric: u32, hour: i64) -> Option<u64> {
-        self.newest.get(&(metric, hour)).copied()
+    /// What is noted of `metric`'s panes in `hour`, for the cache.
+    pub fn hour(&self, metric: u32, hour: i64) -> Hour {
+        if self.forgotten(metric, hour) {
+            return Hour::Forgotten;
+        }
+        Hour::Noted(self.newest.get(&(metric, hour)).copied())
     }
 
     /// Forgets `metric`'s hours wholly before `cut`, where retention takes
@@ -109,9 +122,8 @@ impl Touches {
             .retain(|&(m, hour), _| m != metric || hour >= floor);
     }
 
-    /// Whether `metric`'s `hour` is forgotten: a read of it must not use
-    /// the cache, as an update may have reached it that is no longer noted.
-    pub fn forgotten(&self, metric: u32, hour: i64) -> bool {
+    /// Whether `metric`'s `hour` is forgotten.
+    fn forgotten(&self, metric: u32, hour: i64) -> bool {
         self.forgotten.get(&metric).is_some_and(|f| hour < *f)
     }
 
@@ -323,22 +335,27 @@ mod tests {
         touches.forget_before(0, 3 * HOUR + 1);
         assert_eq!(touches.len(), 7);
         for hour in 0..3 {
-            assert!(touches.forgotten(0, hour * HOUR), "hour {hour}");
-            assert_eq!(touches.newest(0, hour * HOUR), None);
-            assert!(!touches.forgotten(1, hour * HOUR), "metric 1, hour {hour}");
-            assert_eq!(touches.newest(1, hour * HOUR), Some(20));
+            assert_eq!(touches.hour(0, hour * HOUR), Hour::Forgotten, "hour {hour}");
+            assert_eq!(
+                touches.hour(1, hour * HOUR),
+                Hour::Noted(Some(20)),
+                "metric 1, hour {hour}"
+            );
         }
         for hour in 3..5 {
-            assert!(!touches.forgotten(0, hour * HOUR), "hour {hour}");
-            assert_eq!(touches.newest(0, hour * HOUR), Some(10 + hour as u64));
+            assert_eq!(
+                touches.hour(0, hour * HOUR),
+                Hour::Noted(Some(10 + hour as u64)),
+                "hour {hour}"
+            );
         }
         // An update to a forgotten hour (a retraction) is not kept.
         touches.touch((0, HOUR), 99);
-        assert_eq!(touches.newest(0, HOUR), None);
+        assert_eq!(touches.hour(0, HOUR), Hour::Forgotten);
         assert_eq!(touches.len(), 7);
         // A cut never moves back.
         touches.forget_before(0, HOUR);
-        assert!(touches.forgotten(0, 2 * HOUR));
+        assert_eq!(touches.hour(0, 2 * HOUR), Hour::Forgotten);
         assert_eq!(touches.len(), 7);
     }
 

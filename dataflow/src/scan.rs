@@ -27,7 +27,7 @@ use crate::hourly;
 use crate::measure::{self, MeasureRef};
 use crate::packed::{StateRef, Takers};
 use crate::query::{Answer, AsOf, Cell, Column, Filter, GroupKey, Query, SourceMark};
-use crate::query_cache::{QueryCache, Touches};
+use crate::query_cache::{Hour, QueryCache, Touches};
 use crate::rollup::{Dims, RollupKey};
 use crate::session;
 use crate::timebucket;
@@ -355,15 +355,9 @@ fn read_shard(
     let stored = groups.stored;
     let mut out = Vec::new();
     for hour in (*first..*end).step_by(hourly::HOUR_MS as usize) {
-        let (newest, forgotten) = {
-            let touches = traces.touches.borrow();
-            (
-                touches.newest(stored, hour),
-                touches.forgotten(stored, hour),
-            )
-        };
+        let noted = traces.touches.borrow().hour(stored, hour);
         let mut cache = traces.cache.borrow_mut();
-        if !forgotten {
+        if let Hour::Noted(newest) = noted {
             if let Some(kept) = cache.get(key, hour, newest, msg.as_of) {
                 out.extend(kept.iter().cloned());
                 continue;
@@ -373,7 +367,7 @@ fn read_shard(
         shard.read(&mut reading, &mut fresh, hour, hour + hourly::HOUR_MS)?;
         let fresh = fresh.finish();
         out.extend(fresh.iter().cloned());
-        if !forgotten {
+        if noted != Hour::Forgotten {
             cache.put(key, hour, msg.as_of, fresh);
         }
     }
