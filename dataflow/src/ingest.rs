@@ -373,8 +373,8 @@ pub struct Intake {
     bound: Option<Resume>,
     /// `bound` by the reader's partition index.
     bounds: Vec<Option<u64>>,
-    /// Records of partitions the reader found during a bounded read,
-    /// counted once their names are known.
+    /// Records of partitions the reader found during a read, counted once
+    /// it has returned and named them (the buffer is kept between reads).
     unplaced: Vec<(RecordAt, Vec<u8>)>,
 }
 
@@ -470,24 +470,33 @@ impl Intake {
         !self.rows.is_empty()
     }
 
+    /// Notes the partitions the reader has named since the last call: each
+    /// starts from its restored newest event time and, for a bounded read,
+    /// its bound.
+    fn place_partitions(&mut self) {
+        let names = self.reader.partitions();
+        place(
+            &mut self.partition_max,
+            &mut self.partition_seen,
+            &self.newest,
+            names,
+            names.len(),
+        );
+        if let Some(bound) = &self.bound {
+            let known = self.bounds.len();
+            self.bounds
+                .extend(names[known..].iter().map(|name| bound.get(name).copied()));
+        }
+    }
+
     /// Reads at most one batch; returns what the reader said and how many
     /// records were read.
     pub fn read(&mut self) -> (ReadState, usize) {
-        // Partitions new to the reader start from their restored newest event time.
-        while self.partition_max.len() < self.reader.partitions().len() {
-            let name = &self.reader.partitions()[self.partition_max.len()];
-            self.partition_max
-                .push(self.newest.get(name).copied().unwrap_or(i64::MIN));
-            self.partition_seen.push(i64::MIN);
-        }
-        if let Some(bound) = &self.bound {
-            let known = self.bounds.len();
-            self.bounds.extend(
-                self.reader.partitions()[known..]
-                    .iter()
-                    .map(|name| bound.get(name).copied()),
-            );
-        }
+        self.place_partitions();
+        // Records of partitions the reader finds during this read wait
+        // until it returns and names them: a restored partition's lateness
+        // goes on from its newest event time, which is found by name.
+        let known = self.partition_max.len();
         let mut read = 0usize;
         // Records counted: all those read, but for a bounded read only those
         // before the bound.
@@ -508,6 +517,7 @@ impl Intake {
                 rejected,
                 partition_max,
                 partition_seen,
+                newest,
                 late_ms,
                 late_by_metric,
                 bounds,
@@ -515,12 +525,16 @@ impl Intake {
                 bound,
                 ..
             } = &mut *self;
-            let mut count = |record: &[u8], at: RecordAt| {
+            // `names` names the partitions not placed yet, if `at`'s is one.
+            let mut count = |record: &[u8], at: RecordAt, names: &[String]| {
                 counted += 1;
-                if partition_max.len() <= at.partition {
-                    partition_max.resize(at.partition + 1, i64::MIN);
-                    partition_seen.resize(at.partition + 1, i64::MIN);
-                }
+                place(
+                    partition_max,
+                    partition_seen,
+                    newest,
+                    names,
+                    at.partition + 1,
+                );
                 partition_seen[at.partition] = now;
                 // Late means older than its partition's newest event minus the
                 // bound: a property of the input, not of timing, so reruns,
@@ -542,33 +556,27 @@ impl Intake {
             };
             let state = reader.read(batch, &mut |record, at| {
                 read += 1;
-                if !bounded {
-                    count(record, at);
-                } else if at.partition >= bounds.len() {
+                if at.partition >= known {
                     unplaced.push((at, record.to_vec()));
-                } else if bounds[at.partition].is_some_and(|end| at.position < end) {
-                    count(record, at);
+                } else if !bounded || bounds[at.partition].is_some_and(|end| at.position < end) {
+                    count(record, at, &[]);
                 }
             });
-            // Records of partitions found during the read, now that their names are known.
-            if bounded && !unplaced.is_empty() {
+            if !unplaced.is_empty() {
+                let names = reader.partitions();
                 if let Some(bound) = bound {
                     let known = bounds.len();
-                    bounds.extend(
-                        reader.partitions()[known..]
-                            .iter()
-                            .map(|name| bound.get(name).copied()),
-                    );
+                    bounds.extend(names[known..].iter().map(|name| bound.get(name).copied()));
                 }
                 placed.append(unplaced);
                 for (at, record) in placed.drain(..) {
-                    if bounds
-                        .get(at.partition)
-                        .copied()
-                        .flatten()
-                        .is_some_and(|end| at.position < end)
+                    // A record of a partition its reader does not name is
+                    // not counted (no reader gives one).
+                    let named = at.partition < names.len();
+                    if named
+                        && (!bounded || bounds[at.partition].is_some_and(|end| at.position < end))
                     {
-                        count(&record, at);
+                        count(&record, at, names);
                     }
                 }
             }
@@ -608,6 +616,26 @@ impl Intake {
             stats.finished.store(true, Ordering::Relaxed);
         }
         (state, read)
+    }
+}
+
+/// Grows the per-partition memories to `len` partitions, `names` naming
+/// them: a partition starts from its restored newest event time.
+fn place(
+    partition_max: &mut Vec<i64>,
+    partition_seen: &mut Vec<i64>,
+    newest: &std::collections::BTreeMap<String, i64>,
+    names: &[String],
+    len: usize,
+) {
+    while partition_max.len() < len {
+        let name = names.get(partition_max.len());
+        partition_max.push(
+            name.and_then(|n| newest.get(n))
+                .copied()
+                .unwrap_or(i64::MIN),
+        );
+        partition_seen.push(i64::MIN);
     }
 }
 
@@ -669,4 +697,111 @@ pub fn ingest<'scope>(
         }
     })
     .as_collection()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// A reader of scripted records that names each partition when it first
+    /// gives a record of it, as readers that take or find partitions while
+    /// they read do.
+    struct Scripted {
+        script: VecDeque<(&'static str, String)>,
+        names: Vec<String>,
+        positions: Vec<u64>,
+    }
+
+    impl RecordReader for Scripted {
+        fn read(&mut self, max: usize, record: &mut dyn FnMut(&[u8], RecordAt)) -> ReadState {
+            for _ in 0..max {
+                let Some((name, line)) = self.script.pop_front() else {
+                    break;
+                };
+                let partition = match self.names.iter().position(|n| n == name) {
+                    Some(p) => p,
+                    None => {
+                        self.names.push(name.to_string());
+                        self.positions.push(0);
+                        self.names.len() - 1
+                    }
+                };
+                let position = self.positions[partition];
+                self.positions[partition] += 1;
+                record(
+                    line.as_bytes(),
+                    RecordAt {
+                        partition,
+                        position,
+                    },
+                );
+            }
+            if self.script.is_empty() {
+                ReadState::Finished
+            } else {
+                ReadState::Busy
+            }
+        }
+
+        fn partitions(&self) -> &[String] {
+            &self.names
+        }
+
+        fn positions(&self) -> Vec<u64> {
+            self.positions.clone()
+        }
+    }
+
+    struct Nowhere;
+
+    impl DeadLetters for Nowhere {
+        fn put(&mut self, _: &str, _: &str, _: u64, _: &RecordError, _: &[u8]) {}
+    }
+
+    #[test]
+    fn a_partition_found_during_a_read_goes_on_from_its_restored_newest_event() {
+        let text = r#"
+            source s = file("x.jsonl") { time = ts as epoch_millis  late = 1m }
+            metric m from s { window tumbling 1m  measures { n = count() } }
+        "#;
+        let compiled = statflow_dsl::compile(text, None);
+        assert!(!compiled.has_errors(), "{:?}", compiled.diagnostics);
+        let plan = Arc::new(compiled.plan.unwrap());
+        let event = |ts: i64| format!(r#"{{"ts": {ts}}}"#);
+        // Partition `b` was read up to 10:00 before the restart: an event of
+        // 01:40 in it is late, one of 09:50 is not. `a` is new.
+        let script = [
+            ("a", event(0)),
+            ("b", event(100_000)),
+            ("b", event(590_000)),
+            ("a", event(1_000)),
+            ("c", event(5_000)),
+        ];
+        for batch in [1, 2, 10] {
+            let stats = Arc::new(SourceStats::default());
+            let mut intake = Intake::new(IngestSpec {
+                plan: Arc::clone(&plan),
+                source: 0,
+                reader: Box::new(Scripted {
+                    script: script.iter().cloned().collect(),
+                    names: Vec::new(),
+                    positions: Vec::new(),
+                }),
+                dead_letters: Box::new(Nowhere),
+                stats: Arc::clone(&stats),
+                batch,
+                flush_records: 1_000,
+                log: None,
+                newest: [("b".to_string(), 600_000)].into(),
+            });
+            while intake.read().0 != ReadState::Finished {}
+            assert_eq!(stats.records.load(Ordering::Relaxed), 5, "batch {batch}");
+            assert_eq!(stats.late.load(Ordering::Relaxed), 1, "batch {batch}");
+            let newest = intake.positions().newest;
+            let want = [("a", 1_000), ("b", 600_000), ("c", 5_000)];
+            let want: Vec<(String, i64)> = want.iter().map(|(n, t)| (n.to_string(), *t)).collect();
+            assert_eq!(newest, want, "batch {batch}");
+        }
+    }
 }
