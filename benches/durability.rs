@@ -968,9 +968,9 @@ mod pacing {
     /// second.
     pub fn readers(per_worker: f64) -> ReaderFactory {
         let inner = statflow::runtime::source::readers();
-        std::sync::Arc::new(move |source, worker, workers, resume| {
+        std::sync::Arc::new(move |source, seat| {
             Ok(Box::new(Paced {
-                inner: inner(source, worker, workers, resume)?,
+                inner: inner(source, seat)?,
                 per_second: per_worker,
                 started: Instant::now(),
                 read: 0,

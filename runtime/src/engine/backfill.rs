@@ -23,7 +23,7 @@ use statflow_dataflow::rollup::RollupKey;
 use statflow_dsl::{Plan, SourceKind, SourcePlan, StartPosition};
 use timely::dataflow::InputHandleVec;
 
-use super::ReaderFactory;
+use super::{ReaderFactory, ReaderSeat};
 use crate::checkpoint::BackfillState;
 
 /// Where the worker loop's own updates enter the rollup.
@@ -191,7 +191,15 @@ impl Backfills {
                     });
                     continue;
                 }
-                let reader = readers(&source, self.worker, self.workers, &resume)?;
+                // A backfill's readers read only up to their bounds, so each
+                // reads the slices that are its by worker index.
+                let seat = ReaderSeat {
+                    worker: self.worker,
+                    workers: self.workers,
+                    resume: &resume,
+                    slices: None,
+                };
+                let reader = readers(&source, &seat)?;
                 let stats = Arc::new(SourceStats::default());
                 let intake = Intake::new(IngestSpec {
                     plan: Arc::clone(&self.plan),

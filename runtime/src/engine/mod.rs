@@ -22,6 +22,7 @@ pub use backfill::unbackfillable_source;
 
 use crate::checkpoint::{CheckpointConfig, Restored};
 use crate::deadletter::DeadLetterFile;
+use crate::source::file::SlicePool;
 
 /// Keeps this process's memory in small pages: turns transparent huge
 /// pages off for it (Linux's `PR_SET_THP_DISABLE`), which mimalloc would
@@ -106,14 +107,25 @@ impl Default for EngineConfig {
     }
 }
 
-/// Makes a worker's reader of a source: `(source, worker index, workers,
-/// positions to resume from)`. The reader picks its own partitions' positions
-/// out of the resume map, which holds every partition's.
+/// Makes a worker's reader of a source, for the seat it is given.
 pub type ReaderFactory = Arc<
-    dyn Fn(&SourcePlan, usize, usize, &Resume) -> anyhow::Result<Box<dyn RecordReader>>
-        + Send
-        + Sync,
+    dyn Fn(&SourcePlan, &ReaderSeat<'_>) -> anyhow::Result<Box<dyn RecordReader>> + Send + Sync,
 >;
+
+/// Which share of a source one worker's reader reads.
+#[derive(Debug, Clone, Copy)]
+pub struct ReaderSeat<'a> {
+    /// The worker's index among all workers of the cluster.
+    pub worker: usize,
+    /// How many workers the cluster has.
+    pub workers: usize,
+    /// Every partition's position to resume from; the reader picks its own.
+    pub resume: &'a Resume,
+    /// For a file source read by a process's workers together, the pool of
+    /// slices they take from as they go; without one, a file's slices are
+    /// dealt out by worker index.
+    pub slices: Option<&'a Arc<SlicePool>>,
+}
 
 /// Why a query got no answer.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -244,6 +256,9 @@ pub struct Shared {
     /// The last checkpoint a clean stop takes: there when checkpoints are
     /// taken and the process runs alone.
     pub(crate) final_checkpoint: Option<checkpointing::FinalCheckpoint>,
+    /// Per source (by plan index), the slices this process's workers take
+    /// from when the source is a file.
+    pub(crate) slice_pools: Vec<Arc<SlicePool>>,
 }
 
 /// Counters of checkpointing in one process.
@@ -380,6 +395,8 @@ impl Engine {
             .cluster
             .as_ref()
             .map_or(1, |c| c.addresses.len().max(1));
+        let process = config.cluster.as_ref().map_or(0, |c| c.process);
+        let local = process * workers..(process + 1) * workers;
         let shared = Arc::new(Shared {
             plan: Arc::clone(&plan),
             workers: (0..workers)
@@ -403,7 +420,7 @@ impl Engine {
             shutdown: AtomicBool::new(false),
             error: Mutex::new(None),
             queries: AtomicU64::new(0),
-            process: config.cluster.as_ref().map_or(0, |c| c.process),
+            process,
             processes,
             threads: workers,
             checkpoints: CheckpointStats::default(),
@@ -413,12 +430,14 @@ impl Engine {
                 .sources
                 .iter()
                 .any(|s| matches!(s.kind, statflow_dsl::SourceKind::Telemetry))
-                .then(|| {
-                    let process = config.cluster.as_ref().map_or(0, |c| c.process);
-                    Arc::new(crate::telemetry::Hub::new(process, workers))
-                }),
+                .then(|| Arc::new(crate::telemetry::Hub::new(process, workers))),
             final_checkpoint: (config.checkpoints.is_some() && processes == 1)
                 .then(checkpointing::FinalCheckpoint::default),
+            slice_pools: plan
+                .sources
+                .iter()
+                .map(|_| Arc::new(SlicePool::new(local.clone(), workers * processes)))
+                .collect(),
         });
         let mut timely_config = match &config.cluster {
             None => timely::Config::process(workers),

@@ -28,7 +28,9 @@ use super::agreement::{agree, Setup};
 use super::backfill::Backfills;
 use super::checkpointing::{Checkpointer, Tracked};
 use super::retention::Retention;
-use super::{CompletionHistory, EngineConfig, QueryFailure, QueryRequest, ReaderFactory, Shared};
+use super::{
+    CompletionHistory, EngineConfig, QueryFailure, QueryRequest, ReaderFactory, ReaderSeat, Shared,
+};
 
 /// How many times a query is re-read at a newer epoch before giving up.
 const MAX_RETRIES: usize = 20;
@@ -92,7 +94,15 @@ pub(super) fn run(
             (SourceKind::Telemetry, Some(hub)) => {
                 Box::new(TelemetryReader::new(Arc::clone(hub), local)) as _
             }
-            _ => readers(source, index, peers, resume)?,
+            _ => {
+                let seat = ReaderSeat {
+                    worker: index,
+                    workers: peers,
+                    resume,
+                    slices: Some(&shared.slice_pools[i]),
+                };
+                readers(source, &seat)?
+            }
         };
         if let Some(last) = &shared.final_checkpoint {
             reader = last.reader(reader);

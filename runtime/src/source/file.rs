@@ -1,15 +1,20 @@
 //! The file source: JSON lines, cut into a fixed number of slices by byte
-//! range, the slices dealt out to workers.
+//! range, the slices shared out among workers.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::ops::Range;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use statflow_dataflow::ingest::{ReadState, RecordAt, RecordReader, Resume};
 
 /// Every file is cut into this many slices, whatever the number of workers,
 /// so that a checkpoint's positions (one per slice) can be handed to any
-/// number of workers on restart. Worker `w` of `n` reads slices `w, w+n, …`.
+/// number of workers on restart. The workers of one process share the
+/// slices that are theirs through a [`SlicePool`]; a reader opened alone
+/// (a backfill's) reads, as worker `w` of `n`, slices `w, w+n, …`.
 pub const SLICES: u64 = 64;
 
 /// The name of slice `i`, as checkpoints and the status endpoint show it.
@@ -29,6 +34,42 @@ fn slice_start(i: u64, len: u64) -> u64 {
     (u128::from(len) * u128::from(i) / u128::from(SLICES)) as u64
 }
 
+/// The slices of one file that the workers of one process read, handed out
+/// in file order, one at a time: a worker takes the next when it has read
+/// its last. A worker that runs faster reads more slices, so the workers
+/// finish together; dealt out by worker index, two workers on the e2e
+/// benchmark finished up to a third of the run apart.
+#[derive(Debug)]
+pub struct SlicePool {
+    slices: Vec<u64>,
+    next: AtomicUsize,
+}
+
+impl SlicePool {
+    /// The slices workers `local` of `workers` (indices in the cluster)
+    /// would read by worker index: those with `i % workers` in `local`.
+    pub fn new(local: Range<usize>, workers: usize) -> SlicePool {
+        let workers = workers.max(1) as u64;
+        SlicePool {
+            slices: (0..SLICES)
+                .filter(|i| local.contains(&((i % workers) as usize)))
+                .collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next slice nobody has taken, if any is left.
+    fn take(&self) -> Option<u64> {
+        let next = self.next.fetch_add(1, Ordering::Relaxed);
+        self.slices.get(next).copied()
+    }
+
+    /// True when slice `name` is one of the pool's.
+    fn holds(&self, name: &str) -> bool {
+        self.slices.iter().any(|i| slice_name(*i) == name)
+    }
+}
+
 struct Slice {
     /// Reading starts at the first line starting at or after this: the
     /// slice's first byte, or a checkpointed position.
@@ -39,13 +80,33 @@ struct Slice {
     position: Option<u64>,
 }
 
+impl Slice {
+    /// Slice `i` of a file of `len` bytes, resumed at its position in `resume`, if any.
+    fn new(i: u64, len: u64, resume: &Resume) -> (String, Slice) {
+        let name = slice_name(i);
+        let (start, end) = (slice_start(i, len), slice_start(i + 1, len));
+        let from = resume.get(&name).map_or(start, |p| (*p).clamp(start, end));
+        let slice = Slice {
+            from,
+            end,
+            position: (from == 0).then_some(0),
+        };
+        (name, slice)
+    }
+}
+
 /// Reads the lines of one file that start in this worker's slices. A line
 /// belongs to the slice whose byte range holds its first byte, so every line
 /// is read by exactly one worker.
 pub struct FileReader {
     reader: BufReader<File>,
+    /// The slices this reader has taken, and their names: all of its
+    /// slices from the start when they are dealt out by worker index.
     names: Vec<String>,
     slices: Vec<Slice>,
+    /// Where the next slice comes from, when the workers share a pool, with
+    /// what the slices it gives need to know.
+    pool: Option<Pooled>,
     /// The slice being read.
     current: usize,
     /// Where `reader` stands, when known.
@@ -53,9 +114,18 @@ pub struct FileReader {
     line: Vec<u8>,
 }
 
+struct Pooled {
+    pool: Arc<SlicePool>,
+    len: u64,
+    resume: Resume,
+    /// Set once the pool has given its last slice (to any reader).
+    drained: bool,
+}
+
 impl FileReader {
-    /// Opens `path` for worker `worker` of `workers`, resuming each slice at
-    /// its position in `resume` (a line start), if it has one.
+    /// Opens `path` for worker `worker` of `workers`, reading slices
+    /// `worker, worker + workers, …`, each resumed at its position in
+    /// `resume` (a line start), if it has one.
     pub fn open(
         path: &Path,
         worker: usize,
@@ -64,28 +134,71 @@ impl FileReader {
     ) -> std::io::Result<FileReader> {
         let file = File::open(path)?;
         let len = file.metadata()?.len();
-        let workers = workers.max(1) as u64;
-        let mut names = Vec::new();
-        let mut slices = Vec::new();
-        for i in (worker as u64..SLICES).step_by(workers as usize) {
-            let name = slice_name(i);
-            let (start, end) = (slice_start(i, len), slice_start(i + 1, len));
-            let from = resume.get(&name).map_or(start, |p| (*p).clamp(start, end));
-            names.push(name);
-            slices.push(Slice {
-                from,
-                end,
-                position: (from == 0).then_some(0),
-            });
-        }
-        Ok(FileReader {
+        let workers = workers.max(1);
+        let (names, slices) = (worker as u64..SLICES)
+            .step_by(workers)
+            .map(|i| Slice::new(i, len, resume))
+            .unzip();
+        Ok(FileReader::reading(file, names, slices, None))
+    }
+
+    /// Opens `path` to read the slices it takes from `pool`, one after the
+    /// other, each resumed at its position in `resume`, if it has one.
+    pub fn pooled(
+        path: &Path,
+        pool: Arc<SlicePool>,
+        resume: &Resume,
+    ) -> std::io::Result<FileReader> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        let pooled = Pooled {
+            pool,
+            len,
+            resume: resume.clone(),
+            drained: false,
+        };
+        Ok(FileReader::reading(
+            file,
+            Vec::new(),
+            Vec::new(),
+            Some(pooled),
+        ))
+    }
+
+    fn reading(
+        file: File,
+        names: Vec<String>,
+        slices: Vec<Slice>,
+        pool: Option<Pooled>,
+    ) -> FileReader {
+        FileReader {
             reader: BufReader::with_capacity(1 << 20, file),
             names,
             slices,
+            pool,
             current: 0,
             at: None,
             line: Vec::new(),
-        })
+        }
+    }
+
+    /// Takes the pool's next slice, if there is a pool and it has one left.
+    fn take_slice(&mut self) -> bool {
+        let Some(pooled) = self.pool.as_mut().filter(|p| !p.drained) else {
+            return false;
+        };
+        match pooled.pool.take() {
+            Some(i) => {
+                let (name, slice) = Slice::new(i, pooled.len, &pooled.resume);
+                self.names.push(name);
+                self.slices.push(slice);
+                true
+            }
+            None => {
+                pooled.drained = true;
+                false
+            }
+        }
     }
 
     /// Puts the reader at the current slice's next line; false when the slice is done.
@@ -162,7 +275,7 @@ fn with_line(
 impl RecordReader for FileReader {
     fn read(&mut self, max: usize, record: &mut dyn FnMut(&[u8], RecordAt)) -> ReadState {
         let mut left = max;
-        while self.current < self.slices.len() {
+        while self.current < self.slices.len() || self.take_slice() {
             match self.seek_slice() {
                 Ok(true) => {}
                 Ok(false) => {
@@ -228,6 +341,14 @@ impl RecordReader for FileReader {
 
     fn ends(&self) -> Vec<Option<u64>> {
         self.slices.iter().map(|s| Some(s.end)).collect()
+    }
+
+    /// A pooled reader may yet take any of its pool's slices.
+    fn owns(&self, partition: &str) -> bool {
+        match &self.pool {
+            Some(p) => p.pool.holds(partition),
+            None => self.names.iter().any(|n| n == partition),
+        }
     }
 }
 
@@ -325,6 +446,142 @@ mod tests {
         let mut want = expected;
         want.sort();
         assert_eq!(seen, want);
+    }
+
+    /// Reads with `readers` in turns, reader `r` reading `pace(r, turn)`
+    /// records a turn, until every one has finished or `turns` have passed.
+    fn read_in_turns(
+        readers: &mut [FileReader],
+        turns: usize,
+        pace: impl Fn(usize, usize) -> usize,
+    ) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut done = vec![false; readers.len()];
+        for turn in 0..turns {
+            if done.iter().all(|d| *d) {
+                break;
+            }
+            for (r, reader) in readers.iter_mut().enumerate() {
+                if !done[r] {
+                    let state = reader.read(pace(r, turn), &mut |l, _| {
+                        lines.push(String::from_utf8_lossy(l).into_owned())
+                    });
+                    done[r] = state == ReadState::Finished;
+                }
+            }
+        }
+        lines
+    }
+
+    fn pooled_readers(
+        path: &Path,
+        pool: &Arc<SlicePool>,
+        n: usize,
+        resume: &Resume,
+    ) -> Vec<FileReader> {
+        (0..n)
+            .map(|_| FileReader::pooled(path, Arc::clone(pool), resume).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn workers_taking_slices_from_a_pool_read_every_line_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut want = write_lines(&path, 997);
+        want.sort();
+        // One reader racing ahead, readers in step, one that reads a record
+        // a turn: alone, or as processes of two and of three threads.
+        let paces: [fn(usize, usize) -> usize; 3] = [
+            |r, _| if r == 0 { 1_000 } else { 1 },
+            |_, _| 7,
+            |r, turn| 1 + (r * 31 + turn * 17) % 50,
+        ];
+        for pace in paces {
+            for (processes, threads) in [(1, 1), (1, 2), (2, 2), (1, 3), (3, 3)] {
+                let workers = processes * threads;
+                let mut seen = Vec::new();
+                for process in 0..processes {
+                    let local = process * threads..(process + 1) * threads;
+                    let pool = Arc::new(SlicePool::new(local.clone(), workers));
+                    let mut readers = pooled_readers(&path, &pool, threads, &Resume::new());
+                    let lines = read_in_turns(&mut readers, usize::MAX, pace);
+                    // Every slice of the process's share was taken by one
+                    // reader and read to its end.
+                    let mut taken: Vec<String> = readers
+                        .iter()
+                        .flat_map(|r| r.partitions().to_vec())
+                        .collect();
+                    taken.sort();
+                    let share: Vec<String> = (0..SLICES)
+                        .filter(|i| local.contains(&((*i as usize) % workers)))
+                        .map(slice_name)
+                        .collect();
+                    assert_eq!(taken, share, "{processes} × {threads} workers");
+                    for reader in &readers {
+                        let ends = reader.ends().into_iter().map(Option::unwrap);
+                        assert!(reader
+                            .positions()
+                            .into_iter()
+                            .zip(ends)
+                            .all(|(p, e)| p >= e));
+                    }
+                    if threads > 1 && pace(0, 0) > pace(1, 0) * 100 {
+                        assert!(
+                            readers[0].partitions().len() > readers[1].partitions().len() * 4,
+                            "the faster reader takes more slices"
+                        );
+                    }
+                    seen.extend(lines);
+                }
+                seen.sort();
+                assert_eq!(seen, want, "{processes} × {threads} workers");
+            }
+        }
+    }
+
+    #[test]
+    fn pooled_positions_resume_on_any_number_of_workers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut want = write_lines(&path, 800);
+        want.sort();
+        // Three workers of one process read a while from their pool, one of
+        // them faster than the others, and their positions are kept.
+        let pool = Arc::new(SlicePool::new(0..3, 3));
+        let mut readers = pooled_readers(&path, &pool, 3, &Resume::new());
+        let mut seen = read_in_turns(&mut readers, 30, |r, _| 2 + r * 5);
+        assert!(!seen.is_empty() && seen.len() < want.len());
+        let mut resume = Resume::new();
+        for reader in &readers {
+            resume.extend(reader.partitions().iter().cloned().zip(reader.positions()));
+        }
+        // Slices no reader took are not in the positions, and start from the top.
+        assert!(resume.len() < SLICES as usize);
+        // Two processes of two workers go on from there: nothing is read
+        // twice or missed.
+        for process in 0..2 {
+            let pool = Arc::new(SlicePool::new(process * 2..process * 2 + 2, 4));
+            let mut readers = pooled_readers(&path, &pool, 2, &resume);
+            seen.extend(read_in_turns(&mut readers, usize::MAX, |r, _| 3 + r));
+        }
+        seen.sort();
+        assert_eq!(seen, want);
+    }
+
+    #[test]
+    fn a_pooled_reader_owns_every_slice_it_may_take() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        write_lines(&path, 10);
+        let pool = Arc::new(SlicePool::new(2..4, 4));
+        let reader = FileReader::pooled(&path, pool, &Resume::new()).unwrap();
+        assert!(reader.partitions().is_empty());
+        for i in 0..SLICES {
+            let theirs = i % 4 >= 2;
+            assert_eq!(reader.owns(&slice_name(i)), theirs, "slice {i}");
+        }
+        assert!(!reader.owns("stream-02"));
     }
 
     #[test]

@@ -51,21 +51,26 @@ pub fn readers() -> ReaderFactory {
     readers_with(SourceOptions::default())
 }
 
-/// The readers for a plan's sources: files split by byte range, the
+/// The readers for a plan's sources: files split by byte range (the slices
+/// taken from the seat's pool as the workers go, when it has one), the
 /// generator split by seed, Kafka partitions dealt out by a fixed hash.
 pub fn readers_with(options: SourceOptions) -> ReaderFactory {
-    Arc::new(move |source, worker, workers, resume| match &source.kind {
+    Arc::new(move |source, seat| match &source.kind {
         SourceKind::File(f) => {
-            let reader =
-                file::FileReader::open(std::path::Path::new(&f.path), worker, workers, resume)
-                    .with_context(|| {
-                        format!("cannot open {} for source `{}`", f.path, source.name)
-                    })?;
+            let path = std::path::Path::new(&f.path);
+            let reader = match seat.slices {
+                Some(pool) => file::FileReader::pooled(path, Arc::clone(pool), seat.resume),
+                None => file::FileReader::open(path, seat.worker, seat.workers, seat.resume),
+            }
+            .with_context(|| format!("cannot open {} for source `{}`", f.path, source.name))?;
             Ok(Box::new(reader) as Box<dyn statflow_dataflow::ingest::RecordReader>)
         }
-        SourceKind::Generator(g) => {
-            Ok(Box::new(paced::PacedGenerator::new(g, worker, workers, resume)) as _)
-        }
+        SourceKind::Generator(g) => Ok(Box::new(paced::PacedGenerator::new(
+            g,
+            seat.worker,
+            seat.workers,
+            seat.resume,
+        )) as _),
         SourceKind::Kafka(k) => {
             let env = std::env::var(kafka::config::BROKERS_ENV).ok();
             let brokers = kafka::config::brokers(
@@ -90,9 +95,9 @@ pub fn readers_with(options: SourceOptions) -> ReaderFactory {
                 &source.name,
                 k,
                 brokers,
-                worker,
-                workers,
-                resume,
+                seat.worker,
+                seat.workers,
+                seat.resume,
                 metadata,
             )?;
             Ok(Box::new(reader) as _)
