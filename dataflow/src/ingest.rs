@@ -63,7 +63,11 @@ pub trait RecordReader: 'static {
     /// Hands at most `max` records to `record`, each with where it was read.
     fn read(&mut self, max: usize, record: &mut dyn FnMut(&[u8], RecordAt)) -> ReadState;
 
-    /// The names of the partitions this reader owns, in a fixed order.
+    /// The names of the partitions this reader owns, in a fixed order. A
+    /// reader that takes or finds partitions as it runs appends them; best
+    /// before the read that gives a partition's first record, since the
+    /// intake copies and holds back the records of a partition named
+    /// during a read until the read returns.
     fn partitions(&self) -> &[String];
 
     /// For each partition (same order as [`partitions`](Self::partitions)),

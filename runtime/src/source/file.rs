@@ -143,7 +143,8 @@ impl FileReader {
     }
 
     /// Opens `path` to read the slices it takes from `pool`, one after the
-    /// other, each resumed at its position in `resume`, if it has one.
+    /// other, each resumed at its position in `resume`, if it has one; the
+    /// first is taken now.
     pub fn pooled(
         path: &Path,
         pool: Arc<SlicePool>,
@@ -157,12 +158,9 @@ impl FileReader {
             resume: resume.clone(),
             drained: false,
         };
-        Ok(FileReader::reading(
-            file,
-            Vec::new(),
-            Vec::new(),
-            Some(pooled),
-        ))
+        let mut reader = FileReader::reading(file, Vec::new(), Vec::new(), Some(pooled));
+        reader.take_slice();
+        Ok(reader)
     }
 
     fn reading(
@@ -179,6 +177,23 @@ impl FileReader {
             current: 0,
             at: None,
             line: Vec::new(),
+        }
+    }
+
+    /// Moves past the current slice. A pooled reader that has read its
+    /// last slice takes the next and says so: its lines are given from the
+    /// next read on, so that the slice is named before any of its records
+    /// (the intake holds a record back, copied, until its partition is named).
+    fn next_slice(&mut self) -> bool {
+        self.current += 1;
+        self.current == self.slices.len() && self.take_slice()
+    }
+
+    /// Reads nothing more, and takes no more slices.
+    fn stop(&mut self) {
+        self.current = self.slices.len();
+        if let Some(pooled) = &mut self.pool {
+            pooled.drained = true;
         }
     }
 
@@ -275,16 +290,18 @@ fn with_line(
 impl RecordReader for FileReader {
     fn read(&mut self, max: usize, record: &mut dyn FnMut(&[u8], RecordAt)) -> ReadState {
         let mut left = max;
-        while self.current < self.slices.len() || self.take_slice() {
+        while self.current < self.slices.len() {
             match self.seek_slice() {
                 Ok(true) => {}
                 Ok(false) => {
-                    self.current += 1;
+                    if self.next_slice() {
+                        return ReadState::Busy;
+                    }
                     continue;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the file source; stopping it");
-                    self.current = self.slices.len();
+                    self.stop();
                     break;
                 }
             }
@@ -316,12 +333,14 @@ impl RecordReader for FileReader {
                 Ok(0) => {
                     // The file is shorter than when it was opened.
                     self.slices[self.current].position = Some(self.slices[self.current].end);
-                    self.current += 1;
+                    if self.next_slice() {
+                        return ReadState::Busy;
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the file source; stopping it");
-                    self.current = self.slices.len();
+                    self.stop();
                 }
             }
         }
@@ -463,7 +482,10 @@ mod tests {
             }
             for (r, reader) in readers.iter_mut().enumerate() {
                 if !done[r] {
-                    let state = reader.read(pace(r, turn), &mut |l, _| {
+                    // A slice is named before any of its lines is given.
+                    let named = reader.partitions().len();
+                    let state = reader.read(pace(r, turn), &mut |l, at| {
+                        assert!(at.partition < named, "a slice taken during a read");
                         lines.push(String::from_utf8_lossy(l).into_owned())
                     });
                     done[r] = state == ReadState::Finished;
@@ -576,7 +598,11 @@ mod tests {
         write_lines(&path, 10);
         let pool = Arc::new(SlicePool::new(2..4, 4));
         let reader = FileReader::pooled(&path, pool, &Resume::new()).unwrap();
-        assert!(reader.partitions().is_empty());
+        assert_eq!(
+            reader.partitions(),
+            ["slice-02"],
+            "the first slice is taken at once"
+        );
         for i in 0..SLICES {
             let theirs = i % 4 >= 2;
             assert_eq!(reader.owns(&slice_name(i)), theirs, "slice {i}");
