@@ -267,6 +267,20 @@ mod parent {
                     seconds.join(" ")
                 );
             }
+            // The machine's speed drifts between rounds; a round's runs are
+            // close in time, so these ratios move less with it.
+            println!("each round's engine run against the same round's plain loop (events/s):");
+            for runs in &all[1..] {
+                let ratios: Vec<String> = all[0]
+                    .iter()
+                    .zip(runs)
+                    .map(|(plain, engine)| {
+                        let rate = |m: &Measured| m.events as f64 / m.seconds;
+                        format!("{:.2}×", rate(engine) / rate(plain))
+                    })
+                    .collect();
+                println!("  engine {}: {}", runs[0].workers, ratios.join(" "));
+            }
             println!();
         }
 
