@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use statflow_dataflow::ingest::{ReadState, RecordAt, RecordReader, Resume};
 
@@ -43,6 +43,9 @@ fn slice_start(i: u64, len: u64) -> u64 {
 pub struct SlicePool {
     slices: Vec<u64>,
     next: AtomicUsize,
+    /// The file's length as the first reader found it: every reader cuts
+    /// the slices at the same bytes, even if the file grows meanwhile.
+    len: OnceLock<u64>,
 }
 
 impl SlicePool {
@@ -55,6 +58,7 @@ impl SlicePool {
                 .filter(|i| local.contains(&((i % workers) as usize)))
                 .collect(),
             next: AtomicUsize::new(0),
+            len: OnceLock::new(),
         }
     }
 
@@ -118,7 +122,8 @@ struct Pooled {
     pool: Arc<SlicePool>,
     len: u64,
     resume: Resume,
-    /// Set once the pool has given its last slice (to any reader).
+    /// Set once the pool had no slice left for this reader, or the
+    /// reader stopped on an error.
     drained: bool,
 }
 
@@ -151,7 +156,8 @@ impl FileReader {
         resume: &Resume,
     ) -> std::io::Result<FileReader> {
         let file = File::open(path)?;
-        let len = file.metadata()?.len();
+        let found = file.metadata()?.len();
+        let len = *pool.len.get_or_init(|| found);
         let pooled = Pooled {
             pool,
             len,
@@ -495,6 +501,15 @@ mod tests {
         lines
     }
 
+    /// A file of `n` lines in a new directory, and its lines sorted.
+    fn sorted_lines(n: usize) -> (tempfile::TempDir, std::path::PathBuf, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut lines = write_lines(&path, n);
+        lines.sort();
+        (dir, path, lines)
+    }
+
     fn pooled_readers(
         path: &Path,
         pool: &Arc<SlicePool>,
@@ -508,10 +523,7 @@ mod tests {
 
     #[test]
     fn workers_taking_slices_from_a_pool_read_every_line_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.jsonl");
-        let mut want = write_lines(&path, 997);
-        want.sort();
+        let (_dir, path, want) = sorted_lines(997);
         // One reader racing ahead, readers in step, one that reads a record
         // a turn: alone, or as processes of two and of three threads.
         let paces: [fn(usize, usize) -> usize; 3] = [
@@ -564,10 +576,7 @@ mod tests {
 
     #[test]
     fn pooled_positions_resume_on_any_number_of_workers() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.jsonl");
-        let mut want = write_lines(&path, 800);
-        want.sort();
+        let (_dir, path, want) = sorted_lines(800);
         // Three workers of one process read a while from their pool, one of
         // them faster than the others, and their positions are kept.
         let pool = Arc::new(SlicePool::new(0..3, 3));
@@ -587,6 +596,27 @@ mod tests {
             let mut readers = pooled_readers(&path, &pool, 2, &resume);
             seen.extend(read_in_turns(&mut readers, usize::MAX, |r, _| 3 + r));
         }
+        seen.sort();
+        assert_eq!(seen, want);
+    }
+
+    #[test]
+    fn pooled_readers_cut_the_slices_where_the_first_found_them() {
+        let (_dir, path, want) = sorted_lines(500);
+        let pool = Arc::new(SlicePool::new(0..2, 2));
+        let first = FileReader::pooled(&path, Arc::clone(&pool), &Resume::new()).unwrap();
+        // The file grows before the second worker opens it: the lines
+        // added are not read (they were not there when reading began),
+        // and none of the others is read twice or missed.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        for i in 0..300 {
+            writeln!(f, "{{\"late\": {i}}}").unwrap();
+        }
+        let second = FileReader::pooled(&path, Arc::clone(&pool), &Resume::new()).unwrap();
+        let mut seen = read_in_turns(&mut [first, second], usize::MAX, |r, _| 3 + r);
         seen.sort();
         assert_eq!(seen, want);
     }
