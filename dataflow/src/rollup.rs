@@ -30,10 +30,24 @@ pub struct RollupKey {
 }
 
 /// The metric, then the bucket (its sign bit flipped, so that it orders as
-/// unsigned), as the derived order compares them first.
+/// unsigned), as the derived order compares them first; then the first two
+/// dimension values as far as 64 bits each tell their order
+/// ([`Value::sort_segment`]). A minute holds hundreds of groups, which the
+/// metric and bucket alone leave to whole-key comparisons.
 impl crate::chunker::SortPrefix for RollupKey {
-    fn sort_prefix(&self) -> u128 {
-        (u128::from(self.metric) << 64) | u128::from((self.bucket as u64) ^ (1 << 63))
+    fn sort_prefix(&self) -> crate::chunker::Prefix {
+        let head = (u128::from(self.metric) << 64) | u128::from((self.bucket as u64) ^ (1 << 63));
+        let mut dims = 0u128;
+        for (i, value) in self.dims.iter().take(2).enumerate() {
+            let (segment, exact) = value.sort_segment();
+            dims |= u128::from(segment) << (64 * (1 - i));
+            // Past a value its segment does not pin down, the next value's
+            // order means nothing: two keys tied so far are compared whole.
+            if !exact {
+                break;
+            }
+        }
+        (head, dims)
     }
 }
 

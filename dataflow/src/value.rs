@@ -34,6 +34,31 @@ impl Value {
         }
     }
 
+    /// 64 bits that order as the value does where they differ, and whether
+    /// equal bits mean equal values. The rank in the top byte; for text,
+    /// its first six bytes (zero after its end) and its length up to 7,
+    /// exact up to six bytes; `false` or `true`; numbers by rank alone
+    /// (whole and fractional numbers compare by value, which these bits do
+    /// not hold). A missing value, 0, orders first, as a shorter key does.
+    pub fn sort_segment(&self) -> (u64, bool) {
+        let rank = u64::from(self.rank()) << 56;
+        match self {
+            Value::Null => (rank, true),
+            Value::Bool(b) => (rank | u64::from(*b), true),
+            Value::Int(_) | Value::Float(_) => (rank, false),
+            Value::Str(s) => {
+                let bytes = s.as_bytes();
+                let head = bytes
+                    .iter()
+                    .take(6)
+                    .enumerate()
+                    .fold(0u64, |word, (i, b)| word | (u64::from(*b) << (48 - 8 * i)));
+                let len = bytes.len().min(7) as u64;
+                (rank | head | len, bytes.len() <= 6)
+            }
+        }
+    }
+
     /// The value as a number, if it is one.
     pub fn as_f64(&self) -> Option<f64> {
         match self {
