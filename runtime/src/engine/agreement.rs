@@ -118,26 +118,45 @@ pub fn agree(worker: &mut Worker, mine: Setup, shutdown: &AtomicBool) -> anyhow:
     });
     input.send(mine.clone());
     input.advance_to(1u64);
-    while probe.less_than(&1) {
+    wait_past(worker, &probe, 1, shutdown)?;
+    let differences = seen
+        .borrow()
+        .iter()
+        .map(|s| mine.differences(s))
+        .find(|d| !d.is_empty());
+    let Some(differences) = differences else {
+        return Ok(());
+    };
+    let message = format!(
+        "the processes of this cluster disagree: {}",
+        differences.join("; ")
+    );
+    // Every process finds the same disagreement. Say it now, then leave
+    // only once every process has compared too: one that left at once
+    // closed its connections while another still read the setups, which
+    // then saw only a peer gone.
+    tracing::error!("{message}");
+    input.advance_to(2u64);
+    wait_past(worker, &probe, 2, shutdown)?;
+    anyhow::bail!(message)
+}
+
+/// Steps `worker` until `probe` has passed `epoch`; an error when
+/// `shutdown` is set first.
+fn wait_past(
+    worker: &mut Worker,
+    probe: &ProbeHandle<u64>,
+    epoch: u64,
+    shutdown: &AtomicBool,
+) -> anyhow::Result<()> {
+    while probe.less_than(&epoch) {
         anyhow::ensure!(
             !shutdown.load(Ordering::SeqCst),
             "stopped while the processes compared their setups"
         );
         worker.step_or_park(Some(std::time::Duration::from_millis(20)));
     }
-    drop(input);
-    let seen = seen.borrow();
-    match seen
-        .iter()
-        .map(|s| mine.differences(s))
-        .find(|d| !d.is_empty())
-    {
-        Some(differences) => anyhow::bail!(
-            "the processes of this cluster disagree: {}",
-            differences.join("; ")
-        ),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 #[cfg(test)]
