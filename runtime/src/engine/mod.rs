@@ -489,6 +489,12 @@ impl Engine {
                 slot.get_or_insert_with(|| format!("worker {index}: {e:#}"));
                 worker_shared.shutdown.store(true, Ordering::SeqCst);
             }
+            // timely steps a worker whose closure has returned until all its
+            // dataflows finish, and the sources' never do: a worker that
+            // stopped on an error drops what it built, as a clean stop does.
+            for dataflow in worker.installed_dataflows() {
+                worker.drop_dataflow(dataflow);
+            }
         })
         .map_err(|e| anyhow::anyhow!("cannot start the workers: {e}"))?;
         Ok(Engine {
