@@ -574,12 +574,8 @@ impl Intake {
                 }
                 placed.append(unplaced);
                 for (at, record) in placed.drain(..) {
-                    // A record of a partition its reader does not name is
-                    // not counted (no reader gives one).
-                    let named = at.partition < names.len();
-                    if named
-                        && (!bounded || bounds[at.partition].is_some_and(|end| at.position < end))
-                    {
+                    let bound = bounds.get(at.partition).copied().flatten();
+                    if !bounded || bound.is_some_and(|end| at.position < end) {
                         count(&record, at, names);
                     }
                 }

@@ -490,8 +490,8 @@ impl Engine {
                 worker_shared.shutdown.store(true, Ordering::SeqCst);
             }
             // timely steps a worker whose closure has returned until all its
-            // dataflows finish, and the sources' never do: a worker that
-            // stopped on an error drops what it built, as a clean stop does.
+            // dataflows finish, and the sources' never do: a worker drops
+            // what it built, whether it stopped cleanly or on an error.
             for dataflow in worker.installed_dataflows() {
                 worker.drop_dataflow(dataflow);
             }

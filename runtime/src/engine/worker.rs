@@ -489,12 +489,10 @@ pub(super) fn run(
         let _ = request.reply.send(Err(QueryFailure::ShuttingDown));
     }
     // The sources never finish on their own (their epochs keep advancing), so
-    // the dataflows are dropped rather than drained.
+    // the dataflows are dropped rather than drained, by the engine's worker
+    // closure once this returns, whatever it returns.
     drop(query_input);
     drop(updates);
-    for dataflow in worker.installed_dataflows() {
-        worker.drop_dataflow(dataflow);
-    }
     Ok(())
 }
 
