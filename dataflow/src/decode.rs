@@ -1,7 +1,9 @@
 //! Reads only the fields a topology needs out of a JSON record, in one pass
 //! and without building a tree: a trie of the wanted paths steers a scanner
 //! over the bytes, which borrows strings from the record where it can and
-//! checks, without decoding, everything else.
+//! checks, without decoding, everything else. The top-level keys of the
+//! records read so far are remembered by their place ([`KeyMemo`]), so
+//! that most keys of a stream are recognised with one comparison.
 //!
 //! The scanner is hand-written because it runs on every byte of every event
 //! and is most of ingest's CPU: it reads the benchmark's events in well under
@@ -19,6 +21,7 @@
 //! is an error where a field is read and accepted elsewhere, as before.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
 use std::ops::Range;
 
@@ -79,6 +82,9 @@ impl Scalar<'_> {
 pub struct Selector {
     root: Node,
     paths: Vec<FieldPath>,
+    /// The top-level keys of the records read so far, by place: records
+    /// of one kind repeat their keys in one order.
+    memo: RefCell<KeyMemo>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -124,28 +130,26 @@ fn key_word(key: &[u8], room: &[u8]) -> u64 {
 }
 
 impl Node {
-    /// The child under `key`; `room` is as for [`key_word`]. Runs for every
-    /// key of every object that is read.
-    fn find(&self, key: &[u8], room: &[u8]) -> Option<&Child> {
+    /// The place of the child under `key`; `room` is as for [`key_word`].
+    /// Runs for every key of every object that is read.
+    fn find(&self, key: &[u8], room: &[u8]) -> Option<usize> {
         let word = key_word(key, room);
-        let same = |(w, (k, _)): &(&u64, &(String, Child))| {
-            **w == word && (key.len() < 8 || k.as_bytes() == key)
+        let same = |at: &usize| {
+            self.words.get(*at) == Some(&word)
+                && (key.len() < 8
+                    || self
+                        .children
+                        .get(*at)
+                        .is_some_and(|(k, _)| k.as_bytes() == key))
         };
         if self.slots.is_empty() {
-            return self
-                .words
-                .iter()
-                .zip(&self.children)
-                .find(same)
-                .map(|(_, (_, c))| c);
+            return (0..self.words.len()).find(same);
         }
         let slot = (word.wrapping_mul(self.multiplier) >> self.shift) as usize;
-        let at = usize::try_from(*self.slots.get(slot)?)
+        usize::try_from(*self.slots.get(slot)?)
             .ok()?
-            .checked_sub(1)?;
-        Some((self.words.get(at)?, self.children.get(at)?))
+            .checked_sub(1)
             .filter(same)
-            .map(|(_, (_, c))| c)
     }
 
     /// Gives every child's word a slot of its own, trying multipliers (odd
@@ -190,14 +194,16 @@ impl Node {
     /// it stays the benchmark's baseline: field names of one length are
     /// common (`game_id`, `user_id`, `seed_id`), so the first byte is
     /// compared before the whole name, which is a call to `memcmp`.
-    fn find_key(&self, key: &[u8]) -> Option<&Child> {
-        self.children
-            .iter()
-            .find(|(k, _)| {
-                let k = k.as_bytes();
-                k.len() == key.len() && k.first() == key.first() && k == key
-            })
-            .map(|(_, c)| c)
+    fn find_key(&self, key: &[u8]) -> Option<usize> {
+        self.children.iter().position(|(k, _)| {
+            let k = k.as_bytes();
+            k.len() == key.len() && k.first() == key.first() && k == key
+        })
+    }
+
+    /// The child at a place [`Node::find`] or [`Node::find_key`] gave.
+    fn child(&self, at: usize) -> Option<&Child> {
+        self.children.get(at).map(|(_, c)| c)
     }
 
     fn child_mut(&mut self, key: &str) -> &mut Child {
@@ -227,6 +233,8 @@ impl Selector {
         }
         let slot = self.paths.len();
         self.paths.push(path.clone());
+        // A key remembered as leading nowhere may lead to the new path.
+        *self.memo.get_mut() = KeyMemo::default();
         let mut node = &mut self.root;
         let (last, init) = match path.0.split_last() {
             Some(split) => split,
@@ -288,7 +296,8 @@ impl Selector {
         out: &mut [Option<Scalar<'a>>],
     ) -> Result<(), String> {
         assert_eq!(out.len(), self.paths.len(), "one slot per path");
-        match Scan::record(record, &self.root, out) {
+        let mut memo = self.memo.borrow_mut();
+        match Scan::record(record, &self.root, out, &mut memo) {
             Ok(()) => Ok(()),
             Err(fault) => Err(self.explain(record, fault)),
         }
@@ -393,6 +402,108 @@ impl Fault {
     }
 }
 
+/// The keys of the top-level object as the last records had them, by their
+/// place in it (first key, second, ...), two per place: a stream's records
+/// come in a few kinds, and those of one kind repeat their keys in one
+/// order. A key is recognised by comparing the bytes that follow its
+/// opening quote with the remembered key and its closing quote, 16 bytes at
+/// once, rather than by finding its end and looking it up.
+///
+/// Only keys of up to 15 bytes without escapes are remembered, with where
+/// the root's lookup led: bytes equal to such a key and its closing quote
+/// are that key, read as the scanner reads it, so a recognised key is read
+/// exactly as a looked-up one.
+#[derive(Debug, Clone, Default)]
+struct KeyMemo {
+    places: Vec<Place>,
+}
+
+/// Keys remembered past this many places are looked up as usual.
+const MEMO_PLACES: usize = 32;
+
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    guesses: [Guess; 2],
+    /// The guess that matched or was learned last; the other is replaced.
+    last: u8,
+}
+
+impl Default for Place {
+    fn default() -> Self {
+        Place {
+            guesses: [Guess::EMPTY; 2],
+            last: 0,
+        }
+    }
+}
+
+/// One remembered key: its bytes and closing quote, little-endian, under
+/// `mask`, and the root's child it leads to ([`Guess::NOT_SELECTED`]
+/// for none).
+#[derive(Debug, Clone, Copy)]
+struct Guess {
+    pattern: u128,
+    mask: u128,
+    len: u8,
+    child: u32,
+}
+
+impl Guess {
+    const NOT_SELECTED: u32 = u32::MAX;
+    /// Matches nothing: no bytes under an empty mask are 1.
+    const EMPTY: Guess = Guess {
+        pattern: 1,
+        mask: 0,
+        len: 0,
+        child: Guess::NOT_SELECTED,
+    };
+}
+
+impl KeyMemo {
+    /// The key remembered at `place` that `rest` (what follows the key's
+    /// opening quote) starts with: its length, and the root's child
+    /// ([`Guess::NOT_SELECTED`] for none).
+    #[inline(always)]
+    fn recall(&mut self, place: usize, rest: &[u8]) -> Option<(usize, u32)> {
+        let place = self.places.get_mut(place)?;
+        let word = u128::from_le_bytes(*rest.first_chunk::<16>()?);
+        let [first, second] = &place.guesses;
+        let (i, guess) = if word & first.mask == first.pattern {
+            (0, first)
+        } else if word & second.mask == second.pattern {
+            (1, second)
+        } else {
+            return None;
+        };
+        let found = (usize::from(guess.len), guess.child);
+        place.last = i;
+        Some(found)
+    }
+
+    /// Remembers `key`, which has no escape, at `place`, leading to the
+    /// root's `child`.
+    fn learn(&mut self, place: usize, key: &[u8], child: u32) {
+        if key.len() > 15 || place >= MEMO_PLACES {
+            return;
+        }
+        if self.places.len() <= place {
+            self.places.resize(place + 1, Place::default());
+        }
+        let mut bytes = [0u8; 16];
+        bytes[..key.len()].copy_from_slice(key);
+        bytes[key.len()] = b'"';
+        let place = &mut self.places[place];
+        let replaced = 1 - usize::from(place.last);
+        place.guesses[replaced] = Guess {
+            pattern: u128::from_le_bytes(bytes),
+            mask: u128::MAX >> (120 - 8 * key.len()),
+            len: key.len() as u8,
+            child,
+        };
+        place.last = replaced as u8;
+    }
+}
+
 type Scanned<T> = Result<T, Fault>;
 
 /// A string's bytes between its quotes.
@@ -441,7 +552,12 @@ struct Scan<'a, 'o> {
 
 impl<'a> Scan<'a, '_> {
     /// The whole record: one object and nothing but white space after it.
-    fn record(record: &'a [u8], root: &Node, out: &mut [Option<Scalar<'a>>]) -> Scanned<()> {
+    fn record(
+        record: &'a [u8],
+        root: &Node,
+        out: &mut [Option<Scalar<'a>>],
+        memo: &mut KeyMemo,
+    ) -> Scanned<()> {
         let text = std::str::from_utf8(record).map_err(|e| Fault {
             at: e.valid_up_to(),
             what: Problem::Utf8,
@@ -455,7 +571,7 @@ impl<'a> Scan<'a, '_> {
         if scan.next_token() != Some(b'{') {
             return Err(scan.fault(Problem::NotAnObject));
         }
-        scan.object(Some(root))?;
+        scan.object(Some(root), Some(memo))?;
         scan.skip_ws();
         if scan.pos != scan.bytes.len() {
             return Err(scan.fault(Problem::Trailing));
@@ -521,27 +637,28 @@ impl<'a> Scan<'a, '_> {
     }
 
     /// An object whose `{` is read; `node` says which keys to read, and
-    /// every other value is skipped.
-    fn object(&mut self, node: Option<&Node>) -> Scanned<()> {
+    /// every other value is skipped. `memo` is the top-level object's.
+    fn object(&mut self, node: Option<&Node>, mut memo: Option<&mut KeyMemo>) -> Scanned<()> {
         match self.next_token() {
             Some(b'}') => return Ok(()),
             Some(b'"') => {}
             _ => return Err(self.fault(Problem::ExpectedKey)),
         }
+        let mut place = 0;
         loop {
-            let key = self.string()?;
-            // The keys of an object that is read are decoded even where
-            // nothing below is selected, as serde_json's visitor did: an
-            // escape there must be a valid one.
-            let child = if key.escaped {
-                let key = self.unescaped_key(&key)?;
-                node.and_then(|n| n.find_key(key.as_bytes()))
-            } else {
-                node.and_then(|n| {
-                    let raw = &self.bytes[key.inner.clone()];
-                    n.find(raw, &self.bytes[key.inner.start..])
-                })
+            let recalled = match memo.as_deref_mut() {
+                Some(memo) => memo.recall(place, &self.bytes[self.pos..]),
+                None => None,
             };
+            let at = match recalled {
+                Some((len, at)) => {
+                    self.pos += len + 1;
+                    at
+                }
+                None => self.key(node, place, memo.as_deref_mut())?,
+            };
+            place += 1;
+            let child = node.and_then(|n| n.child(at as usize));
             self.colon()?;
             self.skip_ws();
             match child {
@@ -559,6 +676,35 @@ impl<'a> Scan<'a, '_> {
         }
     }
 
+    /// A key whose opening quote is read, up to and past its closing one:
+    /// the place of `node`'s child under it ([`Guess::NOT_SELECTED`] for
+    /// none). `memo` learns it as the key at `place`.
+    #[inline(always)]
+    fn key(
+        &mut self,
+        node: Option<&Node>,
+        place: usize,
+        memo: Option<&mut KeyMemo>,
+    ) -> Scanned<u32> {
+        let key = self.string()?;
+        // The keys of an object that is read are decoded even where
+        // nothing below is selected, as serde_json's visitor did: an
+        // escape there must be a valid one.
+        if key.escaped {
+            let key = self.unescaped_key(&key)?;
+            let at = node.and_then(|n| n.find_key(key.as_bytes()));
+            return Ok(at.map_or(Guess::NOT_SELECTED, |at| at as u32));
+        }
+        let raw = &self.bytes[key.inner.clone()];
+        let at = node
+            .and_then(|n| n.find(raw, &self.bytes[key.inner.start..]))
+            .map_or(Guess::NOT_SELECTED, |at| at as u32);
+        if let Some(memo) = memo {
+            memo.learn(place, raw, at);
+        }
+        Ok(at)
+    }
+
     /// A value on a selected path: into `slot` if it is a leaf, walked with
     /// `node` if it is an object and a branch. Scalars are decoded even on a
     /// branch, as serde_json's visitor did, so their errors are errors.
@@ -569,7 +715,7 @@ impl<'a> Scan<'a, '_> {
                 if let Some(slot) = slot {
                     self.out[slot] = Some(Scalar::Complex);
                 }
-                return self.object(node);
+                return self.object(node, None);
             }
             Some(b'[') => {
                 self.skip_value()?;
@@ -1087,7 +1233,7 @@ impl<'de: 'a, 'a> Visitor<'de> for ValueSeed<'_, '_, 'a> {
             out[slot] = Some(Scalar::Complex);
         }
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            match node.and_then(|n| n.find_key(key.as_bytes())) {
+            match node.and_then(|n| n.child(n.find_key(key.as_bytes())?)) {
                 Some(child) => map.next_value_seed(ValueSeed {
                     node: child.node.as_ref(),
                     slot: child.slot,

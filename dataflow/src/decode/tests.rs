@@ -137,6 +137,18 @@ fn messages_are_serde_json_s() {
 }
 
 #[test]
+fn a_path_added_after_records_were_read_is_read() {
+    let mut s = selector(&["a"]);
+    let mut out = Vec::new();
+    let record = br#"{"b": 1, "a": 2, "c": 3}"#;
+    s.extract(record, &mut out).unwrap();
+    s.extract(record, &mut out).unwrap();
+    s.add(&FieldPath::parse("b"));
+    s.extract(record, &mut out).unwrap();
+    assert_eq!(out, vec![Some(Scalar::Int(2)), Some(Scalar::Int(1))]);
+}
+
+#[test]
 fn the_last_of_duplicate_keys_wins_slot_by_slot() {
     let s = selector(&["p", "p.q", "a"]);
     let mut out = Vec::new();
@@ -744,6 +756,92 @@ mod generated {
                 (Some(Scalar::Float(x)), Some(Scalar::Float(y))) => x.to_bits() == y.to_bits(),
                 _ => a == b,
             })
+    }
+
+    /// Keys for streams of records: [`KEYS`] and longer ones, up to and
+    /// past the 15 bytes a remembered key may have, some alike in all but
+    /// their last byte.
+    const STREAM_KEYS: &[&str] = &[
+        "a",
+        "ab",
+        "é",
+        "k\"q",
+        "",
+        "abcdefgh",
+        "reward_type",
+        "reward_typ",
+        "abcdefghijklmn",
+        "abcdefghijklmno",
+        "abcdefghijklmnp",
+        "abcdefghijklmnop",
+    ];
+
+    /// One selector reading a stream of records, whose top-level keys come
+    /// in a few orders that now and then change, reads each record as a
+    /// new selector reads it alone: what it remembers of earlier records'
+    /// keys changes nothing.
+    #[test]
+    fn a_stream_of_records_is_read_as_each_record_alone() {
+        let mut rng = StdRng::seed_from_u64(17);
+        let pick = |rng: &mut StdRng| STREAM_KEYS[rng.random_range(0..STREAM_KEYS.len())];
+        let mut recognised_kinds = 0;
+        for _ in 0..300 {
+            let mut paths: Vec<Vec<String>> = Vec::new();
+            for _ in 0..rng.random_range(1..6) {
+                let path: Vec<String> = (0..rng.random_range(1..3))
+                    .map(|_| pick(&mut rng).to_string())
+                    .collect();
+                if !paths.contains(&path) {
+                    paths.push(path);
+                }
+            }
+            let streamed = selector_of(&paths);
+            let kinds: Vec<Vec<&str>> = (0..rng.random_range(1..4))
+                .map(|_| {
+                    (0..rng.random_range(1..9))
+                        .map(|_| pick(&mut rng))
+                        .collect()
+                })
+                .collect();
+            let mut last_kind = None;
+            for _ in 0..60 {
+                let kind = rng.random_range(0..kinds.len());
+                let mut keys = kinds[kind].clone();
+                if rng.random_bool(0.2) {
+                    let at = rng.random_range(0..=keys.len());
+                    keys.insert(at, pick(&mut rng));
+                }
+                if rng.random_bool(0.1) && keys.len() > 1 {
+                    let (i, j) = (
+                        rng.random_range(0..keys.len()),
+                        rng.random_range(0..keys.len()),
+                    );
+                    keys.swap(i, j);
+                }
+                recognised_kinds += usize::from(last_kind == Some(kind));
+                last_kind = Some(kind);
+                let root = Json::Object(
+                    keys.iter()
+                        .map(|k| (k.to_string(), json(&mut rng, 2)))
+                        .collect(),
+                );
+                let mut text = String::new();
+                write(&root, &mut rng, &mut text);
+                let record = text.as_bytes();
+
+                let (mut got, mut want) = (Vec::new(), Vec::new());
+                let read = streamed.extract(record, &mut got);
+                let alone = selector_of(&paths).extract(record, &mut want);
+                assert_eq!(read, alone, "{text}\n{paths:?}");
+                if read.is_ok() {
+                    assert!(same(&got, &want), "{text}\n{paths:?}\n{got:?}\n{want:?}");
+                    let expected = reference(&root, &paths).expect("a record that reads");
+                    assert!(same_content(&got, &expected), "{text}\n{paths:?}");
+                }
+            }
+        }
+        // Records of the kind before them, whose keys can be recognised.
+        assert!(recognised_kinds > 5_000, "{recognised_kinds}");
     }
 
     #[test]
