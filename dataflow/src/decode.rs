@@ -2,7 +2,7 @@
 //! and without building a tree: a trie of the wanted paths steers a scanner
 //! over the bytes, which borrows strings from the record where it can and
 //! checks, without decoding, everything else. The top-level keys of the
-//! records read so far are remembered by their place ([`KeyMemo`]), so
+//! records read so far are remembered by their place (`KeyMemo`), so
 //! that most keys of a stream are recognised with one comparison.
 //!
 //! The scanner is hand-written because it runs on every byte of every event
