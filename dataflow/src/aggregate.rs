@@ -365,9 +365,17 @@ fn encoded<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// A number in billionths, rounded to the nearest. The whole part is
 /// converted on its own so that large values lose nothing to `v * 1e9`.
+///
+/// Every `sum` and `avg` of every event comes here: below nine billion,
+/// the usual case, the same arithmetic is done in 64 bits, where it cannot
+/// overflow and casts from `f64` are one instruction rather than a call.
 pub fn to_fixed(v: f64) -> i128 {
     let whole = v.trunc();
-    (whole as i128) * 1_000_000_000 + ((v - whole) * SUM_SCALE).round() as i128
+    let fraction = ((v - whole) * SUM_SCALE).round();
+    if whole.abs() < 9e9 {
+        return i128::from((whole as i64) * 1_000_000_000 + fraction as i64);
+    }
+    (whole as i128) * 1_000_000_000 + fraction as i128
 }
 
 /// Billionths back to a number.
@@ -506,6 +514,41 @@ pub(crate) mod tests {
     use statflow_dsl::FieldPath;
 
     use every_kind as kinds;
+
+    /// Billionths in 128 bits throughout, as `to_fixed` computes them
+    /// past its 64-bit range.
+    fn to_fixed_wide(v: f64) -> i128 {
+        let whole = v.trunc();
+        (whole as i128) * 1_000_000_000 + ((v - whole) * SUM_SCALE).round() as i128
+    }
+
+    #[test]
+    fn billionths_in_64_bits_are_those_in_128() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let mut values = vec![
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1e-10,
+            -1e-10,
+            0.9999999999,
+            8.999999999e9,
+        ];
+        for edge in [9e9, 9.223e9, 1e18, 1e30, f64::MAX] {
+            for v in [edge, edge.next_down(), edge.next_up()] {
+                values.extend([v, -v]);
+            }
+        }
+        for _ in 0..100_000 {
+            let magnitude = 10f64.powi(rng.random_range(-12..20));
+            values.push(rng.random_range(-1.0..1.0) * magnitude);
+        }
+        for v in values {
+            assert_eq!(to_fixed(v), to_fixed_wide(v), "{v:e}");
+        }
+    }
 
     /// One measure of each kind, on a field `x`.
     pub(crate) fn every_kind() -> Vec<MeasureKind> {
