@@ -275,7 +275,9 @@ impl SourceDecoder {
             let key = &mut scratch.key;
             key.metric = metric.index + late_offset;
             key.bucket = ts.div_euclid(metric.step) * metric.step;
-            key.dims.resize(metric.dims.len(), Value::Null);
+            if key.dims.len() != metric.dims.len() {
+                key.dims.resize(metric.dims.len(), Value::Null);
+            }
             for (value, slot) in key.dims.iter_mut().zip(&metric.dims) {
                 set_value(value, slots[*slot].as_ref());
             }
@@ -519,6 +521,12 @@ fn never_matches() -> Regex {
 
 fn compare(value: &Scalar<'_>, cmp: Comparison, lit: &Literal) -> bool {
     use std::cmp::Ordering;
+    // Most `where`s test text for equality, which differing lengths settle
+    // without comparing bytes.
+    if let (Scalar::Str(s), Literal::String(l), Comparison::Eq | Comparison::Ne) = (value, lit, cmp)
+    {
+        return (s.as_ref() == l.as_str()) == (cmp == Comparison::Eq);
+    }
     let ordering: Option<Ordering> = match (value, lit) {
         (Scalar::Str(s), Literal::String(l)) => Some(s.as_ref().cmp(l.as_str())),
         (Scalar::Int(_) | Scalar::Float(_), Literal::Number(l)) => {
@@ -551,6 +559,41 @@ mod tests {
         let plan = compiled.plan.unwrap();
         let d = SourceDecoder::new(&plan, &plan.sources[0]);
         (plan, d)
+    }
+
+    #[test]
+    fn text_compares_with_a_literal_as_it_orders() {
+        use std::cmp::Ordering;
+        let all = [
+            Comparison::Eq,
+            Comparison::Ne,
+            Comparison::Lt,
+            Comparison::Le,
+            Comparison::Gt,
+            Comparison::Ge,
+        ];
+        let texts = ["", "reward", "rewarc", "rewards", "rew", "bet", "é"];
+        for (a, b) in texts.iter().flat_map(|a| texts.iter().map(move |b| (a, b))) {
+            let value = Scalar::Str(std::borrow::Cow::Borrowed(a));
+            let lit = Literal::String(b.to_string());
+            for cmp in all {
+                let o = a.cmp(b);
+                let expected = match cmp {
+                    Comparison::Eq => o == Ordering::Equal,
+                    Comparison::Ne => o != Ordering::Equal,
+                    Comparison::Lt => o == Ordering::Less,
+                    Comparison::Le => o != Ordering::Greater,
+                    Comparison::Gt => o == Ordering::Greater,
+                    Comparison::Ge => o != Ordering::Less,
+                };
+                assert_eq!(compare(&value, cmp, &lit), expected, "{a:?} {cmp:?} {b:?}");
+            }
+            // Text is unequal to a number and unordered with it.
+            let number = Literal::Number(1.0);
+            for cmp in all {
+                assert_eq!(compare(&value, cmp, &number), cmp == Comparison::Ne);
+            }
+        }
     }
 
     const TOPO: &str = r#"
