@@ -406,13 +406,15 @@ impl Fault {
 /// place in it (first key, second, ...), two per place: a stream's records
 /// come in a few kinds, and those of one kind repeat their keys in one
 /// order. A key is recognised by comparing the bytes that follow its
-/// opening quote with the remembered key and its closing quote, 16 bytes at
-/// once, rather than by finding its end and looking it up.
+/// opening quote with the remembered key, its closing quote and the colon
+/// after it, 16 bytes at once, rather than by finding its end, looking it
+/// up and reading the colon.
 ///
-/// Only keys of up to 15 bytes without escapes are remembered, with where
-/// the root's lookup led: bytes equal to such a key and its closing quote
-/// are that key, read as the scanner reads it, so a recognised key is read
-/// exactly as a looked-up one.
+/// Only keys of up to 14 bytes without escapes are remembered, with where
+/// the root's lookup led: bytes equal to such a key, its closing quote and
+/// a colon are that key and its colon, read as the scanner reads them, so a
+/// recognised key is read exactly as a looked-up one. (Records with white
+/// space before their colons are read as usual.)
 #[derive(Debug, Clone, Default)]
 struct KeyMemo {
     places: Vec<Place>,
@@ -437,8 +439,8 @@ impl Default for Place {
     }
 }
 
-/// One remembered key: its bytes and closing quote, little-endian, under
-/// `mask`, and the root's child it leads to ([`Guess::NOT_SELECTED`]
+/// One remembered key: its bytes, closing quote and colon, little-endian,
+/// under `mask`, and the root's child it leads to ([`Guess::NOT_SELECTED`]
 /// for none).
 #[derive(Debug, Clone, Copy)]
 struct Guess {
@@ -461,8 +463,8 @@ impl Guess {
 
 impl KeyMemo {
     /// The key remembered at `place` that `rest` (what follows the key's
-    /// opening quote) starts with: its length, and the root's child
-    /// ([`Guess::NOT_SELECTED`] for none).
+    /// opening quote) starts with, and its colon: its length, and the root's
+    /// child ([`Guess::NOT_SELECTED`] for none).
     #[inline(always)]
     fn recall(&mut self, place: usize, rest: &[u8]) -> Option<(usize, u32)> {
         let place = self.places.get_mut(place)?;
@@ -481,9 +483,9 @@ impl KeyMemo {
     }
 
     /// Remembers `key`, which has no escape, at `place`, leading to the
-    /// root's `child`.
+    /// root's `child`: recalled only where its colon comes right after it.
     fn learn(&mut self, place: usize, key: &[u8], child: u32) {
-        if key.len() > 15 || place >= MEMO_PLACES {
+        if key.len() > 14 || place >= MEMO_PLACES {
             return;
         }
         if self.places.len() <= place {
@@ -492,11 +494,12 @@ impl KeyMemo {
         let mut bytes = [0u8; 16];
         bytes[..key.len()].copy_from_slice(key);
         bytes[key.len()] = b'"';
+        bytes[key.len() + 1] = b':';
         let place = &mut self.places[place];
         let replaced = 1 - usize::from(place.last);
         place.guesses[replaced] = Guess {
             pattern: u128::from_le_bytes(bytes),
-            mask: u128::MAX >> (120 - 8 * key.len()),
+            mask: u128::MAX >> (112 - 8 * key.len()),
             len: key.len() as u8,
             child,
         };
@@ -652,14 +655,17 @@ impl<'a> Scan<'a, '_> {
             };
             let at = match recalled {
                 Some((len, at)) => {
-                    self.pos += len + 1;
+                    self.pos += len + 2;
                     at
                 }
-                None => self.key(node, place, memo.as_deref_mut())?,
+                None => {
+                    let at = self.key(node, place, memo.as_deref_mut())?;
+                    self.colon()?;
+                    at
+                }
             };
             place += 1;
             let child = node.and_then(|n| n.child(at as usize));
-            self.colon()?;
             self.skip_ws();
             match child {
                 Some(child) => self.value(child.node.as_ref(), child.slot)?,

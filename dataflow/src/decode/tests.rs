@@ -759,7 +759,7 @@ mod generated {
     }
 
     /// Keys for streams of records: [`KEYS`] and longer ones, up to and
-    /// past the 15 bytes a remembered key may have, some alike in all but
+    /// past the 14 bytes a remembered key may have, some alike in all but
     /// their last byte.
     const STREAM_KEYS: &[&str] = &[
         "a",
