@@ -365,6 +365,8 @@ fn encoded<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// A number in billionths, rounded to the nearest. The whole part is
 /// converted on its own so that large values lose nothing to `v * 1e9`.
+/// Past what 128 bits of billionths hold (about 1.7 × 10²⁹), the largest
+/// or smallest they hold.
 ///
 /// Every `sum` and `avg` of every event comes here: below nine billion,
 /// the usual case, the same arithmetic is done in 64 bits, where it cannot
@@ -375,7 +377,9 @@ pub fn to_fixed(v: f64) -> i128 {
     if whole.abs() < 9e9 {
         return i128::from((whole as i64) * 1_000_000_000 + fraction as i64);
     }
-    (whole as i128) * 1_000_000_000 + fraction as i128
+    (whole as i128)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(fraction as i128)
 }
 
 /// Billionths back to a number.
@@ -515,11 +519,13 @@ pub(crate) mod tests {
 
     use every_kind as kinds;
 
-    /// Billionths in 128 bits throughout, as `to_fixed` computes them
-    /// past its 64-bit range.
+    /// Billionths in 128 bits throughout (held to what they can hold), as
+    /// `to_fixed` computes them past its 64-bit range.
     fn to_fixed_wide(v: f64) -> i128 {
         let whole = v.trunc();
-        (whole as i128) * 1_000_000_000 + ((v - whole) * SUM_SCALE).round() as i128
+        (whole as i128)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(((v - whole) * SUM_SCALE).round() as i128)
     }
 
     #[test]
@@ -548,6 +554,8 @@ pub(crate) mod tests {
         for v in values {
             assert_eq!(to_fixed(v), to_fixed_wide(v), "{v:e}");
         }
+        assert_eq!(to_fixed(f64::MAX), i128::MAX);
+        assert_eq!(to_fixed(-1e30), i128::MIN);
     }
 
     /// One measure of each kind, on a field `x`.
