@@ -538,20 +538,7 @@ fn compare(value: &Scalar<'_>, cmp: Comparison, lit: &Literal) -> bool {
     match ordering {
         // Values of another type are unequal to the literal and unordered with it.
         None => cmp == Comparison::Ne,
-        Some(o) => holds(cmp, o),
-    }
-}
-
-/// Whether a value that orders `o` against a literal passes `cmp`.
-fn holds(cmp: Comparison, o: std::cmp::Ordering) -> bool {
-    use std::cmp::Ordering;
-    match cmp {
-        Comparison::Eq => o == Ordering::Equal,
-        Comparison::Ne => o != Ordering::Equal,
-        Comparison::Lt => o == Ordering::Less,
-        Comparison::Le => o != Ordering::Greater,
-        Comparison::Gt => o == Ordering::Greater,
-        Comparison::Ge => o != Ordering::Less,
+        Some(o) => cmp.holds(o),
     }
 }
 
@@ -582,7 +569,7 @@ mod tests {
             let value = Scalar::Str(std::borrow::Cow::Borrowed(a));
             let lit = Literal::String(b.to_string());
             for cmp in all {
-                let expected = holds(cmp, a.cmp(b));
+                let expected = cmp.holds(a.cmp(b));
                 assert_eq!(compare(&value, cmp, &lit), expected, "{a:?} {cmp:?} {b:?}");
             }
             // Text is unequal to a number and unordered with it.

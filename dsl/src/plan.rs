@@ -512,6 +512,19 @@ impl Comparison {
             Comparison::Ge => ">=",
         }
     }
+
+    /// Whether a value that orders `o` against the literal passes.
+    pub fn holds(self, o: std::cmp::Ordering) -> bool {
+        use std::cmp::Ordering;
+        match self {
+            Comparison::Eq => o == Ordering::Equal,
+            Comparison::Ne => o != Ordering::Equal,
+            Comparison::Lt => o == Ordering::Less,
+            Comparison::Le => o != Ordering::Greater,
+            Comparison::Gt => o == Ordering::Greater,
+            Comparison::Ge => o != Ordering::Less,
+        }
+    }
 }
 
 /// A checked `where` predicate.
